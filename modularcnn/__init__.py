@@ -1,0 +1,16 @@
+"""modularcnn: Keras-style convolutional networks in plain, vectorised, readable NumPy.
+
+>>> from modularcnn import Net
+>>> from modularcnn.layers import Convolutional, MaxPooling, Flatten, Dense
+"""
+
+from . import activations, initializers, layers
+from .errors import ModelFileError, ShapeError
+from .gradcheck import GradientCheckError, gradcheck
+from .net import Net
+from .version import __version__
+
+__all__ = [
+    "Net", "layers", "activations", "initializers", "gradcheck", "GradientCheckError",
+    "ModelFileError", "ShapeError", "__version__",
+]

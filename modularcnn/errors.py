@@ -1,0 +1,13 @@
+"""The library's own exception types.
+
+Every error a user can cause with bad input is a ``ValueError`` (or a subclass of it), so that a single
+``except ValueError`` catches all of them, while the subclasses let callers tell the kinds apart.
+"""
+
+
+class ModelFileError(ValueError):
+    """A model or weights file that cannot be read: damaged, truncated, of a future version, or unknown."""
+
+
+class ShapeError(ValueError):
+    """An array or a layer whose shape does not fit where it is used."""

@@ -1,0 +1,218 @@
+"""Weight initialisers: ``f(shape, rng, dtype) -> array``.
+
+Any callable with that signature works wherever an initialiser is expected; the classes here are the
+usual ones, by name as in Keras (``"he_normal"``, ``"glorot_uniform"``, …). ``rng`` is a
+``numpy.random.Generator``: the network hands its own, seeded one to every layer, so the same seed gives
+the same weights.
+
+Fans follow Keras: a dense kernel ``(in, out)`` has ``fan_in = in``; a convolution kernel
+``(*K, in, out)`` has ``fan_in = prod(K) * in`` and ``fan_out = prod(K) * out``.
+"""
+
+import math
+
+import numpy as np
+
+
+def compute_fans(shape):
+    """``(fan_in, fan_out)`` of a weight array of the given shape."""
+    shape = tuple(shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive_field = math.prod(shape[:-2])
+    return shape[-2] * receptive_field, shape[-1] * receptive_field
+
+
+class Initializer:
+    """Base class: subclasses implement ``__call__(shape, rng, dtype)``."""
+
+    def __call__(self, shape, rng, dtype=np.float32):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Zeros(Initializer):
+    """All zeros."""
+
+    def __call__(self, shape, rng=None, dtype=np.float32):
+        return np.zeros(shape, dtype=dtype)
+
+
+class Ones(Initializer):
+    """All ones."""
+
+    def __call__(self, shape, rng=None, dtype=np.float32):
+        return np.ones(shape, dtype=dtype)
+
+
+class Constant(Initializer):
+    """Every element equal to ``value``."""
+
+    def __init__(self, value=0.0):
+        self.value = float(value)
+
+    def __call__(self, shape, rng=None, dtype=np.float32):
+        return np.full(shape, self.value, dtype=dtype)
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+class RandomNormal(Initializer):
+    """Normal distribution with the given ``mean`` and ``stddev``."""
+
+    def __init__(self, stddev=0.05, mean=0.0):
+        self.stddev = float(stddev)
+        self.mean = float(mean)
+
+    def __call__(self, shape, rng, dtype=np.float32):
+        return rng.normal(self.mean, self.stddev, size=shape).astype(dtype)
+
+    def get_config(self):
+        return {"stddev": self.stddev, "mean": self.mean}
+
+
+class RandomUniform(Initializer):
+    """Uniform on ``[-limit, limit]``."""
+
+    def __init__(self, limit=0.05):
+        self.limit = float(limit)
+
+    def __call__(self, shape, rng, dtype=np.float32):
+        return rng.uniform(-self.limit, self.limit, size=shape).astype(dtype)
+
+    def get_config(self):
+        return {"limit": self.limit}
+
+
+def truncated_normal(shape, stddev, rng):
+    """Normal(0, stddev) redrawn until every value lies within two standard deviations."""
+    values = rng.standard_normal(size=shape)
+    outside = np.abs(values) > 2
+    while np.any(outside):
+        values[outside] = rng.standard_normal(size=int(outside.sum()))
+        outside = np.abs(values) > 2
+    return values * stddev
+
+
+class VarianceScaling(Initializer):
+    """Variance ``scale / n`` with ``n`` = fan_in, fan_out or their mean (the family of He/Glorot/LeCun).
+
+    ``distribution="truncated_normal"`` draws within two standard deviations and corrects the spread
+    for the truncation (as Keras does); ``"uniform"`` draws from ``[-sqrt(3 * var), sqrt(3 * var)]``.
+    """
+
+    # Standard deviation of a unit normal truncated to [-2, 2].
+    TRUNCATION_CORRECTION = 0.87962566103423978
+
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal"):
+        if mode not in ("fan_in", "fan_out", "fan_avg"):
+            raise ValueError(f"mode must be 'fan_in', 'fan_out' or 'fan_avg', got {mode!r}")
+        if distribution not in ("truncated_normal", "uniform"):
+            raise ValueError(f"distribution must be 'truncated_normal' or 'uniform', got {distribution!r}")
+        self.scale = float(scale)
+        self.mode = mode
+        self.distribution = distribution
+
+    def __call__(self, shape, rng, dtype=np.float32):
+        fan_in, fan_out = compute_fans(shape)
+        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
+        variance = self.scale / max(1.0, n)
+        if self.distribution == "uniform":
+            limit = math.sqrt(3.0 * variance)
+            values = rng.uniform(-limit, limit, size=shape)
+        else:
+            values = truncated_normal(shape, math.sqrt(variance) / self.TRUNCATION_CORRECTION, rng)
+        return values.astype(dtype)
+
+    def get_config(self):
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution}
+
+
+def _variance_scaling_family(class_name, scale, mode, distribution, doc):
+    """Make a named member of the VarianceScaling family whose config is empty, like Keras's."""
+
+    def __init__(self):
+        VarianceScaling.__init__(self, scale, mode, distribution)
+
+    def get_config(self):
+        return {}
+
+    return type(class_name, (VarianceScaling,), {"__init__": __init__, "get_config": get_config,
+                                                 "__doc__": doc})
+
+
+HeNormal = _variance_scaling_family("HeNormal", 2.0, "fan_in", "truncated_normal",
+                                    "Truncated normal with variance 2 / fan_in (for ReLU layers).")
+HeUniform = _variance_scaling_family("HeUniform", 2.0, "fan_in", "uniform",
+                                     "Uniform with variance 2 / fan_in (for ReLU layers).")
+GlorotNormal = _variance_scaling_family("GlorotNormal", 1.0, "fan_avg", "truncated_normal",
+                                        "Truncated normal with variance 2 / (fan_in + fan_out).")
+GlorotUniform = _variance_scaling_family("GlorotUniform", 1.0, "fan_avg", "uniform",
+                                         "Uniform on ±sqrt(6 / (fan_in + fan_out)); Keras's default.")
+LecunNormal = _variance_scaling_family("LecunNormal", 1.0, "fan_in", "truncated_normal",
+                                       "Truncated normal with variance 1 / fan_in.")
+LecunUniform = _variance_scaling_family("LecunUniform", 1.0, "fan_in", "uniform",
+                                        "Uniform with variance 1 / fan_in.")
+
+_BY_NAME = {
+    "zeros": Zeros, "ones": Ones, "constant": Constant,
+    "normal": RandomNormal, "random_normal": RandomNormal,
+    "uniform": RandomUniform, "random_uniform": RandomUniform,
+    "variance_scaling": VarianceScaling,
+    "he_normal": HeNormal, "he_uniform": HeUniform,
+    "glorot_normal": GlorotNormal, "glorot_uniform": GlorotUniform,
+    "xavier_normal": GlorotNormal, "xavier_uniform": GlorotUniform,
+    "lecun_normal": LecunNormal, "lecun_uniform": LecunUniform,
+}
+_CLASSES = {cls.__name__: cls for cls in _BY_NAME.values()}
+
+
+def names():
+    """The valid initialiser names."""
+    return sorted(_BY_NAME)
+
+
+def get(identifier):
+    """An initialiser from a name, an :class:`Initializer`, any callable, or a serialised dict."""
+    if isinstance(identifier, str):
+        key = identifier.lower()
+        if key not in _BY_NAME:
+            raise ValueError(f"unknown initializer {identifier!r}; valid names: {', '.join(names())}")
+        return _BY_NAME[key]()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if callable(identifier):
+        return identifier
+    raise ValueError(
+        f"initializer must be a name, an Initializer or a callable f(shape, rng, dtype), got {identifier!r}"
+    )
+
+
+def serialize(initializer):
+    """``{"class_name": ..., "config": ...}`` for an :class:`Initializer`; a plain function by name."""
+    if isinstance(initializer, Initializer):
+        return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+    return {"class_name": "function", "config": {"name": getattr(initializer, "__name__", repr(initializer))}}
+
+
+def deserialize(config):
+    """Inverse of :func:`serialize` for the built-in classes."""
+    class_name = config.get("class_name") if isinstance(config, dict) else None
+    if class_name not in _CLASSES:
+        raise ValueError(
+            f"unknown initializer class {class_name!r}; valid classes: {', '.join(sorted(_CLASSES))}"
+        )
+    return _CLASSES[class_name].from_config(dict(config.get("config") or {}))

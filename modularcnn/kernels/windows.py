@@ -1,0 +1,146 @@
+"""Window arithmetic shared by convolution, pooling and shape inference.
+
+Everything that slides a window over spatial axes (2-D convolution and pooling, and their 1-D/3-D
+relatives) asks this module two questions: how much padding does a padding specification mean, and how
+many output positions are there. Keeping both answers in one place keeps shape inference and the kernels
+in agreement.
+"""
+
+import numbers
+
+import numpy as np
+
+PADDING_MODES = ("valid", "same")
+
+
+def normalize_tuple(value, rank, name):
+    """Return ``value`` as a tuple of ``rank`` positive ints (an int is repeated).
+
+    >>> normalize_tuple(3, 2, "filter_size")
+    (3, 3)
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        values = (int(value),) * rank
+    else:
+        try:
+            values = tuple(value)
+        except TypeError:
+            raise ValueError(f"{name} must be an int or a tuple of {rank} ints, got {value!r}") from None
+        if len(values) != rank or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values
+        ):
+            raise ValueError(f"{name} must be an int or a tuple of {rank} ints, got {value!r}")
+        values = tuple(int(v) for v in values)
+    if any(v < 1 for v in values):
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return values
+
+
+def normalize_padding(pad, rank):
+    """Check a padding specification: ``"valid"``, ``"same"``, an int, a tuple of ints, or of pairs.
+
+    Returns ``"valid"``, ``"same"``, or a tuple of ``rank`` ``(before, after)`` pairs of non-negative ints.
+    """
+    if isinstance(pad, str):
+        mode = pad.lower()
+        if mode not in PADDING_MODES:
+            raise ValueError(f"padding must be 'valid', 'same' or an int, got {pad!r}")
+        return mode
+    if isinstance(pad, numbers.Integral) and not isinstance(pad, bool):
+        pairs = ((int(pad), int(pad)),) * rank
+    else:
+        try:
+            items = tuple(pad)
+        except TypeError:
+            raise ValueError(f"padding must be 'valid', 'same' or an int, got {pad!r}") from None
+        if len(items) != rank:
+            raise ValueError(f"padding must have {rank} entries, got {pad!r}")
+        pairs = []
+        for item in items:
+            if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+                pairs.append((int(item), int(item)))
+            else:
+                before, after = item
+                pairs.append((int(before), int(after)))
+        pairs = tuple(pairs)
+    if any(p < 0 for pair in pairs for p in pair):
+        raise ValueError(f"padding must not be negative, got {pad!r}")
+    return pairs
+
+
+def same_padding(size, kernel, stride):
+    """Keras/TensorFlow "same" padding along one axis: output ``ceil(size / stride)``.
+
+    When the total is odd the extra row goes after (bottom/right), as TensorFlow does.
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_padding(padding, spatial_shape, kernel, stride):
+    """Turn a normalised padding spec into explicit ``(before, after)`` pairs, one per spatial axis."""
+    if padding == "valid":
+        return tuple((0, 0) for _ in spatial_shape)
+    if padding == "same":
+        return tuple(same_padding(n, k, s) for n, k, s in zip(spatial_shape, kernel, stride))
+    return tuple(padding)
+
+
+def output_length(size, kernel, stride, pad_before, pad_after):
+    """Number of window positions along one axis: ``floor((size + pads - kernel) / stride) + 1``."""
+    return (size + pad_before + pad_after - kernel) // stride + 1
+
+
+def output_spatial_shape(spatial_shape, kernel, stride, pads):
+    """Output positions along every spatial axis; raises ``ValueError`` if the window does not fit."""
+    out = []
+    for axis, (n, k, s, (before, after)) in enumerate(zip(spatial_shape, kernel, stride, pads)):
+        if n + before + after < k:
+            raise ValueError(
+                f"window of size {tuple(kernel)} does not fit the padded input: axis {axis} has "
+                f"{n} + {before + after} padding = {n + before + after} < {k}"
+            )
+        out.append(output_length(n, k, s, before, after))
+    return tuple(out)
+
+
+def pad_spatial(x, pads, value=0.0, out=None):
+    """Copy ``x`` (N, *spatial, C) into a padded array, filling the border with ``value``.
+
+    ``out``, when given, is a buffer of the padded shape whose border is rewritten each call; reusing it
+    between batches avoids the allocation that ``np.pad`` makes every time.
+    """
+    if not any(before or after for before, after in pads):
+        return x
+    padded_shape = (x.shape[0],) + tuple(
+        n + before + after for n, (before, after) in zip(x.shape[1:-1], pads)
+    ) + (x.shape[-1],)
+    if out is None or out.shape != padded_shape or out.dtype != x.dtype:
+        out = np.empty(padded_shape, dtype=x.dtype)
+    out.fill(value)
+    inner = (slice(None),) + tuple(
+        slice(before, before + n) for n, (before, _) in zip(x.shape[1:-1], pads)
+    ) + (slice(None),)
+    out[inner] = x
+    return out
+
+
+def unpad_spatial(x, pads):
+    """The view of ``x`` (N, *padded, C) without its border: the inverse of :func:`pad_spatial`."""
+    inner = (slice(None),) + tuple(
+        slice(before, n - after) for n, (before, after) in zip(x.shape[1:-1], pads)
+    ) + (slice(None),)
+    return x[inner]
+
+
+def window_slices(offsets, stride, out_shape):
+    """Index selecting, for one kernel offset, the input positions that meet it in every output position.
+
+    For offset ``(i, j)``, stride ``(sh, sw)`` and output ``(Ho, Wo)`` this is
+    ``[:, i : i + sh*(Ho-1) + 1 : sh, j : j + sw*(Wo-1) + 1 : sw, :]`` — a strided view of shape
+    (N, Ho, Wo, C) whose innermost axis is the contiguous channel axis.
+    """
+    return (slice(None),) + tuple(
+        slice(o, o + s * (n - 1) + 1, s) for o, s, n in zip(offsets, stride, out_shape)
+    ) + (slice(None),)

@@ -1,0 +1,32 @@
+"""Layers: ``from modularcnn.layers import Convolutional, MaxPooling, Flatten, Dense, ...``.
+
+Every layer follows the protocol in :mod:`modularcnn.layers.base`; Keras's names are aliases of ours.
+"""
+
+from .base import Layer, get_layer_class, register_layer, registered_layers
+from .convolutional import Conv1D, Conv2D, Conv3D, Convolutional
+from .core import Activation, Dropout, Flatten, Reshape
+from .dense import Dense
+from .normalization import BatchNormalization
+from .pooling import (
+    AveragePooling,
+    AveragePooling1D,
+    AveragePooling2D,
+    AveragePooling3D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
+    MaxPool2D,
+    MaxPooling,
+    MaxPooling1D,
+    MaxPooling2D,
+    MaxPooling3D,
+)
+
+__all__ = [
+    "Layer", "register_layer", "get_layer_class", "registered_layers",
+    "Convolutional", "Conv1D", "Conv2D", "Conv3D",
+    "MaxPooling", "MaxPooling1D", "MaxPooling2D", "MaxPool2D", "MaxPooling3D",
+    "AveragePooling", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+    "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+    "Dense", "Flatten", "Reshape", "Activation", "Dropout", "BatchNormalization",
+]

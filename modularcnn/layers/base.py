@@ -1,0 +1,210 @@
+"""The layer protocol that every layer — built-in or written by a user — follows.
+
+Lifecycle, as in Keras:
+
+1. ``__init__`` stores hyperparameters only (no shapes needed, except an optional ``input_shape``).
+2. ``build(input_shape)`` learns the per-sample input shape (no batch axis), creates the arrays in
+   ``params`` with the initialisers, and sets ``input_shape`` and ``output_shape``.
+3. ``forward(x, training=False)`` maps a batch ``(N, *input_shape)`` to ``(N, *output_shape)`` and
+   caches what the backward pass needs.
+4. ``backward(dy)`` takes ``dL/dy`` and returns ``dL/dx``, filling ``grads`` (same keys as the
+   trainable entries of ``params``).
+
+``params`` holds *all* of a layer's state (kernels and biases, but also e.g. batch-norm moving
+statistics); the names listed in ``non_trainable_params`` are state the optimiser must not touch.
+``get_config()`` returns the constructor's keyword arguments, JSON-serialisable, and
+``from_config(config)`` calls the constructor with them, which is what model files store.
+"""
+
+import re
+
+import numpy as np
+
+from .. import initializers
+
+_REGISTRY = {}
+
+
+def register_layer(cls=None, *, name=None):
+    """Class decorator making a layer loadable by its class name from saved model files.
+
+    Use it on your own layers: ``@register_layer`` above ``class MyLayer(Layer): ...``. Loading looks
+    classes up here (or in ``custom_objects``) and nowhere else, so a model file cannot name arbitrary code.
+    """
+
+    def decorate(layer_class):
+        key = name or layer_class.__name__
+        existing = _REGISTRY.get(key)
+        if existing is not None and existing is not layer_class and existing.__module__.startswith(
+            "modularcnn."
+        ) and not layer_class.__module__.startswith("modularcnn."):
+            raise ValueError(f"layer name {key!r} is taken by the built-in {existing.__qualname__}")
+        _REGISTRY[key] = layer_class
+        return layer_class
+
+    return decorate(cls) if cls is not None else decorate
+
+
+def get_layer_class(class_name, custom_objects=None):
+    """The registered layer class called ``class_name`` (``custom_objects`` first); ValueError if none."""
+    if custom_objects and class_name in custom_objects:
+        return custom_objects[class_name]
+    if class_name not in _REGISTRY:
+        raise ValueError(
+            f"unknown layer type {class_name!r}; registered types: {', '.join(sorted(_REGISTRY))} "
+            "(register your own with @modularcnn.layers.register_layer or pass custom_objects)"
+        )
+    return _REGISTRY[class_name]
+
+
+def registered_layers():
+    """A copy of the registry: class name -> class."""
+    return dict(_REGISTRY)
+
+
+def snake_case(name):
+    """``"BatchNormalization"`` -> ``"batch_normalization"``; the default prefix of layer names."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=.)(?=[A-Z][a-z])", "_", name).lower()
+
+
+def pick_alias(layer, ours, ours_value, keras, keras_value, default):
+    """Resolve an argument that may be given under our (seed) name or under Keras's name."""
+    if ours_value is not None and keras_value is not None and ours_value != keras_value:
+        raise ValueError(
+            f"{layer}: {ours}={ours_value!r} and {keras}={keras_value!r} disagree; give one of them"
+        )
+    if ours_value is not None:
+        return ours_value
+    return keras_value if keras_value is not None else default
+
+
+class Layer:
+    """Base class of all layers: see the module docstring for the protocol.
+
+    Parameters
+    ----------
+    input_shape : tuple of int, optional
+        Per-sample input shape, e.g. ``(28, 28, 1)``; needed only by the first layer of a network.
+    name : str, optional
+        Unique name within a network; defaults to the snake-cased class name plus a counter.
+    trainable : bool
+        When false the optimiser leaves this layer's parameters alone.
+    """
+
+    #: Entries of ``params`` that are state, not weights (e.g. moving statistics).
+    non_trainable_params = ()
+
+    def __init__(self, input_shape=None, name=None, trainable=True):
+        if input_shape is not None:
+            try:
+                input_shape = tuple(int(d) for d in input_shape)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"input_shape must be a tuple of ints without the batch axis, got {input_shape!r}"
+                ) from None
+            if any(d < 1 for d in input_shape):
+                raise ValueError(f"input_shape must have positive sizes, got {input_shape!r}")
+        if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name)):
+            raise ValueError(f"layer name must be letters, digits, '_', '.' or '-', got {name!r}")
+        self.requested_input_shape = input_shape
+        self.input_shape = input_shape
+        self.output_shape = None
+        self.name = name
+        self.trainable = bool(trainable)
+        self.params = {}
+        self.grads = {}
+        self.built = False
+        # Set by the network before build(): the shared seeded generator and the compute dtype.
+        self.rng = None
+        self.dtype = np.dtype(np.float32)
+        # The network clears this on its first layer during training: no one needs dL/dx there.
+        self.input_grad_needed = True
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def build(self, input_shape):
+        """Create parameters for ``input_shape`` (per sample) and record input and output shapes."""
+        input_shape = tuple(int(d) for d in input_shape)
+        self.output_shape = tuple(self.compute_output_shape(input_shape))
+        self.input_shape = input_shape
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        """Per-sample output shape for a per-sample input shape; pure arithmetic, no arrays."""
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        """Map ``x`` (N, *input_shape) to (N, *output_shape), caching what ``backward`` needs."""
+        raise NotImplementedError
+
+    def backward(self, dy):
+        """Given ``dy = dL/dy`` (N, *output_shape), fill ``grads`` and return ``dL/dx`` (N, *input_shape)."""
+        raise NotImplementedError
+
+    # -- parameters ------------------------------------------------------------------------------
+
+    def add_param(self, name, shape, initializer, trainable=True):
+        """Create ``params[name]`` with ``initializer(shape, rng, dtype)``; checks what it returns."""
+        init = initializers.get(initializer)
+        value = np.asarray(init(tuple(shape), self.random, self.dtype))
+        if value.shape != tuple(shape):
+            raise ValueError(
+                f"{self.describe()}: initializer {init!r} returned shape {value.shape} for {name!r}, "
+                f"expected {tuple(shape)}"
+            )
+        self.params[name] = np.ascontiguousarray(value, dtype=self.dtype)
+        if not trainable and name not in self.non_trainable_params:
+            self.non_trainable_params = tuple(self.non_trainable_params) + (name,)
+        return self.params[name]
+
+    @property
+    def random(self):
+        """The generator for this layer's random draws (the network's, once added to one)."""
+        if self.rng is None:
+            self.rng = np.random.default_rng()
+        return self.rng
+
+    @property
+    def trainable_params(self):
+        """``params`` entries the optimiser updates: empty when the layer is frozen."""
+        if not self.trainable:
+            return {}
+        return {k: v for k, v in self.params.items() if k not in self.non_trainable_params}
+
+    def count_params(self):
+        """Number of scalars in ``params`` (trainable and not)."""
+        return int(sum(v.size for v in self.params.values()))
+
+    def count_trainable_params(self):
+        return int(sum(v.size for v in self.trainable_params.values()))
+
+    # -- config ----------------------------------------------------------------------------------
+
+    def get_config(self):
+        """The constructor's keyword arguments, JSON-serialisable."""
+        config = {"name": self.name, "trainable": self.trainable}
+        if self.requested_input_shape is not None:
+            config["input_shape"] = list(self.requested_input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        """Rebuild an (unbuilt) layer from :meth:`get_config`'s output."""
+        return cls(**config)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def describe(self):
+        """``"conv2d_1 (Convolutional)"``: how errors name this layer."""
+        return f"{self.name or 'unnamed'} ({type(self).__name__})"
+
+    def check_input(self, x):
+        """Raise ``ValueError`` if a batch ``x`` does not match the built per-sample input shape."""
+        if tuple(x.shape[1:]) != tuple(self.input_shape):
+            raise ValueError(
+                f"{self.describe()}: expected input of shape (N, {', '.join(map(str, self.input_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} output_shape={self.output_shape}>"

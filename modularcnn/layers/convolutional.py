@@ -1,0 +1,147 @@
+"""Convolution layers: :class:`Convolutional` (alias ``Conv2D``), and its 1-D and 3-D relatives."""
+
+from .. import activations, initializers
+from ..kernels.conv import conv_backward, conv_forward
+from ..kernels.windows import (
+    normalize_padding,
+    normalize_tuple,
+    output_spatial_shape,
+    resolve_padding,
+)
+from .base import Layer, pick_alias, register_layer
+
+
+@register_layer
+class Convolutional(Layer):
+    """2-D convolution over channels-last images, with an optional fused activation.
+
+    Input ``(N, H, W, C)``, kernel ``(kh, kw, C, filters)``, bias ``(filters,)``, output
+    ``(N, Ho, Wo, filters)`` with ``Ho = floor((H + pad_top + pad_bottom - kh) / stride_h) + 1``.
+
+    Parameters
+    ----------
+    filters : int
+        Number of output channels.
+    filter_size : int or tuple, default 3
+        Kernel size ``kh`` (and ``kw``). Keras's name ``kernel_size`` is accepted too.
+    stride : int or tuple, default 1
+        Step between windows. Keras's name ``strides`` is accepted too.
+    pad : int, tuple, "valid" or "same", default 0
+        Zero padding: an int on every side, per-axis ints or ``(before, after)`` pairs, ``"valid"``
+        (none) or ``"same"`` (output ``ceil(size / stride)``, the extra row after when the total is odd,
+        as in Keras). Keras's name ``padding`` is accepted too.
+    activation : str, optional
+        Applied to the output (``"relu"``, …); see :mod:`modularcnn.activations`.
+    use_bias, kernel_initializer, bias_initializer
+        As in Keras; the default kernel initializer is Glorot uniform.
+    """
+
+    rank = 2
+
+    def __init__(self, filters, filter_size=None, stride=None, pad=None, input_shape=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 activation=None, name=None, trainable=True, kernel_size=None, strides=None,
+                 padding=None):
+        super().__init__(input_shape=input_shape, name=name, trainable=trainable)
+        kind = type(self).__name__
+        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
+            raise ValueError(f"{kind}: filters must be a positive int, got {filters!r}")
+        self.filters = filters
+        self.filter_size = normalize_tuple(
+            pick_alias(kind, "filter_size", filter_size, "kernel_size", kernel_size, 3),
+            self.rank, "filter_size")
+        self.stride = normalize_tuple(
+            pick_alias(kind, "stride", stride, "strides", strides, 1), self.rank, "stride")
+        self.pad = normalize_padding(pick_alias(kind, "pad", pad, "padding", padding, 0), self.rank)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.activation = activations.get(activation)
+
+    def _geometry(self, input_shape):
+        if len(input_shape) != self.rank + 1:
+            raise ValueError(
+                f"{self.describe()}: expected a per-sample input of rank {self.rank + 1} "
+                f"(spatial axes and channels), got shape {tuple(input_shape)}"
+            )
+        spatial = tuple(input_shape[:-1])
+        pads = resolve_padding(self.pad, spatial, self.filter_size, self.stride)
+        try:
+            out = output_spatial_shape(spatial, self.filter_size, self.stride, pads)
+        except ValueError as error:
+            raise ValueError(f"{self.describe()}: input {tuple(input_shape)}: {error}") from None
+        return pads, out
+
+    def compute_output_shape(self, input_shape):
+        _, out = self._geometry(input_shape)
+        return out + (self.filters,)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.pads, self.out_spatial = self._geometry(self.input_shape)
+        channels = self.input_shape[-1]
+        self.add_param("kernel", self.filter_size + (channels, self.filters), self.kernel_initializer)
+        if self.use_bias:
+            self.add_param("bias", (self.filters,), self.bias_initializer)
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        z, self._cols = conv_forward(x, self.params["kernel"], self.params.get("bias"),
+                                     self.stride, self.pads, self.out_spatial)
+        self._x_shape = x.shape
+        a = self.activation.forward(z)
+        self._z, self._a = z, a
+        return a
+
+    def backward(self, dy):
+        return self.backward_preactivation(self.activation.backward(dy, self._z, self._a))
+
+    def backward_preactivation(self, dz):
+        """Backward from ``dL/dz``, the gradient before the activation (used by fused losses)."""
+        dx, dkernel, dbias = conv_backward(dz, self._cols, self.params["kernel"], self._x_shape,
+                                           self.stride, self.pads, self.input_grad_needed)
+        self.grads["kernel"] = dkernel
+        if self.use_bias:
+            self.grads["bias"] = dbias
+        return dx
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "filter_size": list(self.filter_size),
+            "stride": list(self.stride),
+            "pad": self.pad if isinstance(self.pad, str) else [list(p) for p in self.pad],
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "activation": self.activation.name,
+            **({"alpha": self.activation.alpha} if hasattr(self.activation, "alpha") else {}),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        alpha = config.pop("alpha", None)
+        if alpha is not None:
+            config["activation"] = activations.get(config.get("activation"), alpha=alpha)
+        return cls(**config)
+
+
+@register_layer
+class Conv2D(Convolutional):
+    """Keras's name for :class:`Convolutional`: ``Conv2D(filters, kernel_size, strides, padding)``."""
+
+
+@register_layer
+class Conv1D(Convolutional):
+    """1-D convolution over ``(N, L, C)`` sequences; kernel ``(k, C, filters)``."""
+
+    rank = 1
+
+
+@register_layer
+class Conv3D(Convolutional):
+    """3-D convolution over ``(N, D, H, W, C)`` volumes; kernel ``(kd, kh, kw, C, filters)``."""
+
+    rank = 3

@@ -1,0 +1,95 @@
+"""The fully connected layer."""
+
+import numbers
+
+from .. import activations, initializers
+from .base import Layer, register_layer
+
+
+@register_layer
+class Dense(Layer):
+    """``y = activation(x @ kernel + bias)`` over the last axis.
+
+    Input ``(N, ..., units_in)``, kernel ``(units_in, units)``, bias ``(units,)``, output
+    ``(N, ..., units)``; usually the input is ``(N, units_in)`` after a :class:`Flatten`.
+
+    Both spellings work: ``Dense(128)`` (Keras: the input size is inferred) and the seed's
+    ``Dense(units_in, units_out)``, whose stated ``units_in`` is checked against the inferred size.
+    ``Dense(64, "relu")`` is read as Keras reads it (units, activation).
+    """
+
+    def __init__(self, units, units_out=None, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", input_shape=None,
+                 name=None, trainable=True, units_in=None, alpha=None):
+        super().__init__(input_shape=input_shape, name=name, trainable=trainable)
+        if isinstance(units_out, str) and activation is None:
+            activation, units_out = units_out, None
+        if units_out is not None:
+            if units_in is not None and units_in != units:
+                raise ValueError(f"Dense: units_in={units_in!r} disagrees with the first argument {units!r}")
+            units_in, units = units, units_out
+        for label, value in (("units", units), ("units_in", units_in)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                                      or value < 1):
+                raise ValueError(f"Dense: {label} must be a positive int, got {value!r}")
+        self.units = int(units)
+        self.units_in = None if units_in is None else int(units_in)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.activation = activations.get(activation, alpha=alpha)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) < 1:
+            raise ValueError(f"{self.describe()}: needs at least one input axis, got {input_shape}")
+        if self.units_in is not None and input_shape[-1] != self.units_in:
+            raise ValueError(
+                f"{self.describe()}: stated units_in={self.units_in} but the previous layer gives "
+                f"{input_shape[-1]} (input shape {tuple(input_shape)})"
+                + ("; add a Flatten layer first" if len(input_shape) > 1 else "")
+            )
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.add_param("kernel", (self.input_shape[-1], self.units), self.kernel_initializer)
+        if self.use_bias:
+            self.add_param("bias", (self.units,), self.bias_initializer)
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        self._x = x
+        z = x @ self.params["kernel"]
+        if self.use_bias:
+            z += self.params["bias"]
+        a = self.activation.forward(z)
+        self._z, self._a = z, a
+        return a
+
+    def backward(self, dy):
+        return self.backward_preactivation(self.activation.backward(dy, self._z, self._a))
+
+    def backward_preactivation(self, dz):
+        """Backward from ``dL/dz``, the gradient before the activation (used by fused losses)."""
+        x2 = self._x.reshape(-1, self._x.shape[-1])
+        dz2 = dz.reshape(-1, dz.shape[-1])
+        self.grads["kernel"] = x2.T @ dz2
+        if self.use_bias:
+            self.grads["bias"] = dz2.sum(axis=0)
+        if not self.input_grad_needed:
+            return None
+        return dz @ self.params["kernel"].T
+
+    def get_config(self):
+        config = {
+            **super().get_config(),
+            "units": self.units,
+            "units_in": self.units_in,
+            "activation": self.activation.name,
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+        }
+        if hasattr(self.activation, "alpha"):
+            config["alpha"] = self.activation.alpha
+        return config

@@ -1,0 +1,190 @@
+"""Pooling layers: max and average, over 1, 2 or 3 spatial axes, and their global forms."""
+
+import numpy as np
+
+from ..kernels.pooling import (
+    avg_pool_backward,
+    avg_pool_forward,
+    max_pool_backward,
+    max_pool_forward,
+)
+from ..kernels.windows import (
+    normalize_padding,
+    normalize_tuple,
+    output_spatial_shape,
+    resolve_padding,
+)
+from .base import Layer, pick_alias, register_layer
+
+
+class _Pooling(Layer):
+    """Shared geometry of the pooling layers; subclasses choose the kernel pair and the rank.
+
+    ``pool_size`` int or tuple (default 2); ``stride`` defaults to ``pool_size`` (non-overlapping
+    windows) and may be smaller for overlapping pools (e.g. 3 with stride 2); ``pad`` is ``"valid"``
+    (default), ``"same"`` or ints. Keras's ``strides`` and ``padding`` are accepted too.
+    """
+
+    rank = 2
+
+    def __init__(self, pool_size=2, stride=None, pad=None, input_shape=None, name=None,
+                 trainable=True, strides=None, padding=None):
+        super().__init__(input_shape=input_shape, name=name, trainable=trainable)
+        kind = type(self).__name__
+        self.pool_size = normalize_tuple(pool_size, self.rank, "pool_size")
+        self.stride = normalize_tuple(
+            pick_alias(kind, "stride", stride, "strides", strides, self.pool_size), self.rank, "stride")
+        self.pad = normalize_padding(pick_alias(kind, "pad", pad, "padding", padding, "valid"),
+                                     self.rank)
+
+    def _geometry(self, input_shape):
+        if len(input_shape) != self.rank + 1:
+            raise ValueError(
+                f"{self.describe()}: expected a per-sample input of rank {self.rank + 1} "
+                f"(spatial axes and channels), got shape {tuple(input_shape)}"
+            )
+        spatial = tuple(input_shape[:-1])
+        pads = resolve_padding(self.pad, spatial, self.pool_size, self.stride)
+        if any(max(pair) >= k for pair, k in zip(pads, self.pool_size)):
+            raise ValueError(
+                f"{self.describe()}: padding {pads} must be smaller than the pool size {self.pool_size}"
+            )
+        try:
+            out = output_spatial_shape(spatial, self.pool_size, self.stride, pads)
+        except ValueError as error:
+            raise ValueError(f"{self.describe()}: input {tuple(input_shape)}: {error}") from None
+        return pads, out
+
+    def compute_output_shape(self, input_shape):
+        _, out = self._geometry(input_shape)
+        return out + (input_shape[-1],)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.pads, self.out_spatial = self._geometry(self.input_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "pool_size": list(self.pool_size),
+            "stride": list(self.stride),
+            "pad": self.pad if isinstance(self.pad, str) else [list(p) for p in self.pad],
+        }
+
+
+@register_layer
+class MaxPooling(_Pooling):
+    """Maximum over each window of ``(N, H, W, C)``; output ``(N, Ho, Wo, C)``."""
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        y, self._argmax = max_pool_forward(x, self.pool_size, self.stride, self.pads, self.out_spatial)
+        self._x_shape = x.shape
+        return y
+
+    def backward(self, dy):
+        return max_pool_backward(dy, self._argmax, self._x_shape, self.pool_size, self.stride,
+                                 self.pads)
+
+
+@register_layer
+class AveragePooling(_Pooling):
+    """Mean over each window of ``(N, H, W, C)``; padded cells are not counted (as in Keras)."""
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        y, self._counts = avg_pool_forward(x, self.pool_size, self.stride, self.pads,
+                                           self.out_spatial)
+        self._x_shape = x.shape
+        return y
+
+    def backward(self, dy):
+        return avg_pool_backward(dy, self._counts, self._x_shape, self.pool_size, self.stride,
+                                 self.pads)
+
+
+@register_layer
+class MaxPooling2D(MaxPooling):
+    """Keras's name for :class:`MaxPooling`."""
+
+
+@register_layer
+class MaxPool2D(MaxPooling):
+    """Keras's short name for :class:`MaxPooling`."""
+
+
+@register_layer
+class AveragePooling2D(AveragePooling):
+    """Keras's name for :class:`AveragePooling`."""
+
+
+@register_layer
+class MaxPooling1D(MaxPooling):
+    """Max pooling over ``(N, L, C)``."""
+
+    rank = 1
+
+
+@register_layer
+class AveragePooling1D(AveragePooling):
+    """Average pooling over ``(N, L, C)``."""
+
+    rank = 1
+
+
+@register_layer
+class MaxPooling3D(MaxPooling):
+    """Max pooling over ``(N, D, H, W, C)``."""
+
+    rank = 3
+
+
+@register_layer
+class AveragePooling3D(AveragePooling):
+    """Average pooling over ``(N, D, H, W, C)``."""
+
+    rank = 3
+
+
+class _GlobalPooling(Layer):
+    """Reduce every spatial axis of ``(N, *S, C)`` to one value per channel: output ``(N, C)``."""
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) < 2:
+            raise ValueError(
+                f"{self.describe()}: expected (spatial..., channels), got shape {tuple(input_shape)}"
+            )
+        return (input_shape[-1],)
+
+
+@register_layer
+class GlobalAveragePooling2D(_GlobalPooling):
+    """Mean over all spatial positions: ``(N, H, W, C) -> (N, C)``."""
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        self._x_shape = x.shape
+        return x.mean(axis=tuple(range(1, x.ndim - 1)))
+
+    def backward(self, dy):
+        cells = int(np.prod(self._x_shape[1:-1]))
+        spatial_ones = (dy.shape[0],) + (1,) * (len(self._x_shape) - 2) + (dy.shape[-1],)
+        return np.broadcast_to((dy / cells).reshape(spatial_ones), self._x_shape).copy()
+
+
+@register_layer
+class GlobalMaxPooling2D(_GlobalPooling):
+    """Maximum over all spatial positions: ``(N, H, W, C) -> (N, C)``; ties go to the first."""
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        self._x_shape = x.shape
+        flat = x.reshape(x.shape[0], -1, x.shape[-1])
+        self._argmax = flat.argmax(axis=1)
+        return np.take_along_axis(flat, self._argmax[:, None, :], axis=1)[:, 0, :]
+
+    def backward(self, dy):
+        n, channels = dy.shape
+        dflat = np.zeros((n, int(np.prod(self._x_shape[1:-1])), channels), dtype=dy.dtype)
+        np.put_along_axis(dflat, self._argmax[:, None, :], dy[:, None, :], axis=1)
+        return dflat.reshape(self._x_shape)

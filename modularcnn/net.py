@@ -1,0 +1,236 @@
+"""``Net``: a stack of layers built one ``add`` at a time, Keras's ``Sequential`` for modularcnn.
+
+The network owns what its layers share: the seeded random generator (weights, dropout, shuffling), the
+compute dtype, and the unique layer names. Shape inference happens in :meth:`Net.add`: each layer is
+built against the previous layer's output shape, so a mistake surfaces there, naming the layer, and not
+halfway through training. Training, evaluation and saving live in their own modules and are reached
+through the methods below.
+"""
+
+import numpy as np
+
+from . import summary as _summary
+from .layers.base import Layer, get_layer_class, snake_case
+
+
+class Net:
+    """A sequential network.
+
+    Parameters
+    ----------
+    input_shape : tuple of int, optional
+        Per-sample input shape, e.g. ``(28, 28, 1)`` (channels last). May instead be given to the first
+        layer, as in Keras.
+    name : str, optional
+        Shown by :meth:`summary` and stored in saved files.
+    seed : int, optional
+        Seeds every random draw (initial weights, dropout, shuffling, validation split): the same seed,
+        data and arguments give bit-identical results.
+    dtype : str or numpy dtype, default "float32"
+        Compute dtype of weights and activations; inputs are cast to it. ``"float64"`` is for checks.
+    """
+
+    def __init__(self, input_shape=None, name=None, seed=None, dtype="float32", layers=None):
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise ValueError(f"Net: dtype must be a floating type such as 'float32', got {dtype}")
+        self.name = name or "net"
+        self.seed = seed
+        self.dtype = dtype
+        self.rng = np.random.default_rng(seed)
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.layers = []
+        self.trainable = True
+        self._name_counts = {}
+        # Set by compile(); fit() compiles with the defaults when they are missing.
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self.compiled = False
+        self.history = None
+        self.stop_training = False
+        for layer in layers or ():
+            self.add(layer)
+
+    # -- building --------------------------------------------------------------------------------
+
+    def add(self, layer):
+        """Append ``layer``, building it against the current output shape. Returns the layer.
+
+        Raises ``ValueError`` naming the layer when it cannot take that shape (a kernel larger than its
+        padded input, a Dense whose stated ``units_in`` disagrees, ...) or when the first layer has no
+        input shape.
+        """
+        if not isinstance(layer, Layer):
+            raise ValueError(f"Net.add expects a Layer instance, got {layer!r}")
+        if any(layer is existing for existing in self.layers):
+            raise ValueError(f"layer {layer.name!r} is already in this network")
+        layer.name = self._unique_name(layer)
+        shape = self._input_shape_for(layer)
+        layer.rng = self.rng
+        layer.dtype = self.dtype
+        if not (layer.built and layer.input_shape == shape):
+            layer.build(shape)
+        if self.input_shape is None:
+            self.input_shape = shape
+        self.layers.append(layer)
+        self._name_counts[snake_case(type(layer).__name__)] = self._name_counts.get(
+            snake_case(type(layer).__name__), 0) + 1
+        return layer
+
+    def _unique_name(self, layer):
+        taken = {existing.name for existing in self.layers}
+        if layer.name is not None:
+            if layer.name in taken:
+                raise ValueError(f"a layer named {layer.name!r} is already in this network")
+            return layer.name
+        prefix = snake_case(type(layer).__name__)
+        count = self._name_counts.get(prefix, 0)
+        name = prefix if count == 0 else f"{prefix}_{count}"
+        while name in taken:
+            count += 1
+            name = f"{prefix}_{count}"
+        return name
+
+    def _input_shape_for(self, layer):
+        requested = layer.requested_input_shape
+        if self.layers:
+            shape = self.output_shape
+            if requested is not None and tuple(requested) != shape:
+                raise ValueError(
+                    f"{layer.describe()}: input_shape={tuple(requested)} was given, but the previous "
+                    f"layer {self.layers[-1].name!r} outputs {shape}"
+                )
+            return shape
+        if requested is not None and self.input_shape is not None and tuple(requested) != self.input_shape:
+            raise ValueError(
+                f"{layer.describe()}: input_shape={tuple(requested)} disagrees with the network's "
+                f"input_shape={self.input_shape}"
+            )
+        shape = requested or self.input_shape
+        if shape is None:
+            raise ValueError(
+                f"{layer.describe()}: the first layer needs an input shape: pass input_shape=(H, W, C) "
+                "to it or to Net(...)"
+            )
+        return tuple(shape)
+
+    @property
+    def output_shape(self):
+        """Per-sample output shape of the last layer (the input shape for an empty network)."""
+        return self.layers[-1].output_shape if self.layers else self.input_shape
+
+    def get_layer(self, name):
+        """The layer called ``name``."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r}; layers: {[layer.name for layer in self.layers]}")
+
+    def count_params(self, trainable_only=False):
+        """Number of scalars in all layers' ``params`` (only the trainable ones if asked)."""
+        if trainable_only:
+            if not self.trainable:
+                return 0
+            return sum(layer.count_trainable_params() for layer in self.layers)
+        return sum(layer.count_params() for layer in self.layers)
+
+    def summary(self, print_fn=print, show_trainable=None):
+        """Print a table of layers, output shapes and parameter counts, with totals (as Keras does)."""
+        print_fn(_summary.summary_text(self, show_trainable=show_trainable))
+
+    def trainable_params(self):
+        """``{"layer/param": array}`` for every parameter the optimiser updates."""
+        if not self.trainable:
+            return {}
+        return {f"{layer.name}/{key}": value
+                for layer in self.layers for key, value in layer.trainable_params.items()}
+
+    def trainable_grads(self):
+        """``{"layer/param": gradient}`` matching :meth:`trainable_params`, from the last backward."""
+        if not self.trainable:
+            return {}
+        return {f"{layer.name}/{key}": layer.grads[key]
+                for layer in self.layers for key in layer.trainable_params}
+
+    # -- computing -------------------------------------------------------------------------------
+
+    def as_input(self, x):
+        """``x`` as a batch array of the network's dtype and input shape, or a ``ValueError``.
+
+        Grayscale images ``(N, H, W)`` are accepted for a network whose input is ``(H, W, 1)``.
+        """
+        if self.input_shape is None:
+            raise ValueError("the network has no layers yet: add layers before calling it")
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise ValueError(f"input must be numeric, got an array of dtype {x.dtype}")
+        expected = self.input_shape
+        if x.ndim == len(expected) and expected[-1] == 1 and tuple(x.shape[1:]) == expected[:-1]:
+            x = x[..., None]
+        if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"{self.name}: expected input of shape (N, {', '.join(map(str, expected))}), "
+                f"got {tuple(x.shape)}"
+            )
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def forward(self, x, training=False):
+        """Run ``x`` (N, *input_shape) through every layer; ``training`` switches dropout and batch norm."""
+        x = self.as_input(x)
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def backward(self, dout, input_gradient=True):
+        """Back-propagate ``dout`` = dL/d(output) (N, *output_shape) through every layer.
+
+        Fills each layer's ``grads`` and returns dL/d(input), shape (N, *input_shape): the gradient with
+        respect to the input, as used for saliency maps or to train a GAN's generator through its
+        discriminator. ``input_gradient=False`` skips that last product (training does this).
+        """
+        return self._backward_from(len(self.layers) - 1, dout, input_gradient, preactivation=False)
+
+    def _backward_from(self, index, gradient, input_gradient, preactivation):
+        """Back-propagate from layer ``index``; ``preactivation`` means ``gradient`` is dL/dz of that
+        layer's activation input (the fused softmax/sigmoid cross-entropy path)."""
+        first = self.layers[0]
+        first.input_grad_needed = input_gradient
+        try:
+            for position in range(index, -1, -1):
+                layer = self.layers[position]
+                if preactivation and position == index:
+                    gradient = layer.backward_preactivation(gradient)
+                else:
+                    gradient = layer.backward(gradient)
+        finally:
+            first.input_grad_needed = True
+        return gradient
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    def get_config(self):
+        """The architecture as JSON-serialisable data: the network's arguments and each layer's config."""
+        return {
+            "name": self.name,
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+            "seed": self.seed,
+            "dtype": self.dtype.name,
+            "trainable": self.trainable,
+            "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                       for layer in self.layers],
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """Rebuild a network (fresh weights) from :meth:`get_config`'s output."""
+        net = cls(input_shape=config.get("input_shape"), name=config.get("name"),
+                  seed=config.get("seed"), dtype=config.get("dtype", "float32"))
+        for entry in config.get("layers", []):
+            layer_class = get_layer_class(entry["class_name"], custom_objects)
+            net.add(layer_class.from_config(dict(entry["config"])))
+        net.trainable = bool(config.get("trainable", True))
+        return net
+
+    def __repr__(self):
+        return f"<Net name={self.name!r} layers={len(self.layers)} params={self.count_params():,}>"

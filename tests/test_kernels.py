@@ -1,0 +1,98 @@
+"""The vectorised kernels against the naive loops in tests/naive.py."""
+
+import numpy as np
+import pytest
+
+from modularcnn.kernels.conv import col2im, conv_backward, conv_forward, im2col
+from modularcnn.kernels.pooling import (
+    avg_pool_backward,
+    avg_pool_forward,
+    max_pool_backward,
+    max_pool_forward,
+)
+from modularcnn.kernels.windows import output_spatial_shape
+
+from . import naive
+
+CASES = [
+    # x shape, kernel (kh, kw), stride, pads
+    ((2, 7, 5, 3), (3, 3), (1, 1), ((1, 1), (1, 1))),
+    ((1, 9, 6, 2), (3, 2), (2, 2), ((0, 0), (0, 0))),
+    ((3, 8, 11, 1), (5, 3), (3, 2), ((2, 1), (0, 2))),
+    ((2, 6, 6, 4), (1, 1), (2, 2), ((0, 0), (0, 0))),
+]
+
+
+@pytest.mark.parametrize("x_shape, kernel_size, stride, pads", CASES)
+def test_conv_forward_matches_loops(x_shape, kernel_size, stride, pads):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape)
+    kernel = rng.standard_normal(kernel_size + (x_shape[-1], 4))
+    bias = rng.standard_normal(4)
+    out_shape = output_spatial_shape(x_shape[1:3], kernel_size, stride, pads)
+    y, _ = conv_forward(x, kernel, bias, stride, pads, out_shape)
+    np.testing.assert_allclose(y, naive.conv2d(x, kernel, bias, stride, pads), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape, kernel_size, stride, pads", CASES)
+def test_col2im_is_the_adjoint_of_im2col(x_shape, kernel_size, stride, pads):
+    # <im2col(x), c> == <x, col2im(c)> for all x, c: the defining property of the backward pass.
+    rng = np.random.default_rng(1)
+    out_shape = output_spatial_shape(x_shape[1:3], kernel_size, stride, pads)
+    x = rng.standard_normal(x_shape)
+    cols = im2col(x, kernel_size, stride, pads, out_shape)
+    c = rng.standard_normal(cols.shape)
+    back = col2im(c, x_shape, kernel_size, stride, pads, out_shape)
+    assert np.isclose(np.sum(cols * c), np.sum(x * back), rtol=1e-12)
+
+
+def test_conv_backward_skips_input_gradient_when_not_needed():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 5, 5, 1))
+    kernel = rng.standard_normal((3, 3, 1, 2))
+    pads = ((1, 1), (1, 1))
+    y, cols = conv_forward(x, kernel, None, (1, 1), pads, (5, 5))
+    dx, dkernel, dbias = conv_backward(np.ones_like(y), cols, kernel, x.shape, (1, 1), pads,
+                                       need_input_grad=False)
+    assert dx is None and dkernel.shape == kernel.shape and dbias.shape == (2,)
+
+
+POOL_CASES = [
+    ((2, 6, 8, 3), (2, 2), (2, 2), ((0, 0), (0, 0))),
+    ((1, 7, 9, 2), (3, 3), (2, 2), ((0, 0), (0, 0))),     # overlapping
+    ((2, 5, 7, 1), (3, 2), (1, 2), ((1, 1), (0, 1))),     # padded, non-square
+]
+
+
+@pytest.mark.parametrize("x_shape, pool, stride, pads", POOL_CASES)
+def test_max_pool_matches_loops(x_shape, pool, stride, pads):
+    x = np.random.default_rng(3).standard_normal(x_shape)
+    out_shape = output_spatial_shape(x_shape[1:3], pool, stride, pads)
+    y, _ = max_pool_forward(x, pool, stride, pads, out_shape)
+    np.testing.assert_array_equal(y, naive.pool2d(x, pool, stride, pads, "max"))
+
+
+@pytest.mark.parametrize("x_shape, pool, stride, pads", POOL_CASES)
+def test_avg_pool_matches_loops(x_shape, pool, stride, pads):
+    x = np.random.default_rng(4).standard_normal(x_shape)
+    out_shape = output_spatial_shape(x_shape[1:3], pool, stride, pads)
+    y, _ = avg_pool_forward(x, pool, stride, pads, out_shape)
+    np.testing.assert_allclose(y, naive.pool2d(x, pool, stride, pads, "avg"), rtol=1e-12)
+
+
+def test_max_pool_ties_go_to_the_first_cell_only():
+    x = np.ones((1, 2, 2, 1))
+    y, argmax = max_pool_forward(x, (2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1))
+    dx = max_pool_backward(np.ones_like(y), argmax, x.shape, (2, 2), (2, 2), ((0, 0), (0, 0)))
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[1, 0], [0, 0]])
+
+
+def test_pool_backward_preserves_float32():
+    x = np.random.default_rng(5).standard_normal((2, 4, 4, 3)).astype(np.float32)
+    pads = ((0, 0), (0, 0))
+    y, argmax = max_pool_forward(x, (2, 2), (2, 2), pads, (2, 2))
+    assert y.dtype == np.float32
+    assert max_pool_backward(y, argmax, x.shape, (2, 2), (2, 2), pads).dtype == np.float32
+    y, counts = avg_pool_forward(x, (2, 2), (2, 2), pads, (2, 2))
+    assert y.dtype == np.float32
+    assert avg_pool_backward(y, counts, x.shape, (2, 2), (2, 2), pads).dtype == np.float32
