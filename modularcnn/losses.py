@@ -1,0 +1,492 @@
+"""Loss functions: a batch-mean value and its gradient with respect to the predictions.
+
+Every loss is an object with
+
+* ``loss(y_true, y_pred) -> float``: the loss averaged over the batch,
+* ``loss.gradient(y_true, y_pred) -> array``: the gradient of that average, shaped like ``y_pred``,
+* ``loss.value_and_gradient(y_true, y_pred) -> (float, array)``: both at once.
+
+The cross-entropy losses also offer ``value_and_gradient_from_logits(y_true, logits)``, the fused
+softmax/sigmoid + cross-entropy computed with log-sum-exp. A network whose last layer is a softmax
+(or sigmoid) should call it with the pre-activation logits: the gradient is the simple and exact
+``(softmax(z) - y) / N`` and stays finite for any logits, unlike the chain
+"probabilities -> clip -> log -> divide".
+
+Gradients keep the dtype of ``y_pred`` (float32 in, float32 out).
+"""
+
+import numpy as np
+
+from .mathutils import as_float_array, log_sigmoid, log_softmax, sigmoid, softmax
+
+__all__ = [
+    "EPSILON",
+    "Loss",
+    "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy",
+    "BinaryCrossentropy",
+    "MeanSquaredError",
+    "MeanAbsoluteError",
+    "Huber",
+    "get",
+    "serialize",
+    "softmax",
+    "log_softmax",
+    "sigmoid",
+]
+
+#: Probabilities are clipped to [EPSILON, 1 - EPSILON] before taking logs (non-logit path only).
+EPSILON = 1e-7
+
+
+class Loss:
+    """Base class: validates inputs, then delegates to ``_value_and_gradient``.
+
+    Subclasses implement ``_prepare(y_true, y_pred)`` (validation and conversion, returning the two
+    arrays actually used) and ``_value_and_gradient(y_true, y_pred)`` on those arrays.
+    """
+
+    #: Name used in logs and training history; Keras spelling.
+    name = "loss"
+
+    def __call__(self, y_true, y_pred):
+        """Return the loss averaged over the batch, as a Python float."""
+        return self.value_and_gradient(y_true, y_pred)[0]
+
+    def gradient(self, y_true, y_pred):
+        """Return d(mean loss)/d(y_pred), an array with the shape and dtype of ``y_pred``."""
+        return self.value_and_gradient(y_true, y_pred)[1]
+
+    def value_and_gradient(self, y_true, y_pred):
+        """Return ``(mean loss as float, gradient shaped like y_pred)``."""
+        y_true, y_pred = self._prepare(y_true, y_pred)
+        value, grad = self._value_and_gradient(y_true, y_pred)
+        return float(value), grad
+
+    def _prepare(self, y_true, y_pred):
+        raise NotImplementedError
+
+    def _value_and_gradient(self, y_true, y_pred):
+        raise NotImplementedError
+
+    def get_config(self):
+        """Return the constructor's keyword arguments (JSON-serialisable)."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        """Rebuild a loss from ``get_config()``'s output."""
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+# --------------------------------------------------------------------------------------------
+# Input validation shared by the losses
+# --------------------------------------------------------------------------------------------
+
+
+def _check_batch(y_true, y_pred, loss_name):
+    """Check that both arrays are at least 1-D, non-empty, and have the same batch size N."""
+    if y_pred.ndim == 0 or y_pred.shape[0] == 0:
+        raise ValueError(
+            f"{loss_name}: y_pred must be a non-empty batch with shape (N, ...), "
+            f"received shape {y_pred.shape}."
+        )
+    if y_true.ndim == 0 or y_true.shape[0] != y_pred.shape[0]:
+        raise ValueError(
+            f"{loss_name}: y_true and y_pred must hold the same number of samples; "
+            f"received y_true shape {y_true.shape} and y_pred shape {y_pred.shape}."
+        )
+
+
+def _match_shapes(y_true, y_pred, loss_name):
+    """Return ``y_true`` in ``y_pred``'s dtype and shape, for elementwise losses.
+
+    Equal shapes pass. The only mismatch accepted is a trailing axis of length one on either side,
+    e.g. y_true (N,) with y_pred (N, 1); it is resolved by reshaping, never by broadcasting (which
+    would silently turn (N,) - (N, 1) into an (N, N) matrix).
+    """
+    _check_batch(y_true, y_pred, loss_name)
+    if y_true.shape != y_pred.shape:
+        if y_true.shape + (1,) == y_pred.shape or y_true.shape == y_pred.shape + (1,):
+            y_true = y_true.reshape(y_pred.shape)
+        else:
+            raise ValueError(
+                f"{loss_name}: expected y_true with the same shape as y_pred {y_pred.shape}, "
+                f"received y_true with shape {y_true.shape}."
+            )
+    return np.asarray(y_true, dtype=y_pred.dtype)
+
+
+def _class_ids_to_one_hot(ids, num_classes, dtype, loss_name):
+    """Turn integer class ids, shape (N,), into a one-hot matrix, shape (N, K)."""
+    if not (np.issubdtype(ids.dtype, np.integer) or ids.dtype == bool):
+        if not np.all(np.floor(ids) == ids):
+            raise ValueError(
+                f"{loss_name}: 1-D y_true must hold integer class ids; received non-integer "
+                f"values such as {ids[np.floor(ids) != ids][0]!r}."
+            )
+    ids = ids.astype(np.int64)
+    bad = (ids < 0) | (ids >= num_classes)
+    if np.any(bad):
+        raise ValueError(
+            f"{loss_name}: class ids must lie in [0, {num_classes}) to match y_pred's "
+            f"{num_classes} classes; received {ids[bad][0]}."
+        )
+    one_hot = np.zeros((ids.shape[0], num_classes), dtype=dtype)
+    one_hot[np.arange(ids.shape[0]), ids] = 1
+    return one_hot
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-entropy
+# --------------------------------------------------------------------------------------------
+
+
+class CategoricalCrossentropy(Loss):
+    """Cross-entropy between class targets and a predicted distribution over K classes.
+
+    ``loss = -mean_n sum_k y[n, k] * log p[n, k]``
+
+    Parameters
+    ----------
+    from_logits : bool
+        If True, ``y_pred`` holds logits and the loss applies a softmax itself (fused, stable
+        path). If False, ``y_pred`` holds probabilities, clipped to [EPSILON, 1 - EPSILON].
+    label_smoothing : float in [0, 1]
+        Targets become ``y * (1 - label_smoothing) + label_smoothing / K``.
+
+    Shapes
+    ------
+    y_pred : (N, K)
+    y_true : (N,) or (N, 1) integer class ids in [0, K), or (N, K) one-hot / probabilities.
+    """
+
+    name = "categorical_crossentropy"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0):
+        label_smoothing = float(label_smoothing)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(
+                f"{type(self).__name__}: label_smoothing must lie in [0, 1], "
+                f"received {label_smoothing}."
+            )
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = label_smoothing
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+    def _prepare(self, y_true, y_pred):
+        """Validate and return (targets (N, K) in y_pred's dtype, y_pred (N, K))."""
+        loss_name = type(self).__name__
+        y_pred = as_float_array(y_pred)
+        y_true = np.asarray(y_true)
+        if y_pred.ndim != 2:
+            raise ValueError(
+                f"{loss_name}: expected y_pred with shape (N, K), received shape {y_pred.shape}."
+            )
+        _check_batch(y_true, y_pred, loss_name)
+        n, k = y_pred.shape
+        if y_true.shape == (n, k):
+            targets = np.asarray(y_true, dtype=y_pred.dtype)
+        elif y_true.ndim == 1 or y_true.shape == (n, 1):
+            targets = _class_ids_to_one_hot(y_true.reshape(n), k, y_pred.dtype, loss_name)
+        else:
+            raise ValueError(
+                f"{loss_name}: expected y_true as class ids with shape ({n},) or one-hot with "
+                f"shape {(n, k)}, received shape {y_true.shape}."
+            )
+        if self.label_smoothing:
+            targets = targets * (1 - self.label_smoothing) + self.label_smoothing / k
+        return targets, y_pred
+
+    def _value_and_gradient(self, targets, y_pred):
+        if self.from_logits:
+            return self._fused(targets, y_pred)
+        n = y_pred.shape[0]
+        eps = np.asarray(EPSILON, dtype=y_pred.dtype)
+        probs = np.clip(y_pred, eps, 1 - eps)
+        value = -np.sum(targets * np.log(probs)) / n
+        # The clip is flat outside [eps, 1 - eps], so the gradient is zero there.
+        inside = (y_pred >= eps) & (y_pred <= 1 - eps)
+        grad = np.where(inside, -targets / (probs * n), 0).astype(y_pred.dtype, copy=False)
+        return value, grad
+
+    def value_and_gradient_from_logits(self, y_true, logits):
+        """Fused softmax + cross-entropy, whatever ``from_logits`` says.
+
+        Parameters
+        ----------
+        y_true : (N,) class ids or (N, K) targets
+        logits : (N, K) pre-softmax scores
+
+        Returns
+        -------
+        (float, array (N, K))
+            Mean loss and its gradient with respect to the logits,
+            ``(softmax(z) * sum_k y - y) / N``, i.e. ``(softmax(z) - y) / N`` for targets that
+            sum to one.
+        """
+        targets, logits = self._prepare(y_true, logits)
+        value, grad = self._fused(targets, logits)
+        return float(value), grad
+
+    @staticmethod
+    def _fused(targets, logits):
+        n = logits.shape[0]
+        log_probs = log_softmax(logits)
+        value = -np.sum(targets * log_probs) / n
+        target_mass = np.sum(targets, axis=1, keepdims=True)
+        grad = (np.exp(log_probs) * target_mass - targets) / n
+        return value, grad
+
+
+class SparseCategoricalCrossentropy(CategoricalCrossentropy):
+    """Same as :class:`CategoricalCrossentropy`; the Keras name for integer class-id targets.
+
+    It accepts one-hot targets too, so the two classes are interchangeable.
+    """
+
+    name = "sparse_categorical_crossentropy"
+
+
+class BinaryCrossentropy(Loss):
+    """Binary (or multi-label) cross-entropy, averaged over all N * K outputs.
+
+    ``loss = -mean(y * log p + (1 - y) * log(1 - p))``
+
+    Parameters
+    ----------
+    from_logits : bool
+        If True, ``y_pred`` holds logits and the loss applies a sigmoid itself (fused, stable path).
+    label_smoothing : float in [0, 1]
+        Targets become ``y * (1 - label_smoothing) + 0.5 * label_smoothing``.
+
+    Shapes
+    ------
+    y_pred : (N,), (N, 1) or (N, K) (K independent yes/no outputs)
+    y_true : same shape as y_pred (a missing or extra trailing axis of length 1 is accepted),
+        values in [0, 1].
+    """
+
+    name = "binary_crossentropy"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0):
+        label_smoothing = float(label_smoothing)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(
+                "BinaryCrossentropy: label_smoothing must lie in [0, 1], "
+                f"received {label_smoothing}."
+            )
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = label_smoothing
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+    def _prepare(self, y_true, y_pred):
+        y_pred = as_float_array(y_pred)
+        y_true = np.asarray(y_true)
+        if y_pred.ndim not in (1, 2):
+            raise ValueError(
+                f"BinaryCrossentropy: expected y_pred with shape (N,), (N, 1) or (N, K), "
+                f"received shape {y_pred.shape}."
+            )
+        targets = _match_shapes(y_true, y_pred, "BinaryCrossentropy")
+        if np.any((targets < 0) | (targets > 1)):
+            raise ValueError(
+                "BinaryCrossentropy: expected y_true values in [0, 1], received values in "
+                f"[{targets.min()}, {targets.max()}]. For class ids use CategoricalCrossentropy."
+            )
+        if self.label_smoothing:
+            targets = targets * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return targets, y_pred
+
+    def _value_and_gradient(self, targets, y_pred):
+        if self.from_logits:
+            return self._fused(targets, y_pred)
+        size = y_pred.size
+        eps = np.asarray(EPSILON, dtype=y_pred.dtype)
+        probs = np.clip(y_pred, eps, 1 - eps)
+        value = -np.sum(targets * np.log(probs) + (1 - targets) * np.log(1 - probs)) / size
+        # d/dp of -(y log p + (1 - y) log(1 - p)) is (p - y) / (p (1 - p)); zero where clipped.
+        inside = (y_pred >= eps) & (y_pred <= 1 - eps)
+        grad = np.where(inside, (probs - targets) / (probs * (1 - probs) * size), 0)
+        return value, grad.astype(y_pred.dtype, copy=False)
+
+    def value_and_gradient_from_logits(self, y_true, logits):
+        """Fused sigmoid + binary cross-entropy, whatever ``from_logits`` says.
+
+        Parameters
+        ----------
+        y_true : same shape as logits, values in [0, 1]
+        logits : (N,), (N, 1) or (N, K) pre-sigmoid scores
+
+        Returns
+        -------
+        (float, array shaped like logits)
+            Mean loss over all N * K outputs and its gradient ``(sigmoid(z) - y) / (N * K)``.
+        """
+        targets, logits = self._prepare(y_true, logits)
+        value, grad = self._fused(targets, logits)
+        return float(value), grad
+
+    @staticmethod
+    def _fused(targets, logits):
+        size = logits.size
+        # -(y log s(z) + (1 - y) log(1 - s(z))) with log(1 - s(z)) = log s(z) - z.
+        value = -np.sum(log_sigmoid(logits) - (1 - targets) * logits) / size
+        grad = (sigmoid(logits) - targets) / size
+        return value, grad
+
+
+# --------------------------------------------------------------------------------------------
+# Regression losses: the mean over every element of y_pred
+# --------------------------------------------------------------------------------------------
+
+
+class _ElementwiseLoss(Loss):
+    """Shared validation for losses that compare y_true and y_pred element by element."""
+
+    def _prepare(self, y_true, y_pred):
+        y_pred = as_float_array(y_pred)
+        y_true = _match_shapes(np.asarray(y_true), y_pred, type(self).__name__)
+        return y_true, y_pred
+
+
+class MeanSquaredError(_ElementwiseLoss):
+    """``mean((y_pred - y_true) ** 2)`` over all elements; y_true and y_pred have the same shape."""
+
+    name = "mean_squared_error"
+
+    def _value_and_gradient(self, y_true, y_pred):
+        diff = y_pred - y_true
+        return np.mean(diff * diff), diff * (2 / diff.size)
+
+
+class MeanAbsoluteError(_ElementwiseLoss):
+    """``mean(|y_pred - y_true|)`` over all elements (gradient ``sign(diff) / size``, 0 at 0)."""
+
+    name = "mean_absolute_error"
+
+    def _value_and_gradient(self, y_true, y_pred):
+        diff = y_pred - y_true
+        return np.mean(np.abs(diff)), np.sign(diff) / diff.size
+
+
+class Huber(_ElementwiseLoss):
+    """Huber loss, quadratic for small errors and linear for large ones, averaged over all elements.
+
+    For ``e = y_pred - y_true``: ``0.5 * e**2`` if ``|e| <= delta`` else
+    ``delta * (|e| - 0.5 * delta)``. Its gradient is ``clip(e, -delta, delta) / size``.
+    """
+
+    name = "huber"
+
+    def __init__(self, delta=1.0):
+        delta = float(delta)
+        if not delta > 0:
+            raise ValueError(f"Huber: delta must be positive, received {delta}.")
+        self.delta = delta
+
+    def get_config(self):
+        return {"delta": self.delta}
+
+    def _value_and_gradient(self, y_true, y_pred):
+        diff = y_pred - y_true
+        abs_diff = np.abs(diff)
+        quadratic = 0.5 * diff * diff
+        linear = self.delta * (abs_diff - 0.5 * self.delta)
+        value = np.mean(np.where(abs_diff <= self.delta, quadratic, linear))
+        grad = np.clip(diff, -self.delta, self.delta) / diff.size
+        return value, grad
+
+
+# --------------------------------------------------------------------------------------------
+# Look-up by name / config
+# --------------------------------------------------------------------------------------------
+
+_CLASSES = {
+    cls.__name__: cls
+    for cls in (
+        CategoricalCrossentropy,
+        SparseCategoricalCrossentropy,
+        BinaryCrossentropy,
+        MeanSquaredError,
+        MeanAbsoluteError,
+        Huber,
+    )
+}
+
+_ALIASES = {
+    "cross_entropy": CategoricalCrossentropy,
+    "crossentropy": CategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
+    "bce": BinaryCrossentropy,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "l2": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "l1": MeanAbsoluteError,
+    "huber": Huber,
+    "huber_loss": Huber,
+}
+# Class names work too, in any case: "CategoricalCrossentropy", "meansquarederror", ...
+_ALIASES.update({name.lower(): cls for name, cls in _CLASSES.items()})
+
+
+def _lookup(name):
+    try:
+        return _ALIASES[name.strip().lower()]
+    except KeyError:
+        raise ValueError(
+            f"Unknown loss {name!r}. Valid names: {', '.join(sorted(_ALIASES))}."
+        ) from None
+
+
+def get(identifier):
+    """Return a loss object.
+
+    Parameters
+    ----------
+    identifier : str, Loss, Loss subclass or dict
+        A name such as ``"categorical_crossentropy"`` or ``"mse"`` (case-insensitive), an instance
+        (returned unchanged), a class (instantiated with defaults), or a config dict
+        ``{"class_name": ..., "config": {...}}`` as produced by :func:`serialize`.
+    """
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    if isinstance(identifier, str):
+        return _lookup(identifier)()
+    if isinstance(identifier, dict):
+        if "class_name" not in identifier:
+            raise ValueError(
+                "A loss config dict needs the keys 'class_name' and 'config'; "
+                f"received keys {sorted(identifier)}."
+            )
+        cls = _lookup(identifier["class_name"])
+        config = identifier.get("config") or {}
+        try:
+            return cls.from_config(config)
+        except TypeError as err:
+            raise ValueError(f"Invalid config for loss {cls.__name__}: {err}") from None
+    raise ValueError(
+        "Expected a loss name, Loss instance or config dict, "
+        f"received {type(identifier).__name__}: {identifier!r}."
+    )
+
+
+def serialize(loss):
+    """Return ``{"class_name": ..., "config": ...}`` for a loss; ``get`` turns it back into one."""
+    if not isinstance(loss, Loss):
+        raise ValueError(f"Expected a Loss instance, received {type(loss).__name__}.")
+    return {"class_name": type(loss).__name__, "config": loss.get_config()}

@@ -1,0 +1,588 @@
+"""Gradient-descent optimizers that update named parameter arrays in place.
+
+Usage::
+
+    opt = Adam(learning_rate=1e-3)
+    opt.apply(params, grads)   # params, grads: dict "layer/weight" -> np.ndarray
+
+``apply`` changes the parameter arrays in place (the same array objects stay in the model), keeps
+their dtype, and increments ``opt.iterations``. Per-parameter state (momentum, moving averages) is
+created lazily on the first ``apply`` in the parameter's dtype, and can be saved and restored with
+``get_state()`` / ``set_state()`` under flat names such as ``"m/conv2d_1/kernel"``.
+
+The update formulas follow Keras 3 (same defaults, same epsilon placement), so results can be
+compared with Keras step for step. Weight decay is *decoupled* (``p -= lr * weight_decay * p``,
+applied before the gradient step) for every optimizer, as in Keras; note this differs from
+PyTorch's ``SGD(weight_decay=...)``, which adds ``weight_decay * p`` to the gradient.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from . import schedules
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get", "serialize"]
+
+
+def _optional_positive(value, what, owner):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise ValueError(f"{owner}: {what} must be None or a positive number, received {value!r}.")
+    return float(value)
+
+
+def _float_in(value, low, high, what, owner, *, include_high=False):
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    ok = ok and (low <= value <= high if include_high else low <= value < high)
+    if not ok:
+        bracket = "]" if include_high else ")"
+        raise ValueError(
+            f"{owner}: {what} must lie in [{low}, {high}{bracket}, received {value!r}."
+        )
+    return float(value)
+
+
+class Optimizer:
+    """Base class: learning rate, weight decay, gradient clipping, state bookkeeping.
+
+    Parameters
+    ----------
+    learning_rate : float or LearningRateSchedule
+        A constant rate, or a schedule called with ``iterations`` before each update.
+    weight_decay : float
+        Decoupled weight decay: each ``apply`` first does ``p -= lr * weight_decay * p``.
+    clipnorm : float or None
+        Rescale each gradient array whose L2 norm exceeds ``clipnorm`` down to that norm.
+    clipvalue : float or None
+        Clip every gradient element to ``[-clipvalue, clipvalue]`` (done before any norm clipping).
+    global_clipnorm : float or None
+        Rescale all gradients together when their joint L2 norm exceeds ``global_clipnorm``.
+        Cannot be combined with ``clipnorm``.
+
+    Subclasses define ``slot_names()`` (the per-parameter state they keep, e.g. ``["m", "v"]``),
+    ``_update(key, param, grad, lr)`` and extend ``get_config()``.
+    """
+
+    def __init__(
+        self, learning_rate, weight_decay=0.0, clipnorm=None, clipvalue=None, global_clipnorm=None
+    ):
+        owner = type(self).__name__
+        self.learning_rate = learning_rate
+        if isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real) or not (
+            weight_decay >= 0
+        ):
+            raise ValueError(
+                f"{owner}: weight_decay must be a number >= 0, received {weight_decay!r}."
+            )
+        self.weight_decay = float(weight_decay)
+        self.clipnorm = _optional_positive(clipnorm, "clipnorm", owner)
+        self.clipvalue = _optional_positive(clipvalue, "clipvalue", owner)
+        self.global_clipnorm = _optional_positive(global_clipnorm, "global_clipnorm", owner)
+        if self.clipnorm is not None and self.global_clipnorm is not None:
+            raise ValueError(f"{owner}: set at most one of clipnorm and global_clipnorm, not both.")
+        #: Number of ``apply`` calls so far; the schedule step for the next update.
+        self.iterations = 0
+        self._slots = {}  # "slot/param_key" -> state array, e.g. "m/dense_1/kernel"
+        self._scratch = {}  # param_key -> reusable temporary, never saved
+        self._clip_buffers = {}  # param_key -> clipped copy of the gradient
+
+    # ---- learning rate -----------------------------------------------------------------------
+
+    @property
+    def learning_rate(self):
+        """The configured rate: a float, or the LearningRateSchedule object. Settable."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if isinstance(value, dict):
+            value = schedules.get(value)
+        if isinstance(value, schedules.LearningRateSchedule):
+            self._learning_rate = value
+            return
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+            math.isfinite(value) and value >= 0
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: learning_rate must be a finite number >= 0 or a "
+                f"LearningRateSchedule, received {value!r}."
+            )
+        self._learning_rate = float(value)
+
+    @property
+    def current_learning_rate(self):
+        """The learning rate (Python float) that the next ``apply`` will use."""
+        if isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            return self._learning_rate(self.iterations)
+        return self._learning_rate
+
+    # ---- the update --------------------------------------------------------------------------
+
+    def apply(self, params, grads):
+        """Update every array in ``params`` in place, one optimizer step.
+
+        Parameters
+        ----------
+        params : dict str -> np.ndarray
+            Writable floating arrays, e.g. ``{"dense_1/kernel": (in, out),
+            "dense_1/bias": (out,)}``.
+        grads : dict str -> np.ndarray
+            Same keys and shapes as ``params``. They are only read, never modified.
+        """
+        self._check_inputs(params, grads)
+        grads = {key: np.asarray(grads[key], dtype=params[key].dtype) for key in params}
+        grads = self._clip_gradients(grads)
+        lr = self.current_learning_rate
+        for key, param in params.items():
+            if self.weight_decay:
+                param *= 1 - lr * self.weight_decay
+            self._update(key, param, grads[key], lr)
+        self.iterations += 1
+
+    def build(self, params):
+        """Create the (zero) state for ``params`` now instead of on the first ``apply``.
+
+        Useful to save an optimizer before it has taken a step. Existing state is kept.
+        """
+        for key, param in params.items():
+            for slot in self.slot_names():
+                self._slot(slot, key, param)
+
+    def slot_names(self):
+        """Names of the per-parameter state arrays this optimizer keeps (may be empty)."""
+        return []
+
+    def _update(self, key, param, grad, lr):
+        raise NotImplementedError
+
+    def _slot(self, slot, key, param):
+        """Return the state array ``slot/key``, creating it as zeros like ``param`` if missing."""
+        name = f"{slot}/{key}"
+        state = self._slots.get(name)
+        if state is None:
+            state = self._slots[name] = np.zeros_like(param)
+        elif state.shape != param.shape or state.dtype != param.dtype:
+            raise ValueError(
+                f"{type(self).__name__}: state {name!r} has shape {state.shape} and dtype "
+                f"{state.dtype}, but the parameter has shape {param.shape} and dtype "
+                f"{param.dtype}. Was this optimizer state made for a different model?"
+            )
+        return state
+
+    def _temporary(self, key, param):
+        """A reusable scratch array like ``param``, so updates allocate nothing per step."""
+        buf = self._scratch.get(key)
+        if buf is None or buf.shape != param.shape or buf.dtype != param.dtype:
+            buf = self._scratch[key] = np.empty_like(param)
+        return buf
+
+    def _check_inputs(self, params, grads):
+        owner = type(self).__name__
+        if not isinstance(params, dict) or not isinstance(grads, dict):
+            raise ValueError(
+                f"{owner}.apply expects two dicts name -> array, received "
+                f"{type(params).__name__} and {type(grads).__name__}."
+            )
+        if params.keys() != grads.keys():
+            missing = sorted(params.keys() - grads.keys())
+            extra = sorted(grads.keys() - params.keys())
+            raise ValueError(
+                f"{owner}.apply: params and grads must have the same keys; "
+                f"gradients missing for {missing}, gradients without a parameter: {extra}."
+            )
+        for key, param in params.items():
+            if not isinstance(param, np.ndarray) or not np.issubdtype(param.dtype, np.floating):
+                raise ValueError(
+                    f"{owner}.apply: params[{key!r}] must be a floating NumPy array, "
+                    f"received {type(param).__name__} {getattr(param, 'dtype', '')}."
+                )
+            if not param.flags.writeable:
+                raise ValueError(
+                    f"{owner}.apply: params[{key!r}] is read-only; cannot update it in place."
+                )
+            grad_shape = np.shape(grads[key])
+            if grad_shape != param.shape:
+                raise ValueError(
+                    f"{owner}.apply: grads[{key!r}] has shape {grad_shape}, expected the "
+                    f"parameter's shape {param.shape}."
+                )
+
+    # ---- gradient clipping -------------------------------------------------------------------
+
+    def _clip_gradients(self, grads):
+        """Return the gradients to use, clipped as configured.
+
+        Clipped gradients go into this optimizer's own buffers; the caller's arrays are untouched.
+        """
+        if self.clipvalue is not None:
+            grads = {
+                key: np.clip(g, -self.clipvalue, self.clipvalue, out=self._clip_buffer(key, g))
+                for key, g in grads.items()
+            }
+        if self.clipnorm is not None:
+            for key, g in grads.items():
+                norm = _l2_norm(g)
+                if norm > self.clipnorm:
+                    grads[key] = np.multiply(g, self.clipnorm / norm, out=self._clip_buffer(key, g))
+        if self.global_clipnorm is not None:
+            total = math.sqrt(sum(_l2_norm(g) ** 2 for g in grads.values()))
+            if total > self.global_clipnorm:
+                scale = self.global_clipnorm / total
+                grads = {
+                    key: np.multiply(g, scale, out=self._clip_buffer(key, g))
+                    for key, g in grads.items()
+                }
+        return grads
+
+    def _clip_buffer(self, key, grad):
+        buf = self._clip_buffers.get(key)
+        if buf is None or buf.shape != grad.shape or buf.dtype != grad.dtype:
+            buf = self._clip_buffers[key] = np.empty_like(grad)
+        return buf
+
+    # ---- state for saving --------------------------------------------------------------------
+
+    def get_state(self):
+        """Return a copy of the optimizer state as a flat dict of arrays.
+
+        Keys are ``"slot/param_key"`` (e.g. ``"m/conv2d_1/kernel"``) plus ``"iterations"``, a 0-d
+        int64 array. Slots exist only for parameters seen by ``apply`` or ``build``.
+        """
+        state = {name: array.copy() for name, array in self._slots.items()}
+        state["iterations"] = np.array(self.iterations, dtype=np.int64)
+        return state
+
+    def set_state(self, state):
+        """Restore a state produced by ``get_state`` (of an optimizer with the same config).
+
+        Everything is validated before anything changes: unknown or missing names, non-floating
+        arrays, and shapes or dtypes that differ from state this optimizer already holds raise
+        ValueError and leave the optimizer as it was.
+        """
+        owner = type(self).__name__
+        if not isinstance(state, dict) or "iterations" not in state:
+            raise ValueError(
+                f"{owner}.set_state expects a dict with an 'iterations' entry, received "
+                f"{sorted(state) if isinstance(state, dict) else type(state).__name__}."
+            )
+        iterations = np.asarray(state["iterations"])
+        if iterations.size != 1 or not np.issubdtype(iterations.dtype, np.integer) or (
+            int(iterations.reshape(())) < 0
+        ):
+            raise ValueError(
+                f"{owner}.set_state: 'iterations' must be one integer >= 0, "
+                f"received {state['iterations']!r}."
+            )
+
+        slots = {name: np.asarray(array) for name, array in state.items() if name != "iterations"}
+        expected_slots = self.slot_names()
+        keys = set()
+        for name, array in slots.items():
+            slot, _, key = name.partition("/")
+            if slot not in expected_slots or not key:
+                raise ValueError(
+                    f"{owner}.set_state: unexpected state name {name!r}; expected 'iterations' "
+                    f"and names 'slot/param' with slot in {expected_slots}."
+                )
+            if not np.issubdtype(array.dtype, np.floating):
+                raise ValueError(
+                    f"{owner}.set_state: state {name!r} must be a floating array, "
+                    f"received dtype {array.dtype}."
+                )
+            keys.add(key)
+        expected_names = {f"{slot}/{key}" for slot in expected_slots for key in keys}
+        if self._slots:
+            expected_names |= set(self._slots)
+        if set(slots) != expected_names:
+            raise ValueError(
+                f"{owner}.set_state: state names do not match this optimizer; missing "
+                f"{sorted(expected_names - set(slots))}, "
+                f"unexpected {sorted(set(slots) - expected_names)}."
+            )
+        for key in keys:
+            first = slots[f"{expected_slots[0]}/{key}"]
+            for slot in expected_slots:
+                name = f"{slot}/{key}"
+                reference = self._slots.get(name, first)
+                if slots[name].shape != reference.shape or slots[name].dtype != reference.dtype:
+                    raise ValueError(
+                        f"{owner}.set_state: state {name!r} has shape {slots[name].shape} and "
+                        f"dtype {slots[name].dtype}, expected shape {reference.shape} and dtype "
+                        f"{reference.dtype}."
+                    )
+
+        self._slots = {name: array.copy() for name, array in slots.items()}
+        self.iterations = int(iterations.reshape(()))
+
+    # ---- config ------------------------------------------------------------------------------
+
+    def get_config(self):
+        """Return the constructor's keyword arguments (JSON-serialisable).
+
+        A schedule learning rate is stored as ``{"class_name": ..., "config": ...}``; the
+        constructor accepts that form back.
+        """
+        lr = self._learning_rate
+        if isinstance(lr, schedules.LearningRateSchedule):
+            lr = schedules.serialize(lr)
+        return {
+            "learning_rate": lr,
+            "weight_decay": self.weight_decay,
+            "clipnorm": self.clipnorm,
+            "clipvalue": self.clipvalue,
+            "global_clipnorm": self.global_clipnorm,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        """Rebuild an optimizer (without its state) from ``get_config()``'s output."""
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _l2_norm(array):
+    """L2 norm of a whole array as a Python float (no temporary the size of the array)."""
+    flat = array.reshape(-1)
+    return math.sqrt(float(np.dot(flat, flat)))
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    Without momentum: ``p -= lr * g``. With momentum (velocity ``v``, starting at 0):
+    ``v = momentum * v - lr * g``, then ``p += v``, or for Nesterov ``p += momentum * v - lr * g``.
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.momentum = _float_in(momentum, 0, 1, "momentum", "SGD", include_high=True)
+        self.nesterov = bool(nesterov)
+
+    def slot_names(self):
+        return ["momentum"] if self.momentum > 0 else []
+
+    def _update(self, key, param, grad, lr):
+        step = np.multiply(grad, lr, out=self._temporary(key, param))  # lr * g
+        if self.momentum == 0:
+            param -= step
+            return
+        velocity = self._slot("momentum", key, param)
+        velocity *= self.momentum
+        velocity -= step
+        if self.nesterov:
+            param -= step
+            param += np.multiply(velocity, self.momentum, out=step)  # step is free to reuse
+        else:
+            param += velocity
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), in Keras's formulation.
+
+    With ``t = iterations + 1``::
+
+        m = m + (1 - beta_1) * (g - m)
+        v = v + (1 - beta_2) * (g**2 - v)
+        v_hat = max(v_hat, v) if amsgrad else v
+        alpha = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)
+        p -= alpha * m / (sqrt(v_hat) + epsilon)
+    """
+
+    def __init__(
+        self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs
+    ):
+        super().__init__(learning_rate, **kwargs)
+        owner = type(self).__name__
+        self.beta_1 = _float_in(beta_1, 0, 1, "beta_1", owner)
+        self.beta_2 = _float_in(beta_2, 0, 1, "beta_2", owner)
+        self.epsilon = _optional_positive(epsilon, "epsilon", owner)
+        if self.epsilon is None:
+            raise ValueError(f"{owner}: epsilon must be a positive number, received None.")
+        self.amsgrad = bool(amsgrad)
+
+    def slot_names(self):
+        return ["m", "v", "vhat"] if self.amsgrad else ["m", "v"]
+
+    def _update(self, key, param, grad, lr):
+        m = self._slot("m", key, param)
+        v = self._slot("v", key, param)
+        tmp = self._temporary(key, param)
+        t = self.iterations + 1
+        alpha = lr * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+
+        np.subtract(grad, m, out=tmp)
+        tmp *= 1 - self.beta_1
+        m += tmp  # m += (1 - beta_1) * (g - m)
+
+        np.square(grad, out=tmp)
+        tmp -= v
+        tmp *= 1 - self.beta_2
+        v += tmp  # v += (1 - beta_2) * (g^2 - v)
+
+        if self.amsgrad:
+            v_hat = self._slot("vhat", key, param)
+            np.maximum(v_hat, v, out=v_hat)
+        else:
+            v_hat = v
+        np.sqrt(v_hat, out=tmp)
+        tmp += self.epsilon
+        np.divide(m, tmp, out=tmp)
+        tmp *= alpha
+        param -= tmp
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+            "amsgrad": self.amsgrad,
+        }
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter); Keras's default decay of 0.004."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, **kwargs):
+        super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+
+
+class RMSprop(Optimizer):
+    """RMSprop, in Keras's formulation (epsilon inside the square root).
+
+    ::
+
+        ms = rho * ms + (1 - rho) * g**2
+        mg = rho * mg + (1 - rho) * g                   # centered only
+        denom = ms - mg**2 + epsilon if centered else ms + epsilon
+        increment = lr * g / sqrt(denom)
+        mom = momentum * mom + increment; p -= mom      # momentum > 0
+        p -= increment                                  # momentum == 0
+    """
+
+    def __init__(
+        self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs
+    ):
+        super().__init__(learning_rate, **kwargs)
+        owner = type(self).__name__
+        self.rho = _float_in(rho, 0, 1, "rho", owner)
+        self.momentum = _float_in(momentum, 0, 1, "momentum", owner, include_high=True)
+        self.epsilon = _optional_positive(epsilon, "epsilon", owner)
+        if self.epsilon is None:
+            raise ValueError(f"{owner}: epsilon must be a positive number, received None.")
+        self.centered = bool(centered)
+
+    def slot_names(self):
+        names = ["velocity"]
+        if self.momentum > 0:
+            names.append("momentum")
+        if self.centered:
+            names.append("average_grad")
+        return names
+
+    def _update(self, key, param, grad, lr):
+        velocity = self._slot("velocity", key, param)
+        tmp = self._temporary(key, param)
+
+        velocity *= self.rho
+        np.square(grad, out=tmp)
+        tmp *= 1 - self.rho
+        velocity += tmp
+
+        if self.centered:
+            average_grad = self._slot("average_grad", key, param)
+            average_grad *= self.rho
+            np.multiply(grad, 1 - self.rho, out=tmp)
+            average_grad += tmp
+            np.square(average_grad, out=tmp)
+            np.subtract(velocity, tmp, out=tmp)
+            tmp += self.epsilon
+        else:
+            np.add(velocity, self.epsilon, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        np.divide(grad, tmp, out=tmp)
+        tmp *= lr  # tmp is now the increment lr * g / sqrt(denom)
+
+        if self.momentum > 0:
+            mom = self._slot("momentum", key, param)
+            mom *= self.momentum
+            mom += tmp
+            param -= mom
+        else:
+            param -= tmp
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "rho": self.rho,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "centered": self.centered,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Look-up by name / config
+# --------------------------------------------------------------------------------------------
+
+_CLASSES = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop)}
+# "sgd", "adam", "adamw", "rmsprop"
+_ALIASES = {name.lower(): cls for name, cls in _CLASSES.items()}
+
+
+def _lookup(name):
+    try:
+        return _ALIASES[name.strip().lower()]
+    except KeyError:
+        raise ValueError(
+            f"Unknown optimizer {name!r}. Valid names: {', '.join(sorted(_ALIASES))}."
+        ) from None
+
+
+def get(identifier):
+    """Return an optimizer.
+
+    Parameters
+    ----------
+    identifier : str, Optimizer, Optimizer subclass or dict
+        A name (``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, case-insensitive) for the default
+        settings, an instance (returned unchanged), a class, or a config dict
+        ``{"class_name": ..., "config": {...}}`` as produced by :func:`serialize`.
+    """
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Optimizer):
+        return identifier()
+    if isinstance(identifier, str):
+        return _lookup(identifier)()
+    if isinstance(identifier, dict):
+        if "class_name" not in identifier:
+            raise ValueError(
+                "An optimizer config dict needs the keys 'class_name' and 'config'; "
+                f"received keys {sorted(identifier)}."
+            )
+        cls = _lookup(identifier["class_name"])
+        try:
+            return cls.from_config(identifier.get("config") or {})
+        except TypeError as err:
+            raise ValueError(f"Invalid config for optimizer {cls.__name__}: {err}") from None
+    raise ValueError(
+        "Expected an optimizer name, Optimizer instance or config dict, "
+        f"received {type(identifier).__name__}: {identifier!r}."
+    )
+
+
+def serialize(optimizer):
+    """Return ``{"class_name": ..., "config": ...}``; ``get`` turns it back into an optimizer."""
+    if not isinstance(optimizer, Optimizer):
+        raise ValueError(f"Expected an Optimizer instance, received {type(optimizer).__name__}.")
+    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}

@@ -1,0 +1,271 @@
+"""Learning-rate schedules: callables mapping the optimizer's step count to a learning rate.
+
+An optimizer built with ``learning_rate=ExponentialDecay(...)`` calls the schedule with its
+``iterations`` counter before each update, so step 0 is the first update.
+"""
+
+import math
+import numbers
+
+__all__ = [
+    "LearningRateSchedule",
+    "ExponentialDecay",
+    "StepDecay",
+    "CosineDecay",
+    "PiecewiseConstantDecay",
+    "get",
+    "serialize",
+]
+
+
+def _positive_int(value, what, owner):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{owner}: {what} must be a positive integer, received {value!r}.")
+    return int(value)
+
+
+def _non_negative_float(value, what, owner):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"{owner}: {what} must be a number >= 0, received {value!r}.")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{owner}: {what} must be finite, received {value!r}.")
+    return value
+
+
+class LearningRateSchedule:
+    """Base class. ``schedule(step) -> float`` for integer ``step >= 0``.
+
+    Subclasses implement ``_learning_rate_at(step)`` for an already validated Python int.
+    """
+
+    def __call__(self, step):
+        """Return the learning rate (a Python float) for optimizer step ``step`` (0-based)."""
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise ValueError(
+                f"{type(self).__name__}: step must be an integer >= 0, received {step!r}."
+            )
+        return float(self._learning_rate_at(int(step)))
+
+    def _learning_rate_at(self, step):
+        raise NotImplementedError
+
+    def get_config(self):
+        """Return the constructor's keyword arguments (JSON-serialisable)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config):
+        """Rebuild a schedule from ``get_config()``'s output."""
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class ExponentialDecay(LearningRateSchedule):
+    """``initial_learning_rate * decay_rate ** (step / decay_steps)``.
+
+    With ``staircase=True`` the exponent is ``floor(step / decay_steps)``, so the rate drops in
+    discrete jumps every ``decay_steps`` steps.
+    """
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
+        name = type(self).__name__
+        self.initial_learning_rate = _non_negative_float(
+            initial_learning_rate, "initial_learning_rate", name
+        )
+        self.decay_steps = _positive_int(decay_steps, "decay_steps", name)
+        self.decay_rate = _non_negative_float(decay_rate, "decay_rate", name)
+        if self.decay_rate == 0:
+            raise ValueError(f"{name}: decay_rate must be positive, received {decay_rate!r}.")
+        self.staircase = bool(staircase)
+
+    def _learning_rate_at(self, step):
+        exponent = step / self.decay_steps
+        if self.staircase:
+            exponent = math.floor(exponent)
+        return self.initial_learning_rate * self.decay_rate**exponent
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+        }
+
+
+class StepDecay(LearningRateSchedule):
+    """``initial_learning_rate * gamma ** floor(step / step_size)`` (PyTorch's ``StepLR``)."""
+
+    def __init__(self, initial_learning_rate, step_size, gamma=0.1):
+        name = type(self).__name__
+        self.initial_learning_rate = _non_negative_float(
+            initial_learning_rate, "initial_learning_rate", name
+        )
+        self.step_size = _positive_int(step_size, "step_size", name)
+        self.gamma = _non_negative_float(gamma, "gamma", name)
+
+    def _learning_rate_at(self, step):
+        return self.initial_learning_rate * self.gamma ** (step // self.step_size)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "step_size": self.step_size,
+            "gamma": self.gamma,
+        }
+
+
+class CosineDecay(LearningRateSchedule):
+    """Optional linear warm-up, then a half-cosine from the initial rate down to ``alpha`` times it.
+
+    * ``step < warmup_steps``: ``initial_learning_rate * step / warmup_steps`` (from 0 upwards);
+    * afterwards, with ``s = min(step - warmup_steps, decay_steps)``:
+      ``initial_learning_rate * ((1 - alpha) * 0.5 * (1 + cos(pi * s / decay_steps)) + alpha)``,
+      which stays at ``alpha * initial_learning_rate`` once the decay is over.
+    """
+
+    def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, warmup_steps=0):
+        name = type(self).__name__
+        self.initial_learning_rate = _non_negative_float(
+            initial_learning_rate, "initial_learning_rate", name
+        )
+        self.decay_steps = _positive_int(decay_steps, "decay_steps", name)
+        self.alpha = _non_negative_float(alpha, "alpha", name)
+        if self.alpha > 1:
+            raise ValueError(f"{name}: alpha must lie in [0, 1], received {alpha!r}.")
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, numbers.Integral) or (
+            warmup_steps < 0
+        ):
+            raise ValueError(
+                f"{name}: warmup_steps must be an integer >= 0, received {warmup_steps!r}."
+            )
+        self.warmup_steps = int(warmup_steps)
+
+    def _learning_rate_at(self, step):
+        if step < self.warmup_steps:
+            return self.initial_learning_rate * step / self.warmup_steps
+        progress = min(step - self.warmup_steps, self.decay_steps) / self.decay_steps
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return self.initial_learning_rate * ((1 - self.alpha) * cosine + self.alpha)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "alpha": self.alpha,
+            "warmup_steps": self.warmup_steps,
+        }
+
+
+class PiecewiseConstantDecay(LearningRateSchedule):
+    """Constant learning rates between step boundaries (Keras semantics).
+
+    ``values[0]`` for ``step <= boundaries[0]``, ``values[i]`` for
+    ``boundaries[i - 1] < step <= boundaries[i]``, and ``values[-1]`` for ``step > boundaries[-1]``.
+
+    Parameters
+    ----------
+    boundaries : list of int, strictly increasing
+    values : list of float, one more than ``boundaries``
+    """
+
+    def __init__(self, boundaries, values):
+        name = type(self).__name__
+        boundaries = list(boundaries)
+        values = list(values)
+        if len(values) != len(boundaries) + 1:
+            raise ValueError(
+                f"{name}: expected len(values) == len(boundaries) + 1 = {len(boundaries) + 1}, "
+                f"received {len(values)} values for {len(boundaries)} boundaries."
+            )
+        for b in boundaries:
+            if isinstance(b, bool) or not isinstance(b, numbers.Integral):
+                raise ValueError(f"{name}: boundaries must be integers, received {b!r}.")
+        if any(b1 >= b2 for b1, b2 in zip(boundaries, boundaries[1:])):
+            raise ValueError(
+                f"{name}: boundaries must be strictly increasing, received {boundaries}."
+            )
+        self.boundaries = [int(b) for b in boundaries]
+        self.values = [_non_negative_float(v, "values", name) for v in values]
+
+    def _learning_rate_at(self, step):
+        for boundary, value in zip(self.boundaries, self.values):
+            if step <= boundary:
+                return value
+        return self.values[-1]
+
+    def get_config(self):
+        return {"boundaries": list(self.boundaries), "values": list(self.values)}
+
+
+# --------------------------------------------------------------------------------------------
+# Look-up by name / config
+# --------------------------------------------------------------------------------------------
+
+_CLASSES = {
+    cls.__name__: cls
+    for cls in (ExponentialDecay, StepDecay, CosineDecay, PiecewiseConstantDecay)
+}
+_ALIASES = {
+    "exponential_decay": ExponentialDecay,
+    "step_decay": StepDecay,
+    "cosine_decay": CosineDecay,
+    "piecewise_constant_decay": PiecewiseConstantDecay,
+}
+_ALIASES.update({name.lower(): cls for name, cls in _CLASSES.items()})
+
+
+def _lookup(name):
+    try:
+        return _ALIASES[name.strip().lower()]
+    except KeyError:
+        raise ValueError(
+            f"Unknown learning-rate schedule {name!r}. Valid names: {', '.join(sorted(_ALIASES))}."
+        ) from None
+
+
+def get(identifier):
+    """Return a schedule from an instance (unchanged) or a ``{"class_name", "config"}`` dict.
+
+    A bare name is accepted only for completeness: every schedule needs constructor arguments, so
+    ``get("cosine_decay")`` raises a ValueError that says which ones.
+    """
+    if isinstance(identifier, LearningRateSchedule):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _lookup(identifier)
+        try:
+            return cls()
+        except TypeError as err:
+            raise ValueError(
+                f"Schedule {cls.__name__} cannot be built from its name alone: {err}. "
+                'Pass {"class_name": ..., "config": {...}} or an instance.'
+            ) from None
+    if isinstance(identifier, dict):
+        if "class_name" not in identifier:
+            raise ValueError(
+                "A schedule config dict needs the keys 'class_name' and 'config'; "
+                f"received keys {sorted(identifier)}."
+            )
+        cls = _lookup(identifier["class_name"])
+        try:
+            return cls.from_config(identifier.get("config") or {})
+        except TypeError as err:
+            raise ValueError(f"Invalid config for schedule {cls.__name__}: {err}") from None
+    raise ValueError(
+        "Expected a LearningRateSchedule or config dict, "
+        f"received {type(identifier).__name__}: {identifier!r}."
+    )
+
+
+def serialize(schedule):
+    """Return ``{"class_name": ..., "config": ...}``; ``get`` turns it back into a schedule."""
+    if not isinstance(schedule, LearningRateSchedule):
+        raise ValueError(
+            f"Expected a LearningRateSchedule, received {type(schedule).__name__}."
+        )
+    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
