@@ -10,6 +10,7 @@ through the methods below.
 import numpy as np
 
 from . import summary as _summary
+from . import training as _training
 from .layers.base import Layer, get_layer_class, snake_case
 
 
@@ -206,6 +207,101 @@ class Net:
         finally:
             first.input_grad_needed = True
         return gradient
+
+    # -- weights ---------------------------------------------------------------------------------
+
+    def get_weights(self):
+        """Copies of every layer's ``params`` (trainable and state), in layer order."""
+        return [value.copy() for layer in self.layers for value in layer.params.values()]
+
+    def set_weights(self, weights):
+        """Copy ``weights`` (as from :meth:`get_weights`) into the layers' arrays, in place.
+
+        Every count and shape is checked before anything changes.
+        """
+        targets = [(layer, key, value) for layer in self.layers for key, value in layer.params.items()]
+        weights = list(weights)
+        if len(weights) != len(targets):
+            raise ValueError(f"set_weights: the network has {len(targets)} arrays, got {len(weights)}")
+        for (layer, key, value), new in zip(targets, weights):
+            if np.shape(new) != value.shape:
+                raise ValueError(f"set_weights: {layer.name}/{key} has shape {value.shape}, "
+                                 f"got {np.shape(new)}")
+        for (_, _, value), new in zip(targets, weights):
+            np.copyto(value, new, casting="same_kind")
+
+    # -- training --------------------------------------------------------------------------------
+
+    def compile(self, optimizer="adam", loss="cross_entropy", metrics=("accuracy",)):
+        """Set the optimizer, loss and metrics, each by name (``"adam"``, ``"mse"``) or instance.
+
+        ``fit`` without ``compile`` uses these defaults. A softmax (or sigmoid) output with
+        cross-entropy is computed in fused, numerically stable form from the logits.
+        """
+        _training.compile(self, optimizer, loss, metrics)
+
+    def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
+            shuffle=True, callbacks=None, verbose=1, initial_epoch=0):
+        """Train with mini-batches; returns a :class:`~modularcnn.callbacks.History`.
+
+        Parameters
+        ----------
+        x : array (N, *input_shape)
+            Inputs; grayscale ``(N, H, W)`` is accepted for an ``(H, W, 1)`` input. Cast to the dtype.
+        y : array
+            Integer class ids ``(N,)`` or one-hot rows ``(N, K)`` for cross-entropy; targets shaped like
+            the output for other losses.
+        validation_split : float in [0, 1)
+            Fraction held out for validation: a seeded random sample, stratified by class (each class
+            gives the same fraction), not the last rows as in Keras — ordered data stays usable.
+        validation_data : (x_val, y_val), optional
+            Explicit validation set instead of ``validation_split``.
+        shuffle : bool
+            Reshuffle the training samples every epoch (with the network's seeded generator).
+        callbacks : list of Callback
+        verbose : 0, 1 or 2
+            0 silent; 1 a progress bar per epoch and a line with validation figures; 2 one line per epoch.
+        initial_epoch : int
+            Epoch to start counting from (for resuming).
+
+        Ctrl-C stops after the current batch, keeps the weights and returns the history so far.
+        """
+        return _training.fit(self, x, y, epochs=epochs, batch_size=batch_size,
+                             validation_split=validation_split, validation_data=validation_data,
+                             shuffle=shuffle, callbacks=callbacks, verbose=verbose,
+                             initial_epoch=initial_epoch)
+
+    def train(self, x, y, epochs=50, learn_rate=1e-4, val_size=0.1, batch_size=32, **fit_kwargs):
+        """The seed's one-liner: Adam at ``learn_rate`` (unless compiled otherwise), ``val_size`` held out.
+
+        ``model.train(x, y, epochs=30, learn_rate=1e-4, val_size=0.1)`` is
+        ``model.fit(x, y, epochs=30, validation_split=0.1)`` with the learning rate set.
+        """
+        if not self.compiled:
+            self.compile(optimizer="adam")
+        self.optimizer.learning_rate = float(learn_rate)
+        return self.fit(x, y, epochs=epochs, batch_size=batch_size, validation_split=val_size,
+                        **fit_kwargs)
+
+    def evaluate(self, x, y, batch_size=None, verbose=0):
+        """``{"loss": ..., "<metric>": ...}`` over ``(x, y)`` in inference mode."""
+        return _training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose)
+
+    def predict(self, x, batch_size=None):
+        """Network outputs for ``x`` in inference mode, ``(N, *output_shape)``."""
+        return _training.predict(self, x, batch_size=batch_size)
+
+    def predict_classes(self, x, batch_size=None):
+        """Predicted class ids ``(N,)``."""
+        return _training.predict_classes(self, x, batch_size=batch_size)
+
+    def train_on_batch(self, x, y):
+        """One optimisation step on one batch; returns its loss and metrics."""
+        return _training.train_on_batch(self, x, y)
+
+    def test_on_batch(self, x, y):
+        """Loss and metrics on one batch, in inference mode."""
+        return _training.test_on_batch(self, x, y)
 
     # -- configuration ---------------------------------------------------------------------------
 

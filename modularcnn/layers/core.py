@@ -74,11 +74,11 @@ class Activation(Layer):
     def forward(self, x, training=False):
         self.check_input(x)
         a = self.activation.forward(x)
-        self._z, self._a = x, a
+        self.preactivation, self._a = x, a
         return a
 
     def backward(self, dy):
-        return self.activation.backward(dy, self._z, self._a)
+        return self.activation.backward(dy, self.preactivation, self._a)
 
     def backward_preactivation(self, dz):
         """The gradient before the activation is the gradient of this layer's input."""

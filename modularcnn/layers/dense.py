@@ -63,11 +63,11 @@ class Dense(Layer):
         if self.use_bias:
             z += self.params["bias"]
         a = self.activation.forward(z)
-        self._z, self._a = z, a
+        self.preactivation, self._a = z, a
         return a
 
     def backward(self, dy):
-        return self.backward_preactivation(self.activation.backward(dy, self._z, self._a))
+        return self.backward_preactivation(self.activation.backward(dy, self.preactivation, self._a))
 
     def backward_preactivation(self, dz):
         """Backward from ``dL/dz``, the gradient before the activation (used by fused losses)."""

@@ -1,0 +1,219 @@
+"""``compile``, ``fit``, ``evaluate``, ``predict`` and single-batch steps for :class:`~modularcnn.Net`.
+
+These are functions of the network so that the training loop reads top to bottom in one place; ``Net``
+exposes them as methods with the same arguments.
+"""
+
+import contextlib
+import numbers
+import signal
+import threading
+
+import numpy as np
+
+from .. import losses, metrics as metrics_module, optimizers
+from ..callbacks import CallbackList, History
+from ..progress import ProgressLogger
+from .data import as_inputs, as_targets, check_batch_size, validation_split_indices
+from .objective import Objective
+
+DEFAULT_EVAL_BATCH = 256
+
+
+def compile(net, optimizer="adam", loss="cross_entropy", metrics=("accuracy",)):
+    """Choose the optimizer, loss and metrics (names or instances); see :meth:`Net.compile`."""
+    if not net.layers:
+        raise ValueError("compile: the network has no layers")
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    net.optimizer = optimizers.get(optimizer)
+    net.loss = losses.get(loss)
+    net.metrics = [(m if isinstance(m, str) else getattr(metrics_module.get(m), "name", "metric"),
+                    metrics_module.get(m)) for m in (metrics or ())]
+    net.compiled = True
+    net._objective = None
+
+
+def _objective(net):
+    if not net.compiled:
+        compile(net)
+    if getattr(net, "_objective", None) is None or net._objective.last is not net.layers[-1]:
+        net._objective = Objective(net)
+    return net._objective
+
+
+class _Totals:
+    """Sample-weighted running means of the loss and metrics over an epoch."""
+
+    def __init__(self, names):
+        self.names = ["loss"] + list(names)
+        self.sums = dict.fromkeys(self.names, 0.0)
+        self.count = 0
+
+    def add(self, size, values):
+        self.count += size
+        for name, value in zip(self.names, values):
+            self.sums[name] += value * size
+
+    def means(self):
+        return {name: self.sums[name] / max(self.count, 1) for name in self.names}
+
+
+def _metric_values(net, y, outputs):
+    return [float(metric(y, outputs)) for _, metric in net.metrics]
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt():
+    """While training, Ctrl-C sets a flag instead of raising, so the current batch finishes cleanly."""
+    state = {"interrupted": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum, frame):
+        state["interrupted"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def train_step(net, objective, x, y):
+    """One optimisation step on a prepared batch; returns ``(loss, outputs)``."""
+    outputs = net.forward(x, training=True)
+    value, grad, from_preactivation = objective.value_and_gradient(outputs, y)
+    net._backward_from(len(net.layers) - 1, grad, input_gradient=False,
+                       preactivation=from_preactivation)
+    net.optimizer.apply(net.trainable_params(), net.trainable_grads())
+    return value, outputs
+
+
+def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
+        callbacks=None, verbose=1, initial_epoch=0):
+    """Train ``net``; see :meth:`Net.fit`. Returns the :class:`~modularcnn.callbacks.History`."""
+    objective = _objective(net)
+    for label, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"{label} must be a non-negative int, got {value!r}")
+    batch_size = check_batch_size(batch_size)
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    x = as_inputs(net, x)
+    y = as_targets(net, net.loss, y, len(x))
+    if validation_data is not None:
+        if validation_split:
+            raise ValueError("give validation_split or validation_data, not both")
+        try:
+            x_val, y_val = validation_data
+        except (TypeError, ValueError):
+            raise ValueError("validation_data must be a pair (x_val, y_val)") from None
+        x_val = as_inputs(net, x_val, "validation x")
+        y_val = as_targets(net, net.loss, y_val, len(x_val), "validation y")
+    elif validation_split:
+        train_idx, val_idx = validation_split_indices(y, validation_split, net.rng)
+        x, x_val, y, y_val = x[train_idx], x[val_idx], y[train_idx], y[val_idx]
+    else:
+        validation_split_indices(y, validation_split, net.rng)  # validates the value only
+        x_val = y_val = None
+
+    count = len(x)
+    steps = -(-count // batch_size)
+    history = History()
+    user_callbacks = list(callbacks or [])
+    progress = [ProgressLogger(verbose)] if verbose else []
+    params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "samples": count,
+              "verbose": verbose, "do_validation": x_val is not None}
+    hooks = CallbackList([history] + user_callbacks + progress, model=net, params=params)
+    net.history = history
+    net.stop_training = False
+
+    with _stop_on_interrupt() as interrupt:
+        hooks.call("on_train_begin", None)
+        for epoch in range(initial_epoch, epochs):
+            hooks.call("on_epoch_begin", epoch, None)
+            order = net.rng.permutation(count) if shuffle else None
+            totals = _Totals(name for name, _ in net.metrics)
+            for step in range(steps):
+                batch = slice(step * batch_size, (step + 1) * batch_size)
+                index = order[batch] if order is not None else batch
+                x_batch, y_batch = x[index], y[index]
+                hooks.call("on_train_batch_begin", step, None)
+                value, outputs = train_step(net, objective, x_batch, y_batch)
+                totals.add(len(x_batch), [value] + _metric_values(net, y_batch, outputs))
+                hooks.call("on_train_batch_end", step, totals.means())
+                if interrupt["interrupted"] or net.stop_training:
+                    break
+            if interrupt["interrupted"]:
+                print(f"\nInterrupted: stopped after batch {step + 1}/{steps} of epoch {epoch + 1}; "
+                      "the weights so far are kept.", flush=True)
+                break
+            logs = totals.means()
+            if x_val is not None:
+                val_logs = evaluate(net, x_val, y_val, batch_size=max(batch_size, DEFAULT_EVAL_BATCH),
+                                    _prepared=True)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            logs["lr"] = float(net.optimizer.current_learning_rate)
+            hooks.call("on_epoch_end", epoch, logs)
+            if net.stop_training:
+                break
+        hooks.call("on_train_end", None)
+    return history
+
+
+def _batches(count, batch_size):
+    for start in range(0, count, batch_size):
+        yield slice(start, min(start + batch_size, count))
+
+
+def evaluate(net, x, y, batch_size=None, verbose=0, _prepared=False):
+    """Loss and every metric over ``(x, y)`` in inference mode: ``{"loss": ..., "accuracy": ...}``."""
+    objective = _objective(net)
+    batch_size = check_batch_size(batch_size or DEFAULT_EVAL_BATCH)
+    if not _prepared:
+        x = as_inputs(net, x)
+        y = as_targets(net, net.loss, y, len(x))
+    totals = _Totals(name for name, _ in net.metrics)
+    for batch in _batches(len(x), batch_size):
+        outputs = net.forward(x[batch], training=False)
+        value, _, _ = objective.value_and_gradient(outputs, y[batch])
+        totals.add(batch.stop - batch.start, [value] + _metric_values(net, y[batch], outputs))
+    result = totals.means()
+    if verbose:
+        print(" - ".join(f"{k}: {v:.4f}" for k, v in result.items()))
+    return result
+
+
+def predict(net, x, batch_size=None):
+    """Outputs for ``x`` in inference mode, ``(N, *output_shape)``: probabilities after a softmax."""
+    batch_size = check_batch_size(batch_size or DEFAULT_EVAL_BATCH)
+    x = as_inputs(net, x)
+    result = np.empty((len(x),) + tuple(net.output_shape), dtype=net.dtype)
+    for batch in _batches(len(x), batch_size):
+        result[batch] = net.forward(x[batch], training=False)
+    return result
+
+
+def predict_classes(net, x, batch_size=None):
+    """Predicted class per sample: argmax of the outputs, or ``output > 0.5`` for one sigmoid unit."""
+    outputs = predict(net, x, batch_size)
+    if outputs.ndim == 2 and outputs.shape[1] == 1:
+        return (outputs[:, 0] > 0.5).astype(np.intp)
+    return outputs.argmax(axis=-1)
+
+
+def train_on_batch(net, x, y):
+    """One optimisation step on ``(x, y)``; returns ``{"loss": ..., metric: ...}`` for that batch."""
+    objective = _objective(net)
+    x = as_inputs(net, x)
+    y = as_targets(net, net.loss, y, len(x))
+    value, outputs = train_step(net, objective, x, y)
+    return dict(zip(["loss"] + [name for name, _ in net.metrics],
+                    [value] + _metric_values(net, y, outputs)))
+
+
+def test_on_batch(net, x, y):
+    """Loss and metrics on one batch in inference mode, without updating anything."""
+    return evaluate(net, x, y, batch_size=len(np.asarray(x)) or 1)
