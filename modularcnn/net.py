@@ -241,7 +241,7 @@ class Net:
         _training.compile(self, optimizer, loss, metrics)
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
-            shuffle=True, callbacks=None, verbose=1, initial_epoch=0):
+            shuffle=True, callbacks=None, verbose=1, initial_epoch=0, augment=None):
         """Train with mini-batches; returns a :class:`~modularcnn.callbacks.History`.
 
         Parameters
@@ -263,13 +263,16 @@ class Net:
             0 silent; 1 a progress bar per epoch and a line with validation figures; 2 one line per epoch.
         initial_epoch : int
             Epoch to start counting from (for resuming).
+        augment : callable, optional
+            ``augment(x_batch, rng=...) -> x_batch`` applied to every training batch, e.g. an
+            :class:`~modularcnn.augment.ImageAugmenter`; validation data is never augmented.
 
         Ctrl-C stops after the current batch, keeps the weights and returns the history so far.
         """
         return _training.fit(self, x, y, epochs=epochs, batch_size=batch_size,
                              validation_split=validation_split, validation_data=validation_data,
                              shuffle=shuffle, callbacks=callbacks, verbose=verbose,
-                             initial_epoch=initial_epoch)
+                             initial_epoch=initial_epoch, augment=augment)
 
     def train(self, x, y, epochs=50, learn_rate=1e-4, val_size=0.1, batch_size=32, **fit_kwargs):
         """The seed's one-liner: Adam at ``learn_rate`` (unless compiled otherwise), ``val_size`` held out.

@@ -315,3 +315,19 @@ def test_bad_input_raises_before_any_update(label, kwargs, message):
 def test_unknown_names_list_valid_ones(kind, name):
     with pytest.raises(ValueError, match="(?i)valid names"):
         mlp().compile(**{kind: name})
+
+
+def test_augment_is_applied_to_training_batches_only():
+    x, y = blobs()
+    seen = []
+
+    def augment(batch, rng):
+        seen.append(batch.shape[0])
+        return batch + rng.normal(0, 0.01, batch.shape).astype(batch.dtype)
+
+    net = mlp()
+    history = net.fit(x, y, epochs=2, batch_size=50, validation_split=0.25, augment=augment, verbose=0)
+    assert sum(seen) == 2 * 180  # every training sample, each epoch; never the 60 validation ones
+    assert history.history["val_accuracy"][-1] > 0.9
+    with pytest.raises(ValueError, match="augment"):
+        mlp().fit(x, y, augment="flip", verbose=0)

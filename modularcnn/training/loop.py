@@ -92,7 +92,7 @@ def train_step(net, objective, x, y):
 
 
 def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-        callbacks=None, verbose=1, initial_epoch=0):
+        callbacks=None, verbose=1, initial_epoch=0, augment=None):
     """Train ``net``; see :meth:`Net.fit`. Returns the :class:`~modularcnn.callbacks.History`."""
     objective = _objective(net)
     for label, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
@@ -101,6 +101,8 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
     batch_size = check_batch_size(batch_size)
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    if augment is not None and not callable(augment):
+        raise ValueError(f"augment must be callable as augment(x_batch, rng=...), got {augment!r}")
     x = as_inputs(net, x)
     y = as_targets(net, net.loss, y, len(x))
     if validation_data is not None:
@@ -140,6 +142,9 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
                 batch = slice(step * batch_size, (step + 1) * batch_size)
                 index = order[batch] if order is not None else batch
                 x_batch, y_batch = x[index], y[index]
+                if augment is not None:
+                    # Fresh random transforms every time a sample is seen, from the seeded generator.
+                    x_batch = np.asarray(augment(x_batch, rng=net.rng), dtype=net.dtype)
                 hooks.call("on_train_batch_begin", step, None)
                 value, outputs = train_step(net, objective, x_batch, y_batch)
                 totals.add(len(x_batch), [value] + _metric_values(net, y_batch, outputs))
