@@ -8,6 +8,8 @@ whichever is cheaper (ReLU's needs only the sign, sigmoid's only the output). La
 
 import numpy as np
 
+from .mathutils import sigmoid, softmax
+
 
 class ActivationFunction:
     """Base class; ``name`` is how the activation is written in configs and summaries."""
@@ -121,19 +123,6 @@ class Softmax(ActivationFunction):
 
     def backward(self, da, z, a):
         return a * (da - np.sum(da * a, axis=-1, keepdims=True))
-
-
-def sigmoid(z):
-    """Numerically stable logistic function (no overflow warning for large negative ``z``)."""
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
-
-
-def softmax(z):
-    """Softmax over the last axis of ``z``, shifted by the row maximum so ``exp`` cannot overflow."""
-    e = np.exp(z - np.max(z, axis=-1, keepdims=True))
-    e /= np.sum(e, axis=-1, keepdims=True)
-    return e
 
 
 _ACTIVATIONS = {

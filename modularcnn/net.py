@@ -298,6 +298,11 @@ class Net:
         """Predicted class ids ``(N,)``."""
         return _training.predict_classes(self, x, batch_size=batch_size)
 
+    def profile(self, x, y, batches=20, batch_size=64, print_fn=print):
+        """Print per-layer forward/backward time of training steps; see :mod:`modularcnn.profiler`."""
+        from .profiler import profile  # noqa: PLC0415 - the profiler is only needed on request
+        return profile(self, x, y, batches=batches, batch_size=batch_size, print_fn=print_fn)
+
     def train_on_batch(self, x, y):
         """One optimisation step on one batch; returns its loss and metrics."""
         return _training.train_on_batch(self, x, y)
