@@ -1,0 +1,288 @@
+#!/usr/bin/env python
+"""Side-by-side CPU benchmark of modularcnn and PyTorch on MNIST.
+
+Trains LeNet-5 and the Keras MNIST example CNN ("cnn32": conv 32@3x3 same, pool, conv 64@3x3 same, pool,
+dense 128, dense 10) for one epoch in each framework with the same architecture, Glorot-uniform weights
+and zero biases, Adam 1e-3, batch 64, a seeded reshuffle every epoch, and the same thread count (numpy's
+BLAS threads = ``torch.set_num_threads``). Then times ``predict`` on the 10,000 test images (batch 1,000)
+and single-image latency. Each (framework, model) pair runs in a fresh subprocess, so peak memory and
+thread settings are its own.
+
+    python scripts/benchmark.py                 # both models, both frameworks (torch if installed)
+    python scripts/benchmark.py --json out.json
+    python scripts/benchmark.py --models lenet --train-samples 6400   # a quick look
+
+PyTorch is optional (``pip install -e ".[bench]"``); without it only modularcnn is measured.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+MODELS = ("lenet", "cnn32")
+FRAMEWORKS = ("modularcnn", "torch")
+BATCH_SIZE = 64
+PREDICT_BATCH = 1000
+LATENCY_CALLS = 200
+
+
+# --------------------------------------------------------------------------------------------------
+# One measurement, in a child process
+# --------------------------------------------------------------------------------------------------
+
+def load_mnist(train_samples):
+    import numpy as np
+
+    from modularcnn.datasets import mnist
+
+    (x_train, y_train), (x_test, y_test) = mnist.load_data()
+    scale = np.float32(1 / 255)
+    x_train = (x_train[:train_samples] * scale)[..., None]
+    x_test = (x_test * scale)[..., None]
+    return (x_train, y_train[:train_samples].astype(np.int64)), (x_test, y_test.astype(np.int64))
+
+
+def modularcnn_model(name, seed):
+    from modularcnn import Net
+    from modularcnn.layers import Conv2D, Dense, Flatten, MaxPooling2D
+
+    net = Net(input_shape=(28, 28, 1), seed=seed)
+    if name == "lenet":
+        layers = [Conv2D(6, 5, padding=2, activation="relu"), MaxPooling2D(2),
+                  Conv2D(16, 5, activation="relu"), MaxPooling2D(2), Flatten(),
+                  Dense(120, activation="relu"), Dense(84, activation="relu"),
+                  Dense(10, activation="softmax")]
+    else:
+        layers = [Conv2D(32, 3, padding="same", activation="relu"), MaxPooling2D(2),
+                  Conv2D(64, 3, padding="same", activation="relu"), MaxPooling2D(2), Flatten(),
+                  Dense(128, activation="relu"), Dense(10, activation="softmax")]
+    for layer in layers:
+        net.add(layer)
+    net.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return net
+
+
+def torch_model(name, seed):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    if name == "lenet":
+        model = nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    else:
+        model = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
+    for module in model.modules():  # the same initial-weight scheme as modularcnn's default
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+    return model
+
+
+def peak_rss_mb():
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def median_latency_ms(call, sample):
+    calls = []
+    for _ in range(LATENCY_CALLS):
+        start = time.perf_counter()
+        call(sample)
+        calls.append(time.perf_counter() - start)
+    calls.sort()
+    return 1e3 * calls[len(calls) // 2]
+
+
+def measure_modularcnn(model_name, data, epochs, seed):
+    import numpy as np
+
+    (x_train, y_train), (x_test, y_test) = data
+    net = modularcnn_model(model_name, seed)
+    start = time.perf_counter()
+    net.fit(x_train, y_train, epochs=epochs, batch_size=BATCH_SIZE, shuffle=True, verbose=0)
+    train_s = (time.perf_counter() - start) / epochs
+    start = time.perf_counter()
+    probabilities = net.predict(x_test, batch_size=PREDICT_BATCH)
+    predict_s = time.perf_counter() - start
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == y_test))
+    latency = median_latency_ms(lambda image: net.predict(image, batch_size=1), x_test[:1])
+    return train_s, predict_s, latency, accuracy
+
+
+def measure_torch(model_name, data, epochs, seed, threads):
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    (x_train, y_train), (x_test, y_test) = data
+    x_train = torch.from_numpy(np.ascontiguousarray(x_train.transpose(0, 3, 1, 2)))
+    x_test = torch.from_numpy(np.ascontiguousarray(x_test.transpose(0, 3, 1, 2)))
+    y_train = torch.from_numpy(y_train)
+    model = torch_model(model_name, seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    model.train()
+    for _ in range(epochs):
+        order = torch.from_numpy(rng.permutation(len(x_train)))
+        for begin in range(0, len(x_train), BATCH_SIZE):
+            index = order[begin:begin + BATCH_SIZE]
+            optimizer.zero_grad()
+            loss = loss_fn(model(x_train[index]), y_train[index])
+            loss.backward()
+            optimizer.step()
+    train_s = (time.perf_counter() - start) / epochs
+    model.eval()
+    with torch.no_grad():
+        start = time.perf_counter()
+        outputs = [torch.softmax(model(x_test[i:i + PREDICT_BATCH]), dim=1)
+                   for i in range(0, len(x_test), PREDICT_BATCH)]
+        predict_s = time.perf_counter() - start
+        accuracy = float((torch.cat(outputs).argmax(dim=1).numpy() == y_test).mean())
+        latency = median_latency_ms(lambda image: torch.softmax(model(image), dim=1), x_test[:1])
+    return train_s, predict_s, latency, accuracy
+
+
+def blas_description():
+    import numpy as np
+
+    try:
+        config = np.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
+        name = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # noqa: BLE001 - show_config's layout differs across numpy versions
+        name = "unknown"
+    try:
+        from threadpoolctl import threadpool_info
+
+        threads = max((pool["num_threads"] for pool in threadpool_info()
+                       if pool.get("user_api") == "blas"), default=None)
+    except ImportError:
+        threads = None
+    return name, threads
+
+
+def child(framework, model_name, threads, train_samples, epochs, seed):
+    data = load_mnist(train_samples)
+    if framework == "modularcnn":
+        figures = measure_modularcnn(model_name, data, epochs, seed)
+    else:
+        figures = measure_torch(model_name, data, epochs, seed, threads)
+    train_s, predict_s, latency_ms, accuracy = figures
+    if framework == "torch":
+        import torch
+
+        blas, blas_threads = f"torch {torch.__version__.split('+')[0]} intra-op", torch.get_num_threads()
+    else:
+        blas, blas_threads = blas_description()
+    print(json.dumps({
+        "framework": framework, "model": model_name, "train_s_per_epoch": train_s,
+        "predict_s": predict_s, "latency_ms": latency_ms, "peak_rss_mb": peak_rss_mb(),
+        "test_accuracy": accuracy, "blas": blas, "blas_threads": blas_threads or threads,
+        "threads": threads, "train_samples": len(data[0][0]), "epochs": epochs,
+    }))
+
+
+# --------------------------------------------------------------------------------------------------
+# The parent: run every pair, then print the table
+# --------------------------------------------------------------------------------------------------
+
+def torch_available():
+    try:
+        import importlib.util
+
+        return importlib.util.find_spec("torch") is not None
+    except ImportError:
+        return False
+
+
+def run_pair(framework, model_name, args):
+    env = dict(os.environ)
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[variable] = str(args.threads)
+    command = [sys.executable, os.path.abspath(__file__), "--child", framework, model_name,
+               "--threads", str(args.threads), "--train-samples", str(args.train_samples),
+               "--epochs", str(args.epochs), "--seed", str(args.seed)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{framework} {model_name} failed:\n{done.stderr.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def add_ratios(results):
+    baseline = {r["model"]: r for r in results if r["framework"] == "torch"}
+    for result in results:
+        torch_result = baseline.get(result["model"])
+        for key in ("train_s_per_epoch", "predict_s", "latency_ms", "peak_rss_mb"):
+            ratio = result[key] / torch_result[key] if torch_result else None
+            result[f"{key}_ratio"] = ratio
+
+
+def print_table(results):
+    from tabulate import tabulate
+
+    def ratio(value):
+        return "" if value is None else f"{value:.2f}"
+
+    rows = [[r["framework"], r["model"], f"{r['train_s_per_epoch']:.1f}", ratio(r["train_s_per_epoch_ratio"]),
+             f"{r['predict_s']:.2f}", ratio(r["predict_s_ratio"]), f"{r['latency_ms']:.2f}",
+             ratio(r["latency_ms_ratio"]), f"{r['peak_rss_mb']:.0f}", f"{100 * r['test_accuracy']:.2f}%",
+             f"{r['blas']} ×{r['blas_threads']}"] for r in results]
+    headers = ["framework", "model", "train s/epoch", "ratio", "predict s", "ratio", "latency ms",
+               "ratio", "peak RSS MB", "test acc", "BLAS × threads"]
+    print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+    first = results[0]
+    print(f"\n{first['train_samples']:,} training images, {first['epochs']} epoch(s), batch {BATCH_SIZE}, "
+          f"Adam 1e-3; predict: 10,000 images, batch {PREDICT_BATCH}; latency: median of "
+          f"{LATENCY_CALLS} single-image calls; ratio = modularcnn / PyTorch (below 1 is faster).")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: lenet,cnn32")
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                        help="comma-separated: modularcnn,torch")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--train-samples", type=int, default=60000)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON ('-' for stdout)")
+    parser.add_argument("--child", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child[0], args.child[1], args.threads, args.train_samples, args.epochs, args.seed)
+        return
+    models = [m for m in args.models.split(",") if m]
+    frameworks = [f for f in args.frameworks.split(",") if f]
+    for name, allowed, given in (("model", MODELS, models), ("framework", FRAMEWORKS, frameworks)):
+        unknown = set(given) - set(allowed)
+        if unknown:
+            parser.error(f"unknown {name}(s) {sorted(unknown)}; choose from {list(allowed)}")
+    if "torch" in frameworks and not torch_available():
+        print("PyTorch is not installed (pip install -e '.[bench]'): measuring modularcnn only.")
+        frameworks.remove("torch")
+    results = [run_pair(framework, model, args) for model in models for framework in frameworks]
+    add_ratios(results)
+    if args.json == "-":
+        print(json.dumps(results, indent=2))
+        return
+    print_table(results)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
