@@ -8,9 +8,10 @@ from . import activations, initializers, layers
 from .errors import ModelFileError, ShapeError
 from .gradcheck import GradientCheckError, gradcheck
 from .net import Net
+from .saving import load_model
 from .version import __version__
 
 __all__ = [
     "Net", "layers", "activations", "initializers", "gradcheck", "GradientCheckError",
-    "ModelFileError", "ShapeError", "__version__",
+    "ModelFileError", "ShapeError", "load_model", "__version__",
 ]

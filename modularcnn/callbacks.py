@@ -282,3 +282,6 @@ class CSVLogger(Callback):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+from .saving.checkpoint import ModelCheckpoint  # noqa: E402, F401  (re-exported here)

@@ -311,6 +311,35 @@ class Net:
         """Loss and metrics on one batch, in inference mode."""
         return _training.test_on_batch(self, x, y)
 
+    # -- saving ----------------------------------------------------------------------------------
+
+    def save(self, path):
+        """Write the whole network to one HDF5 file; :func:`modularcnn.load_model` reads it back.
+
+        The file holds the architecture, weights, compile settings, optimizer state and the random
+        generator's state, so training continues exactly. It is replaced atomically: an interrupted
+        save leaves the previous file intact.
+        """
+        from .saving import save_model  # imported here: saving imports modules that import this one
+
+        save_model(self, path)
+
+    def save_weights(self, path):
+        """Write only the layers' arrays (moving statistics included) to an HDF5 file, atomically."""
+        from .saving import save_weights
+
+        save_weights(self, path)
+
+    def load_weights(self, path):
+        """Copy arrays saved by :meth:`save_weights` (or :meth:`save`) into this network, in place.
+
+        Layers are matched by name, or in order when the names differ; any count or shape mismatch
+        raises ``ValueError`` naming the layer and both shapes, before anything changes.
+        """
+        from .saving import load_weights
+
+        load_weights(self, path)
+
     # -- configuration ---------------------------------------------------------------------------
 
     def get_config(self):

@@ -103,6 +103,9 @@ def validation_split_indices(y, fraction, rng):
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 <= fraction < 1:
         raise ValueError(f"validation_split must be a number in [0, 1), got {fraction!r}")
     count = len(y)
+    if fraction == 0:
+        # No draw at all: fit(epochs=2) must consume the generator exactly as fit(1) twice does.
+        return np.arange(count), np.empty(0, dtype=np.intp)
     labels = class_ids(y)
     if labels is None:
         order = rng.permutation(count)
