@@ -183,14 +183,17 @@ class Net:
             x = layer.forward(x, training=training)
         return x
 
-    def backward(self, dout, input_gradient=True):
+    def backward(self, dout, input_gradient=True, preactivation=False):
         """Back-propagate ``dout`` = dL/d(output) (N, *output_shape) through every layer.
 
         Fills each layer's ``grads`` and returns dL/d(input), shape (N, *input_shape): the gradient with
         respect to the input, as used for saliency maps or to train a GAN's generator through its
         discriminator. ``input_gradient=False`` skips that last product (training does this).
+        ``preactivation=True`` says ``dout`` is the gradient with respect to the last layer's logits
+        (the input of its softmax/sigmoid), as a fused loss computes it
+        (``loss.value_and_gradient_from_logits(y, net.layers[-1].preactivation)``).
         """
-        return self._backward_from(len(self.layers) - 1, dout, input_gradient, preactivation=False)
+        return self._backward_from(len(self.layers) - 1, dout, input_gradient, preactivation)
 
     def _backward_from(self, index, gradient, input_gradient, preactivation):
         """Back-propagate from layer ``index``; ``preactivation`` means ``gradient`` is dL/dz of that

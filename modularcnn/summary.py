@@ -8,17 +8,25 @@ def format_shape(shape):
     return "(" + ", ".join(["None"] + [str(d) for d in shape]) + ")"
 
 
+def _walk(layers, trainable, depth=0):
+    """``(depth, layer, effectively trainable)`` for each layer and, indented, the layers inside it."""
+    for layer in layers:
+        yield depth, layer, trainable and layer.trainable
+        yield from _walk(layer.sublayers, trainable and layer.trainable, depth + 1)
+
+
 def summary_text(net, show_trainable=None):
     """The summary of ``net`` as a string (see :meth:`modularcnn.Net.summary`)."""
     if show_trainable is None:
         show_trainable = any(not layer.trainable for layer in net.layers) or not net.trainable
     headers = ["Layer", "Type", "Output Shape", "Param #"] + (["Trainable"] if show_trainable else [])
     rows = []
-    for layer in net.layers:
-        row = [layer.name, type(layer).__name__, format_shape(layer.output_shape),
-               f"{layer.count_params():,}"]
+    for depth, layer, trainable in _walk(net.layers, net.trainable):
+        # tabulate strips leading spaces, so nesting is drawn rather than indented.
+        row = [("│ " * (depth - 1) + "└ " if depth else "") + layer.name, type(layer).__name__,
+               format_shape(layer.output_shape), f"{layer.count_params():,}"]
         if show_trainable:
-            row.append("yes" if layer.trainable and net.trainable else "no")
+            row.append("yes" if trainable else "no")
         rows.append(row)
     table = tabulate(rows, headers=headers, tablefmt="simple", colalign=("left", "left", "left", "right")
                      + (("center",) if show_trainable else ()))

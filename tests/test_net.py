@@ -181,7 +181,7 @@ def test_config_round_trip_rebuilds_identical_architecture():
 def test_every_registered_layer_config_round_trips(class_name):
     layer_class = registered_layers()[class_name]
     args = {"Dense": {"units": 3}, "Activation": {"activation": "tanh"}, "Dropout": {"rate": 0.2},
-            "Reshape": {"target_shape": (2, 3)}}
+            "Reshape": {"target_shape": (2, 3)}, "Residual": {"layers": [Dense(3)]}}
     kwargs = {"filters": 2} if "Conv" in class_name else args.get(class_name, {})
     layer = layer_class(**kwargs, name="x")
     config = json.loads(json.dumps(layer.get_config()))
@@ -194,3 +194,16 @@ def test_keras_and_seed_argument_names_agree():
     assert (seed.filter_size, seed.stride, seed.pad) == (keras.filter_size, keras.stride, keras.pad)
     with pytest.raises(ValueError, match="disagree"):
         Convolutional(4, filter_size=3, kernel_size=5)
+
+
+def test_summary_lists_residual_inner_layers_indented(capsys):
+    from modularcnn.layers import Residual
+
+    net = Net(input_shape=(8, 8, 4))
+    net.add(Residual([Convolutional(4, 3, pad=1), BatchNormalization()]))
+    net.summary()
+    lines = capsys.readouterr().out.splitlines()
+    residual_row = next(i for i, line in enumerate(lines) if line.startswith("residual"))
+    assert lines[residual_row + 1].startswith("└ convolutional")
+    assert lines[residual_row + 2].startswith("└ batch_normalization")
+    assert "Total params: 164" in "\n".join(lines)  # 148 + 16, inner rows not counted twice

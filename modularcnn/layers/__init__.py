@@ -21,6 +21,9 @@ from .pooling import (
     MaxPooling2D,
     MaxPooling3D,
 )
+from .residual import Residual
+from .transpose import Conv1DTranspose, Conv2DTranspose, Conv3DTranspose
+from .upsampling import UpSampling1D, UpSampling2D, UpSampling3D
 
 __all__ = [
     "Layer", "register_layer", "get_layer_class", "registered_layers",
@@ -29,4 +32,6 @@ __all__ = [
     "AveragePooling", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
     "GlobalAveragePooling2D", "GlobalMaxPooling2D",
     "Dense", "Flatten", "Reshape", "Activation", "Dropout", "BatchNormalization",
+    "Residual", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D",
 ]

@@ -171,6 +171,11 @@ class Layer:
             return {}
         return {k: v for k, v in self.params.items() if k not in self.non_trainable_params}
 
+    @property
+    def sublayers(self):
+        """Layers held inside this one (a residual block's), listed under it by ``summary()``."""
+        return ()
+
     def count_params(self):
         """Number of scalars in ``params`` (trainable and not)."""
         return int(sum(v.size for v in self.params.values()))

@@ -85,8 +85,7 @@ def train_step(net, objective, x, y):
     """One optimisation step on a prepared batch; returns ``(loss, outputs)``."""
     outputs = net.forward(x, training=True)
     value, grad, from_preactivation = objective.value_and_gradient(outputs, y)
-    net._backward_from(len(net.layers) - 1, grad, input_gradient=False,
-                       preactivation=from_preactivation)
+    net.backward(grad, input_gradient=False, preactivation=from_preactivation)
     net.optimizer.apply(net.trainable_params(), net.trainable_grads())
     return value, outputs
 

@@ -1,0 +1,155 @@
+"""Transposed convolutions (learned upsampling): :class:`Conv2DTranspose` and its 1-D/3-D relatives."""
+
+from .. import activations, initializers
+from ..kernels.transpose import conv_transpose_backward, conv_transpose_forward
+from ..kernels.windows import normalize_padding, normalize_tuple, same_padding
+from .base import Layer, pick_alias, register_layer
+
+
+def transpose_output_length(size, kernel, stride, padding):
+    """Output length of a transposed convolution along one axis, as Keras computes it.
+
+    ``"valid"``: ``size * stride + max(kernel - stride, 0)`` (that is ``(size - 1) * stride + kernel``
+    when ``kernel >= stride``); ``"same"``: ``size * stride``; explicit ``(before, after)`` padding
+    (PyTorch's convention): ``(size - 1) * stride + kernel - before - after``.
+    """
+    if padding == "valid":
+        return size * stride + max(kernel - stride, 0)
+    if padding == "same":
+        return size * stride
+    before, after = padding
+    return (size - 1) * stride + kernel - before - after
+
+
+@register_layer
+class Conv2DTranspose(Layer):
+    """2-D transposed convolution over channels-last images, with an optional fused activation.
+
+    Input ``(N, H, W, C)``, kernel ``(kh, kw, filters, C)`` — Keras's layout, which is the kernel of the
+    convolution this layer is the transpose of, so Keras weights load unchanged — bias ``(filters,)``,
+    output ``(N, Ho, Wo, filters)`` with, per axis (Keras's formulas):
+
+    - ``padding="valid"``: ``Ho = H * s + max(kh - s, 0)``, i.e. ``(H - 1) * s + kh`` when ``kh >= s``;
+    - ``padding="same"``: ``Ho = H * s``;
+    - explicit padding ``p`` (an int or ``(before, after)`` pairs, as in PyTorch):
+      ``Ho = (H - 1) * s + kh - before - after``.
+
+    Parameters
+    ----------
+    filters : int
+        Number of output channels.
+    filter_size : int or tuple, default 3
+        Kernel size; Keras's name ``kernel_size`` is accepted too.
+    stride : int or tuple, default 1
+        Upsampling factor; Keras's name ``strides`` is accepted too.
+    pad : "valid", "same", int or tuple, default "valid"
+        See the formulas above; Keras's name ``padding`` is accepted too.
+    activation : str, optional
+        Applied to the output; see :mod:`modularcnn.activations`.
+    use_bias, kernel_initializer, bias_initializer
+        As in Keras; the default kernel initializer is Glorot uniform.
+    """
+
+    rank = 2
+
+    def __init__(self, filters, filter_size=None, stride=None, pad=None, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", input_shape=None,
+                 name=None, trainable=True, kernel_size=None, strides=None, padding=None, alpha=None):
+        super().__init__(input_shape=input_shape, name=name, trainable=trainable)
+        kind = type(self).__name__
+        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
+            raise ValueError(f"{kind}: filters must be a positive int, got {filters!r}")
+        self.filters = filters
+        self.filter_size = normalize_tuple(
+            pick_alias(kind, "filter_size", filter_size, "kernel_size", kernel_size, 3),
+            self.rank, "filter_size")
+        self.stride = normalize_tuple(
+            pick_alias(kind, "stride", stride, "strides", strides, 1), self.rank, "stride")
+        self.pad = normalize_padding(pick_alias(kind, "pad", pad, "padding", padding, "valid"), self.rank)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.activation = activations.get(activation, alpha=alpha)
+
+    def _geometry(self, input_shape):
+        """``(pads, out_spatial)``: the associated convolution's padding and this layer's output size."""
+        if len(input_shape) != self.rank + 1:
+            raise ValueError(
+                f"{self.describe()}: expected a per-sample input of rank {self.rank + 1} "
+                f"(spatial axes and channels), got shape {tuple(input_shape)}"
+            )
+        spatial = tuple(input_shape[:-1])
+        axis_pads = self.pad if isinstance(self.pad, tuple) else (self.pad,) * self.rank
+        out = tuple(transpose_output_length(n, k, s, p)
+                    for n, k, s, p in zip(spatial, self.filter_size, self.stride, axis_pads))
+        if any(o < 1 for o in out):
+            raise ValueError(f"{self.describe()}: padding {self.pad!r} leaves no output for input "
+                             f"{tuple(input_shape)} (output spatial shape would be {out})")
+        if self.pad == "valid":
+            pads = ((0, 0),) * self.rank
+        elif self.pad == "same":
+            pads = tuple(same_padding(o, k, s) for o, k, s in zip(out, self.filter_size, self.stride))
+        else:
+            pads = self.pad
+        return pads, out
+
+    def compute_output_shape(self, input_shape):
+        _, out = self._geometry(input_shape)
+        return out + (self.filters,)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.pads, self.out_spatial = self._geometry(self.input_shape)
+        channels = self.input_shape[-1]
+        self.add_param("kernel", self.filter_size + (self.filters, channels), self.kernel_initializer)
+        if self.use_bias:
+            self.add_param("bias", (self.filters,), self.bias_initializer)
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        z = conv_transpose_forward(x, self.params["kernel"], self.params.get("bias"), self.stride,
+                                   self.pads, self.out_spatial)
+        self._x = x
+        a = self.activation.forward(z)
+        self.preactivation, self._a = z, a
+        return a
+
+    def backward(self, dy):
+        return self.backward_preactivation(self.activation.backward(dy, self.preactivation, self._a))
+
+    def backward_preactivation(self, dz):
+        """Backward from ``dL/dz``, the gradient before the activation (used by fused losses)."""
+        dx, dkernel, dbias = conv_transpose_backward(dz, self._x, self.params["kernel"], self.stride,
+                                                     self.pads, self.input_grad_needed)
+        self.grads["kernel"] = dkernel
+        if self.use_bias:
+            self.grads["bias"] = dbias
+        return dx
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "filter_size": list(self.filter_size),
+            "stride": list(self.stride),
+            "pad": self.pad if isinstance(self.pad, str) else [list(p) for p in self.pad],
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "activation": self.activation.name,
+            **({"alpha": self.activation.alpha} if hasattr(self.activation, "alpha") else {}),
+        }
+
+
+@register_layer
+class Conv1DTranspose(Conv2DTranspose):
+    """1-D transposed convolution over ``(N, L, C)`` sequences; kernel ``(k, filters, C)``."""
+
+    rank = 1
+
+
+@register_layer
+class Conv3DTranspose(Conv2DTranspose):
+    """3-D transposed convolution over ``(N, D, H, W, C)``; kernel ``(kd, kh, kw, filters, C)``."""
+
+    rank = 3
