@@ -9,9 +9,11 @@ from .errors import ModelFileError, ShapeError
 from .gradcheck import GradientCheckError, gradcheck
 from .net import Net
 from .saving import load_model
+from .plotting import plot_confusion_matrix, plot_history, plot_predictions  # matplotlib lazily
 from .version import __version__
 
 __all__ = [
     "Net", "layers", "activations", "initializers", "gradcheck", "GradientCheckError",
     "ModelFileError", "ShapeError", "load_model", "__version__",
+    "plot_history", "plot_predictions", "plot_confusion_matrix",
 ]
