@@ -61,12 +61,17 @@ class CallbackList:
 
 
 class History(Callback):
-    """Records each epoch's logs: ``history.history["val_loss"]`` is a list with one value per epoch."""
+    """Records each epoch's logs: ``history.history["val_loss"]`` is a list with one value per epoch.
+
+    ``interrupted`` tells whether Ctrl-C stopped training early.
+    """
 
     def __init__(self):
         super().__init__()
         self.history = {}
         self.epoch = []
+        #: True when Ctrl-C ended training before its last epoch.
+        self.interrupted = False
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)

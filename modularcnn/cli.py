@@ -235,7 +235,7 @@ def command_train(args):
                       callbacks=hooks, verbose=1, augment=augment)
     seconds = time.perf_counter() - started
     # fit returns early, keeping the weights, when Ctrl-C stops it.
-    interrupted = len(history.epoch) < args.epochs
+    interrupted = history.interrupted
     if args.save:
         interrupted |= _save_shielded(net, args.save)
         print(f"Saved the model to {args.save}", flush=True)

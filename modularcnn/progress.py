@@ -9,8 +9,6 @@ write carriage returns and hundreds of redraws; there the bar is replaced by at 
 import sys
 import time
 
-from tqdm.auto import tqdm
-
 from .callbacks import Callback
 
 LINES_PER_EPOCH = 4
@@ -62,6 +60,10 @@ class ProgressLogger(Callback):
         self.next_line = 1
         self.bar = None
         if self.verbose == 1 and self.interactive:
+            # Imported here: tqdm.auto picks the notebook widget, and warns on import where
+            # ipywidgets is missing, which only matters once a bar is actually shown.
+            from tqdm.auto import tqdm  # noqa: PLC0415
+
             self.bar = tqdm(total=self.steps, desc=f"Epoch {epoch + 1}/{self.params.get('epochs')}",
                             unit="batch", file=self._out, leave=True, dynamic_ncols=True)
 

@@ -39,6 +39,7 @@ def test_fit_learns_and_history_has_keras_keys():
     net = mlp()
     history = net.fit(x, y, epochs=5, batch_size=16, validation_split=0.25, verbose=0)
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
+    assert not history.interrupted
     assert all(len(v) == 5 for v in history.history.values())
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert history.history["val_accuracy"][-1] > 0.9
@@ -274,6 +275,7 @@ def test_ctrl_c_stops_after_the_current_batch_and_keeps_history(capsys):
     history = net.fit(x, y, epochs=5, batch_size=10, verbose=0, callbacks=[PressCtrlC()])
     assert net.optimizer.iterations == 36  # the interrupted batch finished, no more ran
     assert history.epoch == [0]  # the complete epoch is kept, the interrupted one is not logged
+    assert history.interrupted
     assert "Interrupted" in capsys.readouterr().out
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 

@@ -151,6 +151,7 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
                 if interrupt["interrupted"] or net.stop_training:
                     break
             if interrupt["interrupted"]:
+                history.interrupted = True
                 print(f"\nInterrupted: stopped after batch {step + 1}/{steps} of epoch {epoch + 1}; "
                       "the weights so far are kept.", flush=True)
                 break
