@@ -19,6 +19,13 @@ class ActivationFunction:
     def forward(self, z):
         return z
 
+    def forward_inplace(self, z):
+        """``forward(z)``, allowed to overwrite ``z`` (a new array the caller owns) to save a copy.
+
+        Layers keep ``z`` for the backward pass only when the result is not ``z`` itself.
+        """
+        return self.forward(z)
+
     def backward(self, da, z, a):
         return da
 
@@ -43,7 +50,11 @@ class ReLU(ActivationFunction):
     def forward(self, z):
         return np.maximum(z, 0)
 
+    def forward_inplace(self, z):
+        return np.maximum(z, 0, out=z)
+
     def backward(self, da, z, a):
+        # Needs only the output's sign, so forward_inplace may overwrite z.
         return da * (a > 0)
 
 

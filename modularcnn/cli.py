@@ -179,19 +179,15 @@ def _make_optimizer(name, learning_rate):
     return optimizer
 
 
-def _save_shielded(net, path):
-    """``net.save(path)`` with Ctrl-C postponed until the file is written; True if Ctrl-C came.
+def _absorb_ctrl_c():
+    """From here on Ctrl-C only sets a flag; returns the list it appends to.
 
-    The save is atomic anyway (a second Ctrl-C could not leave half a file), but postponing it
-    also makes sure the final weights do reach the disk.
+    ``fit`` installs its own handler while it trains and puts this one back afterwards, so there is no
+    moment — between the last batch, the final save and the exit — where a press raises instead.
     """
     pressed = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
-    try:
-        net.save(path)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return bool(pressed)
+    signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    return pressed
 
 
 def command_train(args):
@@ -231,17 +227,21 @@ def command_train(args):
           f"testing on {len(x_test):,}", flush=True)
 
     started = time.perf_counter()
+    previous_handler = signal.getsignal(signal.SIGINT)
+    pressed = _absorb_ctrl_c()
     history = net.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, validation_data=validation,
                       callbacks=hooks, verbose=1, augment=augment)
     seconds = time.perf_counter() - started
-    # fit returns early, keeping the weights, when Ctrl-C stops it.
-    interrupted = history.interrupted
+    # fit returns early, keeping the weights, when Ctrl-C stops it; later presses were absorbed.
+    interrupted = history.interrupted or bool(pressed)
     if args.save:
-        interrupted |= _save_shielded(net, args.save)
+        net.save(args.save)  # a press during the save is absorbed too: the final weights reach the disk
         print(f"Saved the model to {args.save}", flush=True)
     if interrupted:
+        # The process is ending: keep absorbing presses until it has exited.
         print(f"Training interrupted after {seconds:.0f}s", flush=True)
         return EXIT_INTERRUPTED
+    signal.signal(signal.SIGINT, previous_handler)
     result = net.evaluate(x_test, y_test)
     print(f"Training took {seconds:.1f}s")
     print(f"Test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {len(x_test):,} images")

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import summary as _summary
 from . import training as _training
+from .fusion import execution_plan, step_layers
 from .layers.base import Layer, get_layer_class, snake_case
 
 
@@ -42,6 +43,9 @@ class Net:
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.layers = []
         self.trainable = True
+        #: Run Convolutional(relu) + 2×2 MaxPooling pairs as one fused step (same results, faster).
+        self.fusion = True
+        self._plan = None
         self._name_counts = {}
         # Set by compile(); fit() compiles with the defaults when they are missing.
         self.optimizer = None
@@ -179,8 +183,9 @@ class Net:
     def forward(self, x, training=False):
         """Run ``x`` (N, *input_shape) through every layer; ``training`` switches dropout and batch norm."""
         x = self.as_input(x)
-        for layer in self.layers:
-            x = layer.forward(x, training=training)
+        self._plan = execution_plan(self.layers, self.fusion)
+        for step in self._plan:
+            x = step.forward(x, training=training)
         return x
 
     def backward(self, dout, input_gradient=True, preactivation=False):
@@ -192,21 +197,21 @@ class Net:
         ``preactivation=True`` says ``dout`` is the gradient with respect to the last layer's logits
         (the input of its softmax/sigmoid), as a fused loss computes it
         (``loss.value_and_gradient_from_logits(y, net.layers[-1].preactivation)``).
+        Uses what the last :meth:`forward` cached.
         """
-        return self._backward_from(len(self.layers) - 1, dout, input_gradient, preactivation)
-
-    def _backward_from(self, index, gradient, input_gradient, preactivation):
-        """Back-propagate from layer ``index``; ``preactivation`` means ``gradient`` is dL/dz of that
-        layer's activation input (the fused softmax/sigmoid cross-entropy path)."""
+        plan = self._plan
+        if plan is None or [layer for step in plan for layer in step_layers(step)] != self.layers:
+            raise ValueError("backward needs a forward pass of this network first")
         first = self.layers[0]
         first.input_grad_needed = input_gradient
         try:
-            for position in range(index, -1, -1):
-                layer = self.layers[position]
-                if preactivation and position == index:
-                    gradient = layer.backward_preactivation(gradient)
+            gradient = dout
+            for position in range(len(plan) - 1, -1, -1):
+                step = plan[position]
+                if preactivation and position == len(plan) - 1:
+                    gradient = step.backward_preactivation(gradient)
                 else:
-                    gradient = layer.backward(gradient)
+                    gradient = step.backward(gradient)
         finally:
             first.input_grad_needed = True
         return gradient

@@ -351,7 +351,9 @@ def test_ctrl_c_stops_cleanly_and_saves(env, tmp_path, presses):
         stdout, stderr = process.communicate(timeout=TIMEOUT)
     finally:
         process.kill()
-    assert process.returncode == 130, (stdout, stderr)
+    # Exit status 130; a second press landing while the interpreter shuts down (when Python has reset
+    # SIGINT to its default action) ends the process by the signal itself, which a shell reports as 130.
+    assert process.returncode in (130, -signal.SIGINT), (stdout, stderr)
     assert "Traceback" not in stderr
     assert "Interrupted" in stdout
     if presses == 1:

@@ -58,7 +58,8 @@ def test_conv_backward_skips_input_gradient_when_not_needed():
 
 
 POOL_CASES = [
-    ((2, 6, 8, 3), (2, 2), (2, 2), ((0, 0), (0, 0))),
+    ((2, 6, 8, 3), (2, 2), (2, 2), ((0, 0), (0, 0))),     # the 2x2 fast path
+    ((2, 7, 9, 3), (2, 2), (2, 2), ((0, 0), (0, 0))),     # odd sizes: the general path, last row dropped
     ((1, 7, 9, 2), (3, 3), (2, 2), ((0, 0), (0, 0))),     # overlapping
     ((2, 5, 7, 1), (3, 2), (1, 2), ((1, 1), (0, 1))),     # padded, non-square
 ]

@@ -105,24 +105,35 @@ def output_spatial_shape(spatial_shape, kernel, stride, pads):
     return tuple(out)
 
 
-def pad_spatial(x, pads, value=0.0, out=None):
-    """Copy ``x`` (N, *spatial, C) into a padded array, filling the border with ``value``.
+def padded_shape(x_shape, pads):
+    """Shape of ``(N, *S, C)`` after padding its spatial axes."""
+    return (x_shape[0],) + tuple(
+        n + before + after for n, (before, after) in zip(x_shape[1:-1], pads)
+    ) + (x_shape[-1],)
 
-    ``out``, when given, is a buffer of the padded shape whose border is rewritten each call; reusing it
-    between batches avoids the allocation that ``np.pad`` makes every time.
+
+def interior(x_shape, pads):
+    """Index of the unpadded region inside a padded array."""
+    return (slice(None),) + tuple(
+        slice(before, before + n) for n, (before, _) in zip(x_shape[1:-1], pads)
+    ) + (slice(None),)
+
+
+def pad_spatial(x, pads, value=0.0, workspace=None):
+    """Copy ``x`` (N, *spatial, C) into an array whose spatial border holds ``value``.
+
+    With a :class:`~modularcnn.kernels.workspace.Workspace`, the padded array is kept between calls and
+    only its interior is rewritten: the border keeps ``value`` from the first call, which is what saves
+    the allocation and fill that ``np.pad`` makes every time.
     """
     if not any(before or after for before, after in pads):
         return x
-    padded_shape = (x.shape[0],) + tuple(
-        n + before + after for n, (before, after) in zip(x.shape[1:-1], pads)
-    ) + (x.shape[-1],)
-    if out is None or out.shape != padded_shape or out.dtype != x.dtype:
-        out = np.empty(padded_shape, dtype=x.dtype)
-    out.fill(value)
-    inner = (slice(None),) + tuple(
-        slice(before, before + n) for n, (before, _) in zip(x.shape[1:-1], pads)
-    ) + (slice(None),)
-    out[inner] = x
+    shape = padded_shape(x.shape, pads)
+    if workspace is None:
+        out = np.full(shape, value, dtype=x.dtype)
+    else:
+        out = workspace.get(f"padded{value}", shape, x.dtype, fill=value)
+    out[interior(x.shape, pads)] = x
     return out
 
 

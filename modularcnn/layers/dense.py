@@ -2,6 +2,8 @@
 
 import numbers
 
+import numpy as np
+
 from .. import activations, initializers
 from .base import Layer, register_layer
 
@@ -62,8 +64,9 @@ class Dense(Layer):
         z = x @ self.params["kernel"]
         if self.use_bias:
             z += self.params["bias"]
-        a = self.activation.forward(z)
-        self.preactivation, self._a = z, a
+        a = self.activation.forward_inplace(z)
+        self.preactivation = None if a is z else z
+        self._a = a
         return a
 
     def backward(self, dy):
@@ -75,7 +78,7 @@ class Dense(Layer):
         dz2 = dz.reshape(-1, dz.shape[-1])
         self.grads["kernel"] = x2.T @ dz2
         if self.use_bias:
-            self.grads["bias"] = dz2.sum(axis=0)
+            self.grads["bias"] = np.ones(len(dz2), dtype=dz2.dtype) @ dz2
         if not self.input_grad_needed:
             return None
         return dz @ self.params["kernel"].T

@@ -14,6 +14,7 @@ from ..kernels.windows import (
     output_spatial_shape,
     resolve_padding,
 )
+from ..kernels.workspace import Workspace
 from .base import Layer, pick_alias, register_layer
 
 
@@ -62,6 +63,7 @@ class _Pooling(Layer):
     def build(self, input_shape):
         super().build(input_shape)
         self.pads, self.out_spatial = self._geometry(self.input_shape)
+        self.workspace = Workspace()
 
     def get_config(self):
         return {
@@ -78,7 +80,8 @@ class MaxPooling(_Pooling):
 
     def forward(self, x, training=False):
         self.check_input(x)
-        y, self._argmax = max_pool_forward(x, self.pool_size, self.stride, self.pads, self.out_spatial)
+        y, self._argmax = max_pool_forward(x, self.pool_size, self.stride, self.pads, self.out_spatial,
+                                           self.workspace)
         self._x_shape = x.shape
         return y
 

@@ -1,0 +1,93 @@
+"""The fused Convolutional(ReLU) + 2x2 MaxPooling step gives the same results as the two layers."""
+
+import numpy as np
+import pytest
+
+from modularcnn import Net, gradcheck
+from modularcnn.fusion import ConvReluPool, can_fuse, execution_plan
+from modularcnn.layers import Activation, Convolutional, Dense, Flatten, MaxPooling
+
+
+def pair_net(channels, pad, kernel=3, use_bias=True, height=8, width=6, dtype="float64", seed=0):
+    net = Net(input_shape=(height, width, channels), dtype=dtype, seed=seed)
+    net.add(Convolutional(4, kernel, pad=pad, activation="relu", use_bias=use_bias))
+    net.add(MaxPooling(2))
+    net.add(Flatten())
+    net.add(Dense(3, activation="softmax"))
+    return net
+
+
+def run(net, x, fusion):
+    net.fusion = fusion
+    y = net.forward(x, training=True)
+    dx = net.backward(np.cos(np.arange(y.size)).reshape(y.shape).astype(y.dtype))
+    grads = {f"{layer.name}/{k}": g.copy() for layer in net.layers for k, g in layer.grads.items()}
+    return y, dx, grads
+
+
+@pytest.mark.parametrize("channels, pad, kernel, use_bias", [
+    (1, 1, 3, True),      # one channel: the transposed window matrix
+    (3, 1, 3, True),
+    (2, 0, 3, False),     # valid padding: 6x4 output
+    (1, 2, 5, False),     # LeNet's first layer shape family
+    (5, "same", 4, True), # asymmetric "same" padding
+])
+def test_fused_step_matches_the_layers_exactly(channels, pad, kernel, use_bias):
+    net = pair_net(channels, pad, kernel, use_bias)
+    assert isinstance(execution_plan(net.layers)[0], ConvReluPool)
+    x = np.random.default_rng(1).standard_normal((3,) + net.input_shape)
+    y_fused, dx_fused, g_fused = run(net, x, True)
+    y_plain, dx_plain, g_plain = run(net, x, False)
+    np.testing.assert_allclose(y_fused, y_plain, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx_fused, dx_plain, rtol=1e-12, atol=1e-12)
+    assert g_fused.keys() == g_plain.keys()
+    for key in g_fused:
+        np.testing.assert_allclose(g_fused[key], g_plain[key], rtol=1e-10, atol=1e-12)
+
+
+def test_fused_step_passes_the_gradient_check():
+    net = pair_net(2, 1, height=6, width=10)
+    assert max(gradcheck(net, batch_size=2).values()) < 1e-6
+
+
+def test_ties_and_dead_units_route_like_the_layers():
+    net = pair_net(1, 1, use_bias=False, height=4, width=4)
+    net.layers[0].params["kernel"][:] = 0
+    net.layers[0].params["kernel"][1, 1, 0, :] = 1   # output = input: ties wherever the input ties
+    x = np.ones((2, 4, 4, 1))
+    x[1] = -1                                          # all negative: ReLU kills every unit
+    fused = run(net, x, True)
+    plain = run(net, x, False)
+    for a, b in zip(fused[:2], plain[:2]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: [Convolutional(2, 3, pad=1, activation="tanh"), MaxPooling(2)],
+    lambda: [Convolutional(2, 3, stride=2, pad=1, activation="relu"), MaxPooling(2)],
+    lambda: [Convolutional(2, 3, pad=1, activation="relu"), MaxPooling(3, 2)],
+    lambda: [Convolutional(2, 2, pad=1, activation="relu"), MaxPooling(2)],   # 9x7: odd output
+    lambda: [Convolutional(2, 3, pad=1), Activation("relu"), MaxPooling(2)],
+])
+def test_other_pairs_run_unfused(make):
+    net = Net(input_shape=(8, 6, 1))
+    for layer in make():
+        net.add(layer)
+    assert not can_fuse(net.layers[0], net.layers[1])
+    assert all(not isinstance(step, ConvReluPool) for step in execution_plan(net.layers))
+    net.forward(np.ones((2, 8, 6, 1)), training=True)
+
+
+def test_float32_is_preserved_and_training_matches_unfused():
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 8, 6, 1)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    weights = []
+    for fusion in (True, False):
+        net = pair_net(1, 1, dtype="float32", seed=3)
+        net.fusion = fusion
+        assert net.predict(x).dtype == np.float32
+        net.fit(x, y, epochs=2, batch_size=16, verbose=0)
+        weights.append(net.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
