@@ -12,6 +12,9 @@ import os
 
 import numpy as np
 
+__all__ = ["Callback", "CallbackList", "History", "EarlyStopping", "LearningRateScheduler",
+           "ReduceLROnPlateau", "TerminateOnNaN", "CSVLogger", "ModelCheckpoint"]
+
 
 class Callback:
     """Base class: every hook does nothing."""

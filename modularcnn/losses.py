@@ -17,6 +17,7 @@ Gradients keep the dtype of ``y_pred`` (float32 in, float32 out).
 
 import numpy as np
 
+from .catalog import Catalog
 from .mathutils import as_float_array, log_sigmoid, log_softmax, sigmoid, softmax
 
 __all__ = [
@@ -439,16 +440,9 @@ _ALIASES = {
     "huber_loss": Huber,
 }
 # Class names work too, in any case: "CategoricalCrossentropy", "meansquarederror", ...
-_ALIASES.update({name.lower(): cls for name, cls in _CLASSES.items()})
 
 
-def _lookup(name):
-    try:
-        return _ALIASES[name.strip().lower()]
-    except KeyError:
-        raise ValueError(
-            f"Unknown loss {name!r}. Valid names: {', '.join(sorted(_ALIASES))}."
-        ) from None
+_CATALOG = Catalog("loss", Loss, _CLASSES.values(), _ALIASES)
 
 
 def get(identifier):
@@ -461,32 +455,9 @@ def get(identifier):
         (returned unchanged), a class (instantiated with defaults), or a config dict
         ``{"class_name": ..., "config": {...}}`` as produced by :func:`serialize`.
     """
-    if isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, type) and issubclass(identifier, Loss):
-        return identifier()
-    if isinstance(identifier, str):
-        return _lookup(identifier)()
-    if isinstance(identifier, dict):
-        if "class_name" not in identifier:
-            raise ValueError(
-                "A loss config dict needs the keys 'class_name' and 'config'; "
-                f"received keys {sorted(identifier)}."
-            )
-        cls = _lookup(identifier["class_name"])
-        config = identifier.get("config") or {}
-        try:
-            return cls.from_config(config)
-        except TypeError as err:
-            raise ValueError(f"Invalid config for loss {cls.__name__}: {err}") from None
-    raise ValueError(
-        "Expected a loss name, Loss instance or config dict, "
-        f"received {type(identifier).__name__}: {identifier!r}."
-    )
+    return _CATALOG.get(identifier)
 
 
 def serialize(loss):
     """Return ``{"class_name": ..., "config": ...}`` for a loss; ``get`` turns it back into one."""
-    if not isinstance(loss, Loss):
-        raise ValueError(f"Expected a Loss instance, received {type(loss).__name__}.")
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    return _CATALOG.serialize(loss)

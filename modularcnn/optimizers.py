@@ -22,6 +22,7 @@ import numbers
 import numpy as np
 
 from . import schedules
+from .catalog import Catalog
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get", "serialize"]
 
@@ -534,18 +535,7 @@ class RMSprop(Optimizer):
 # Look-up by name / config
 # --------------------------------------------------------------------------------------------
 
-_CLASSES = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop)}
-# "sgd", "adam", "adamw", "rmsprop"
-_ALIASES = {name.lower(): cls for name, cls in _CLASSES.items()}
-
-
-def _lookup(name):
-    try:
-        return _ALIASES[name.strip().lower()]
-    except KeyError:
-        raise ValueError(
-            f"Unknown optimizer {name!r}. Valid names: {', '.join(sorted(_ALIASES))}."
-        ) from None
+_CATALOG = Catalog("optimizer", Optimizer, (SGD, Adam, AdamW, RMSprop))
 
 
 def get(identifier):
@@ -558,31 +548,9 @@ def get(identifier):
         settings, an instance (returned unchanged), a class, or a config dict
         ``{"class_name": ..., "config": {...}}`` as produced by :func:`serialize`.
     """
-    if isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, type) and issubclass(identifier, Optimizer):
-        return identifier()
-    if isinstance(identifier, str):
-        return _lookup(identifier)()
-    if isinstance(identifier, dict):
-        if "class_name" not in identifier:
-            raise ValueError(
-                "An optimizer config dict needs the keys 'class_name' and 'config'; "
-                f"received keys {sorted(identifier)}."
-            )
-        cls = _lookup(identifier["class_name"])
-        try:
-            return cls.from_config(identifier.get("config") or {})
-        except TypeError as err:
-            raise ValueError(f"Invalid config for optimizer {cls.__name__}: {err}") from None
-    raise ValueError(
-        "Expected an optimizer name, Optimizer instance or config dict, "
-        f"received {type(identifier).__name__}: {identifier!r}."
-    )
+    return _CATALOG.get(identifier)
 
 
 def serialize(optimizer):
     """Return ``{"class_name": ..., "config": ...}``; ``get`` turns it back into an optimizer."""
-    if not isinstance(optimizer, Optimizer):
-        raise ValueError(f"Expected an Optimizer instance, received {type(optimizer).__name__}.")
-    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+    return _CATALOG.serialize(optimizer)

@@ -7,6 +7,8 @@ An optimizer built with ``learning_rate=ExponentialDecay(...)`` calls the schedu
 import math
 import numbers
 
+from .catalog import Catalog
+
 __all__ = [
     "LearningRateSchedule",
     "ExponentialDecay",
@@ -206,26 +208,12 @@ class PiecewiseConstantDecay(LearningRateSchedule):
 # Look-up by name / config
 # --------------------------------------------------------------------------------------------
 
-_CLASSES = {
-    cls.__name__: cls
-    for cls in (ExponentialDecay, StepDecay, CosineDecay, PiecewiseConstantDecay)
-}
-_ALIASES = {
-    "exponential_decay": ExponentialDecay,
-    "step_decay": StepDecay,
-    "cosine_decay": CosineDecay,
-    "piecewise_constant_decay": PiecewiseConstantDecay,
-}
-_ALIASES.update({name.lower(): cls for name, cls in _CLASSES.items()})
-
-
-def _lookup(name):
-    try:
-        return _ALIASES[name.strip().lower()]
-    except KeyError:
-        raise ValueError(
-            f"Unknown learning-rate schedule {name!r}. Valid names: {', '.join(sorted(_ALIASES))}."
-        ) from None
+_CATALOG = Catalog(
+    "learning-rate schedule", LearningRateSchedule,
+    (ExponentialDecay, StepDecay, CosineDecay, PiecewiseConstantDecay),
+    {"exponential_decay": ExponentialDecay, "step_decay": StepDecay, "cosine_decay": CosineDecay,
+     "piecewise_constant_decay": PiecewiseConstantDecay},
+)
 
 
 def get(identifier):
@@ -234,38 +222,9 @@ def get(identifier):
     A bare name is accepted only for completeness: every schedule needs constructor arguments, so
     ``get("cosine_decay")`` raises a ValueError that says which ones.
     """
-    if isinstance(identifier, LearningRateSchedule):
-        return identifier
-    if isinstance(identifier, str):
-        cls = _lookup(identifier)
-        try:
-            return cls()
-        except TypeError as err:
-            raise ValueError(
-                f"Schedule {cls.__name__} cannot be built from its name alone: {err}. "
-                'Pass {"class_name": ..., "config": {...}} or an instance.'
-            ) from None
-    if isinstance(identifier, dict):
-        if "class_name" not in identifier:
-            raise ValueError(
-                "A schedule config dict needs the keys 'class_name' and 'config'; "
-                f"received keys {sorted(identifier)}."
-            )
-        cls = _lookup(identifier["class_name"])
-        try:
-            return cls.from_config(identifier.get("config") or {})
-        except TypeError as err:
-            raise ValueError(f"Invalid config for schedule {cls.__name__}: {err}") from None
-    raise ValueError(
-        "Expected a LearningRateSchedule or config dict, "
-        f"received {type(identifier).__name__}: {identifier!r}."
-    )
+    return _CATALOG.get(identifier)
 
 
 def serialize(schedule):
     """Return ``{"class_name": ..., "config": ...}``; ``get`` turns it back into a schedule."""
-    if not isinstance(schedule, LearningRateSchedule):
-        raise ValueError(
-            f"Expected a LearningRateSchedule, received {type(schedule).__name__}."
-        )
-    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+    return _CATALOG.serialize(schedule)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from modularcnn import Net
+from modularcnn import Net, models
 from modularcnn.datasets import mnist
-from modularcnn.layers import Convolutional, Dense, Flatten, MaxPooling
+from modularcnn.layers import Convolutional, Dense, Flatten
 
 
 @pytest.fixture(scope="module")
@@ -16,16 +16,7 @@ def mnist_data(mnist_dir):
 
 
 def lenet5(seed=0):
-    net = Net(input_shape=(28, 28, 1), seed=seed)
-    net.add(Convolutional(6, 5, pad=2, activation="relu"))
-    net.add(MaxPooling(2))
-    net.add(Convolutional(16, 5, activation="relu"))
-    net.add(MaxPooling(2))
-    net.add(Flatten())
-    net.add(Dense(120, activation="relu"))
-    net.add(Dense(84, activation="relu"))
-    net.add(Dense(10, activation="softmax"))
-    return net
+    return models.lenet5(seed=seed)
 
 
 def test_small_cnn_on_5000_images_reaches_90_percent(mnist_data):

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from modularcnn import Net
+from modularcnn import Net, models
 from modularcnn.layers import (
     Activation,
     AveragePooling2D,
@@ -24,16 +24,7 @@ from modularcnn.layers import (
 
 
 def lenet():
-    net = Net(input_shape=(28, 28, 1), seed=0)
-    net.add(Convolutional(6, 5, pad=2, activation="relu"))
-    net.add(MaxPooling(2))
-    net.add(Convolutional(16, 5, activation="relu"))
-    net.add(MaxPooling(2))
-    net.add(Flatten())
-    net.add(Dense(120, activation="relu"))
-    net.add(Dense(84, activation="relu"))
-    net.add(Dense(10, activation="softmax"))
-    return net
+    return models.lenet5(seed=0)  # conv 6@5x5 pad 2, pool, conv 16@5x5, pool, dense 120, 84, 10
 
 
 def test_lenet5_parameter_count_and_shapes():

@@ -8,13 +8,13 @@ place (an atomic rename on the same file system).
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ._gzip import read_maybe_gzip
+from ..saving.atomic import atomic_path
 from .errors import DatasetError
 
 OFFLINE_ENV = "MODULARCNN_OFFLINE"
@@ -83,22 +83,14 @@ def download(urls, dest, check):
 
 def _fetch_atomically(url, dest, check):
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_path(dest) as temporary:
+        with open(temporary, "wb") as out:
             with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
                 expected_size = _content_length(response)
                 received = _copy_with_progress(response, out, expected_size, dest.name)
-            out.flush()
-            os.fsync(out.fileno())
         if expected_size is not None and received != expected_size:
             raise DatasetError(f"incomplete download: got {received} of {expected_size} bytes")
-        check(tmp)
-        os.replace(tmp, dest)
-        _fsync_folder(dest.parent)
-    finally:
-        tmp.unlink(missing_ok=True)  # no-op after a successful os.replace
+        check(Path(temporary))  # a failed check raises, and atomic_path discards the file
 
 
 def _content_length(response):
@@ -122,15 +114,3 @@ def _copy_with_progress(response, out, total, label):
             bar.update(len(chunk))
 
 
-def _fsync_folder(folder):
-    # Makes the rename itself durable; not possible on every platform, hence best effort.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -21,6 +21,7 @@ import re
 import numpy as np
 
 from .. import initializers
+from ..kernels.windows import output_spatial_shape, resolve_padding
 
 _REGISTRY = {}
 
@@ -202,6 +203,24 @@ class Layer:
     def describe(self):
         """``"conv2d_1 (Convolutional)"``: how errors name this layer."""
         return f"{self.name or 'unnamed'} ({type(self).__name__})"
+
+    def spatial_shape(self, input_shape, rank):
+        """The spatial axes of a per-sample ``(*spatial, channels)`` shape, checking there are ``rank``."""
+        if len(input_shape) != rank + 1:
+            raise ValueError(
+                f"{self.describe()}: expected a per-sample input of rank {rank + 1} "
+                f"(spatial axes and channels), got shape {tuple(input_shape)}"
+            )
+        return tuple(input_shape[:-1])
+
+    def window_geometry(self, input_shape, window, stride, padding):
+        """``(pads, out_spatial)`` of a sliding window over ``input_shape``, or a ValueError naming this layer."""
+        spatial = self.spatial_shape(input_shape, len(window))
+        pads = resolve_padding(padding, spatial, window, stride)
+        try:
+            return pads, output_spatial_shape(spatial, window, stride, pads)
+        except ValueError as error:
+            raise ValueError(f"{self.describe()}: input {tuple(input_shape)}: {error}") from None
 
     def check_input(self, x):
         """Raise ``ValueError`` if a batch ``x`` does not match the built per-sample input shape."""

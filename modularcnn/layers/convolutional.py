@@ -7,12 +7,7 @@ import numpy as np
 from .. import activations, initializers
 from ..kernels.conv import conv_backward, conv_forward, im2col
 from ..kernels.workspace import Workspace
-from ..kernels.windows import (
-    normalize_padding,
-    normalize_tuple,
-    output_spatial_shape,
-    resolve_padding,
-)
+from ..kernels.windows import normalize_padding, normalize_tuple
 from .base import Layer, pick_alias, register_layer
 
 
@@ -68,18 +63,7 @@ class Convolutional(Layer):
         self.activation = activations.get(activation)
 
     def _geometry(self, input_shape):
-        if len(input_shape) != self.rank + 1:
-            raise ValueError(
-                f"{self.describe()}: expected a per-sample input of rank {self.rank + 1} "
-                f"(spatial axes and channels), got shape {tuple(input_shape)}"
-            )
-        spatial = tuple(input_shape[:-1])
-        pads = resolve_padding(self.pad, spatial, self.filter_size, self.stride)
-        try:
-            out = output_spatial_shape(spatial, self.filter_size, self.stride, pads)
-        except ValueError as error:
-            raise ValueError(f"{self.describe()}: input {tuple(input_shape)}: {error}") from None
-        return pads, out
+        return self.window_geometry(input_shape, self.filter_size, self.stride, self.pad)
 
     def compute_output_shape(self, input_shape):
         _, out = self._geometry(input_shape)

@@ -8,12 +8,7 @@ from ..kernels.pooling import (
     max_pool_backward,
     max_pool_forward,
 )
-from ..kernels.windows import (
-    normalize_padding,
-    normalize_tuple,
-    output_spatial_shape,
-    resolve_padding,
-)
+from ..kernels.windows import normalize_padding, normalize_tuple
 from ..kernels.workspace import Workspace
 from .base import Layer, pick_alias, register_layer
 
@@ -39,21 +34,11 @@ class _Pooling(Layer):
                                      self.rank)
 
     def _geometry(self, input_shape):
-        if len(input_shape) != self.rank + 1:
-            raise ValueError(
-                f"{self.describe()}: expected a per-sample input of rank {self.rank + 1} "
-                f"(spatial axes and channels), got shape {tuple(input_shape)}"
-            )
-        spatial = tuple(input_shape[:-1])
-        pads = resolve_padding(self.pad, spatial, self.pool_size, self.stride)
+        pads, out = self.window_geometry(input_shape, self.pool_size, self.stride, self.pad)
         if any(max(pair) >= k for pair, k in zip(pads, self.pool_size)):
             raise ValueError(
                 f"{self.describe()}: padding {pads} must be smaller than the pool size {self.pool_size}"
             )
-        try:
-            out = output_spatial_shape(spatial, self.pool_size, self.stride, pads)
-        except ValueError as error:
-            raise ValueError(f"{self.describe()}: input {tuple(input_shape)}: {error}") from None
         return pads, out
 
     def compute_output_shape(self, input_shape):

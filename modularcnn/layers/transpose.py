@@ -73,12 +73,7 @@ class Conv2DTranspose(Layer):
 
     def _geometry(self, input_shape):
         """``(pads, out_spatial)``: the associated convolution's padding and this layer's output size."""
-        if len(input_shape) != self.rank + 1:
-            raise ValueError(
-                f"{self.describe()}: expected a per-sample input of rank {self.rank + 1} "
-                f"(spatial axes and channels), got shape {tuple(input_shape)}"
-            )
-        spatial = tuple(input_shape[:-1])
+        spatial = self.spatial_shape(input_shape, self.rank)
         axis_pads = self.pad if isinstance(self.pad, tuple) else (self.pad,) * self.rank
         out = tuple(transpose_output_length(n, k, s, p)
                     for n, k, s, p in zip(spatial, self.filter_size, self.stride, axis_pads))

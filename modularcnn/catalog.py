@@ -1,0 +1,68 @@
+"""Look-up of configurable objects by name or serialised config, shared by losses, optimizers and
+schedules: ``get("adam")``, ``get({"class_name": "Adam", "config": {...}})``, ``serialize(obj)``."""
+
+
+class Catalog:
+    """The named classes of one kind of object.
+
+    Parameters
+    ----------
+    kind : str
+        How messages call the objects, e.g. ``"optimizer"``.
+    base : type
+        Their base class: instances are returned as they are, subclasses are instantiated.
+    aliases : dict
+        Extra names (``"mse"``) -> class; every class is also found by its own name, in any case.
+    """
+
+    def __init__(self, kind, base, classes, aliases=None):
+        self.kind = kind
+        self.base = base
+        self.names = {cls.__name__.lower(): cls for cls in classes}
+        self.names.update({name.lower(): cls for name, cls in (aliases or {}).items()})
+
+    def lookup(self, name):
+        """The class called ``name`` (case-insensitive), or a ValueError listing the valid names."""
+        try:
+            return self.names[name.strip().lower()]
+        except KeyError:
+            raise ValueError(
+                f"Unknown {self.kind} {name!r}. Valid names: {', '.join(sorted(self.names))}."
+            ) from None
+
+    def get(self, identifier):
+        """An object from a name (default settings), an instance, a class or a serialised dict."""
+        if isinstance(identifier, self.base):
+            return identifier
+        if isinstance(identifier, type) and issubclass(identifier, self.base):
+            return identifier()
+        if isinstance(identifier, str):
+            cls = self.lookup(identifier)
+            try:
+                return cls()
+            except TypeError as err:
+                raise ValueError(
+                    f"{self.kind.capitalize()} {cls.__name__} cannot be built from its name alone: "
+                    f'{err}. Pass {{"class_name": ..., "config": {{...}}}} or an instance.'
+                ) from None
+        if isinstance(identifier, dict):
+            if "class_name" not in identifier:
+                raise ValueError(
+                    f"A {self.kind} config dict needs the keys 'class_name' and 'config'; "
+                    f"received keys {sorted(identifier)}."
+                )
+            cls = self.lookup(identifier["class_name"])
+            try:
+                return cls.from_config(identifier.get("config") or {})
+            except TypeError as err:
+                raise ValueError(f"Invalid config for {self.kind} {cls.__name__}: {err}") from None
+        raise ValueError(
+            f"Expected a {self.kind} name, {self.base.__name__} instance or config dict, "
+            f"received {type(identifier).__name__}: {identifier!r}."
+        )
+
+    def serialize(self, obj):
+        """``{"class_name": ..., "config": ...}``; :meth:`get` turns it back into an equal object."""
+        if not isinstance(obj, self.base):
+            raise ValueError(f"Expected a {self.base.__name__} instance, received {type(obj).__name__}.")
+        return {"class_name": type(obj).__name__, "config": obj.get_config()}
