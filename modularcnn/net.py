@@ -30,6 +30,13 @@ class Net:
         data and arguments give bit-identical results.
     dtype : str or numpy dtype, default "float32"
         Compute dtype of weights and activations; inputs are cast to it. ``"float64"`` is for checks.
+
+    Attributes
+    ----------
+    fusion : bool, default True
+        :meth:`forward` and :meth:`backward` run a ``Convolutional(activation="relu")`` followed by a
+        2×2 ``MaxPooling`` as one fused step (:mod:`modularcnn.fusion`): the same numbers, less memory
+        traffic. Set it to False to run every layer on its own.
     """
 
     def __init__(self, input_shape=None, name=None, seed=None, dtype="float32", layers=None):

@@ -80,3 +80,30 @@ def test_committed_notebook_is_valid_and_executed():
     assert [cell.execution_count for cell in cells] == list(range(1, len(cells) + 1))
     subset = text_of(cells[0]).split("the first ")[1].split(" images")[0].replace(",", "")
     check_outputs(notebook, subset)
+
+
+GAN_NOTEBOOK = REPO_ROOT / "notebooks" / "dcgan_mnist.ipynb"
+
+
+def test_gan_notebook_runs_and_the_committed_one_shows_samples(mnist_dir, monkeypatch):
+    committed = nbformat.read(GAN_NOTEBOOK, as_version=4)
+    nbformat.validate(committed)
+    grid_cell = cell_with(committed, "plt.imshow(grid")
+    assert len(images_of(grid_cell)) == 1 and images_of(grid_cell)[0].startswith(PNG_SIGNATURE)
+    assert "training took" in text_of(cell_with(committed, "dcgan_mnist.train("))
+
+    notebook = nbformat.read(GAN_NOTEBOOK, as_version=4)
+    for cell in code_cells(notebook):
+        cell.outputs = []
+    monkeypatch.setenv("MODULARCNN_NOTEBOOK_SUBSET", "256")
+    monkeypatch.setenv("MODULARCNN_DATA", str(mnist_dir.parent))
+    monkeypatch.setenv("MODULARCNN_OFFLINE", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                                     resources={"metadata": {"path": str(GAN_NOTEBOOK.parent)}})
+    client.execute()
+    assert not [o for cell in code_cells(notebook) for o in cell.outputs if o.output_type == "error"]
+    assert "the first 256 images" in text_of(code_cells(notebook)[0])
+    assert len(images_of(cell_with(notebook, "plt.imshow(grid"))) == 1
