@@ -164,7 +164,7 @@ def test_best_recipe_script_runs_on_a_subset(mnist_dir, tmp_path):
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert re.search(r"Trained 2 epochs in \d+s", result.stdout)
-    assert "lr: 0.002" in result.stdout and "lr: 0.0012" in result.stdout  # 2e-3, then x0.6
+    assert "lr: 0.002" in result.stdout and "lr: 0.0015" in result.stdout  # 2e-3, then x0.75
     accuracy = float(re.search(r"Test accuracy: ([0-9.]+) .* on 200 images", result.stdout).group(1))
     net = load_model(save)
     assert net.get_config()["layers"] == models.best(seed=0).get_config()["layers"]
