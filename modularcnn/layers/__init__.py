@@ -3,7 +3,7 @@
 Every layer follows the protocol in :mod:`modularcnn.layers.base`; Keras's names are aliases of ours.
 """
 
-from .base import Layer, get_layer_class, register_layer, registered_layers
+from .base import ActivatedLayer, Layer, get_layer_class, register_layer, registered_layers
 from .convolutional import Conv1D, Conv2D, Conv3D, Convolutional
 from .core import Activation, Dropout, Flatten, Reshape
 from .dense import Dense
@@ -26,7 +26,7 @@ from .transpose import Conv1DTranspose, Conv2DTranspose, Conv3DTranspose
 from .upsampling import UpSampling1D, UpSampling2D, UpSampling3D
 
 __all__ = [
-    "Layer", "register_layer", "get_layer_class", "registered_layers",
+    "Layer", "ActivatedLayer", "register_layer", "get_layer_class", "registered_layers",
     "Convolutional", "Conv1D", "Conv2D", "Conv3D",
     "MaxPooling", "MaxPooling1D", "MaxPooling2D", "MaxPool2D", "MaxPooling3D",
     "AveragePooling", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",

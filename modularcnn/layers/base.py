@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from .. import initializers
+from .. import activations, initializers
 from ..kernels.windows import output_spatial_shape, resolve_padding
 
 _REGISTRY = {}
@@ -232,3 +232,35 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} output_shape={self.output_shape}>"
+
+
+class ActivatedLayer(Layer):
+    """A layer whose result goes through an ``activation=`` function (Dense, convolutions).
+
+    Subclasses compute the pre-activation ``z`` and return ``self.activate(z)``, and implement
+    ``backward_preactivation(dz)``, the backward pass from ``dL/dz``: a fused softmax/sigmoid
+    cross-entropy starts there, skipping the activation's Jacobian.
+    """
+
+    def __init__(self, activation=None, alpha=None, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation, alpha=alpha)
+
+    def activate(self, z):
+        """``activation(z)``, keeping what backward needs; ``z`` may be overwritten (in-place ReLU)."""
+        a = self.activation.forward_inplace(z)
+        self.preactivation = None if a is z else z
+        self._a = a
+        return a
+
+    def backward(self, dy):
+        return self.backward_preactivation(self.activation.backward(dy, self.preactivation, self._a))
+
+    def backward_preactivation(self, dz):
+        raise NotImplementedError
+
+    def get_config(self):
+        config = {**super().get_config(), "activation": self.activation.name}
+        if hasattr(self.activation, "alpha"):
+            config["alpha"] = self.activation.alpha
+        return config

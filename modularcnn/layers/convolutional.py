@@ -4,15 +4,15 @@ import math
 
 import numpy as np
 
-from .. import activations, initializers
+from .. import initializers
 from ..kernels.conv import conv_backward, conv_forward, im2col
 from ..kernels.workspace import Workspace
 from ..kernels.windows import normalize_padding, normalize_tuple
-from .base import Layer, pick_alias, register_layer
+from .base import ActivatedLayer, pick_alias, register_layer
 
 
 @register_layer
-class Convolutional(Layer):
+class Convolutional(ActivatedLayer):
     """2-D convolution over channels-last images, with an optional fused activation.
 
     Input ``(N, H, W, C)``, kernel ``(kh, kw, C, filters)``, bias ``(filters,)``, output
@@ -45,8 +45,9 @@ class Convolutional(Layer):
     def __init__(self, filters, filter_size=None, stride=None, pad=None, input_shape=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  activation=None, name=None, trainable=True, kernel_size=None, strides=None,
-                 padding=None):
-        super().__init__(input_shape=input_shape, name=name, trainable=trainable)
+                 padding=None, alpha=None):
+        super().__init__(activation=activation, alpha=alpha, input_shape=input_shape, name=name,
+                         trainable=trainable)
         kind = type(self).__name__
         if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
             raise ValueError(f"{kind}: filters must be a positive int, got {filters!r}")
@@ -60,7 +61,6 @@ class Convolutional(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.activation = activations.get(activation)
 
     def _geometry(self, input_shape):
         return self.window_geometry(input_shape, self.filter_size, self.stride, self.pad)
@@ -93,13 +93,7 @@ class Convolutional(Layer):
                                                          self.pads, self.out_spatial, self.workspace)
             self._cols = None  # backward after a chunked inference pass rebuilds the windows
         self._x = x
-        a = self.activation.forward_inplace(z)
-        self.preactivation = None if a is z else z
-        self._a = a
-        return a
-
-    def backward(self, dy):
-        return self.backward_preactivation(self.activation.backward(dy, self.preactivation, self._a))
+        return self.activate(z)
 
     def backward_preactivation(self, dz):
         """Backward from ``dL/dz``, the gradient before the activation (used by fused losses)."""
@@ -123,17 +117,7 @@ class Convolutional(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
-            "activation": self.activation.name,
-            **({"alpha": self.activation.alpha} if hasattr(self.activation, "alpha") else {}),
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        alpha = config.pop("alpha", None)
-        if alpha is not None:
-            config["activation"] = activations.get(config.get("activation"), alpha=alpha)
-        return cls(**config)
 
 
 @register_layer

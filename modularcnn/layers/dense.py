@@ -4,12 +4,12 @@ import numbers
 
 import numpy as np
 
-from .. import activations, initializers
-from .base import Layer, register_layer
+from .. import initializers
+from .base import ActivatedLayer, register_layer
 
 
 @register_layer
-class Dense(Layer):
+class Dense(ActivatedLayer):
     """``y = activation(x @ kernel + bias)`` over the last axis.
 
     Input ``(N, ..., units_in)``, kernel ``(units_in, units)``, bias ``(units,)``, output
@@ -23,9 +23,10 @@ class Dense(Layer):
     def __init__(self, units, units_out=None, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", input_shape=None,
                  name=None, trainable=True, units_in=None, alpha=None):
-        super().__init__(input_shape=input_shape, name=name, trainable=trainable)
         if isinstance(units_out, str) and activation is None:
             activation, units_out = units_out, None
+        super().__init__(activation=activation, alpha=alpha, input_shape=input_shape, name=name,
+                         trainable=trainable)
         if units_out is not None:
             if units_in is not None and units_in != units:
                 raise ValueError(f"Dense: units_in={units_in!r} disagrees with the first argument {units!r}")
@@ -39,7 +40,6 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.activation = activations.get(activation, alpha=alpha)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) < 1:
@@ -64,13 +64,7 @@ class Dense(Layer):
         z = x @ self.params["kernel"]
         if self.use_bias:
             z += self.params["bias"]
-        a = self.activation.forward_inplace(z)
-        self.preactivation = None if a is z else z
-        self._a = a
-        return a
-
-    def backward(self, dy):
-        return self.backward_preactivation(self.activation.backward(dy, self.preactivation, self._a))
+        return self.activate(z)
 
     def backward_preactivation(self, dz):
         """Backward from ``dL/dz``, the gradient before the activation (used by fused losses)."""
@@ -88,11 +82,8 @@ class Dense(Layer):
             **super().get_config(),
             "units": self.units,
             "units_in": self.units_in,
-            "activation": self.activation.name,
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
         }
-        if hasattr(self.activation, "alpha"):
-            config["alpha"] = self.activation.alpha
         return config

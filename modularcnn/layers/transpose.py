@@ -1,9 +1,9 @@
 """Transposed convolutions (learned upsampling): :class:`Conv2DTranspose` and its 1-D/3-D relatives."""
 
-from .. import activations, initializers
+from .. import initializers
 from ..kernels.transpose import conv_transpose_backward, conv_transpose_forward
 from ..kernels.windows import normalize_padding, normalize_tuple, same_padding
-from .base import Layer, pick_alias, register_layer
+from .base import ActivatedLayer, pick_alias, register_layer
 
 
 def transpose_output_length(size, kernel, stride, padding):
@@ -22,7 +22,7 @@ def transpose_output_length(size, kernel, stride, padding):
 
 
 @register_layer
-class Conv2DTranspose(Layer):
+class Conv2DTranspose(ActivatedLayer):
     """2-D transposed convolution over channels-last images, with an optional fused activation.
 
     Input ``(N, H, W, C)``, kernel ``(kh, kw, filters, C)`` — Keras's layout, which is the kernel of the
@@ -55,7 +55,8 @@ class Conv2DTranspose(Layer):
     def __init__(self, filters, filter_size=None, stride=None, pad=None, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", input_shape=None,
                  name=None, trainable=True, kernel_size=None, strides=None, padding=None, alpha=None):
-        super().__init__(input_shape=input_shape, name=name, trainable=trainable)
+        super().__init__(activation=activation, alpha=alpha, input_shape=input_shape, name=name,
+                         trainable=trainable)
         kind = type(self).__name__
         if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
             raise ValueError(f"{kind}: filters must be a positive int, got {filters!r}")
@@ -69,7 +70,6 @@ class Conv2DTranspose(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.activation = activations.get(activation, alpha=alpha)
 
     def _geometry(self, input_shape):
         """``(pads, out_spatial)``: the associated convolution's padding and this layer's output size."""
@@ -105,12 +105,7 @@ class Conv2DTranspose(Layer):
         z = conv_transpose_forward(x, self.params["kernel"], self.params.get("bias"), self.stride,
                                    self.pads, self.out_spatial)
         self._x = x
-        a = self.activation.forward(z)
-        self.preactivation, self._a = z, a
-        return a
-
-    def backward(self, dy):
-        return self.backward_preactivation(self.activation.backward(dy, self.preactivation, self._a))
+        return self.activate(z)
 
     def backward_preactivation(self, dz):
         """Backward from ``dL/dz``, the gradient before the activation (used by fused losses)."""
@@ -131,8 +126,6 @@ class Conv2DTranspose(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
-            "activation": self.activation.name,
-            **({"alpha": self.activation.alpha} if hasattr(self.activation, "alpha") else {}),
         }
 
 
