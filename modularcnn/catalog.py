@@ -1,5 +1,22 @@
-"""Look-up of configurable objects by name or serialised config, shared by losses, optimizers and
-schedules: ``get("adam")``, ``get({"class_name": "Adam", "config": {...}})``, ``serialize(obj)``."""
+"""Configurable objects — initialisers, losses, optimizers, schedules — and their look-up by name or
+serialised config: ``get("adam")``, ``get({"class_name": "Adam", "config": {...}})``, ``serialize(obj)``."""
+
+
+class Configurable:
+    """An object rebuilt from its constructor's keyword arguments: ``cls(**obj.get_config())``."""
+
+    def get_config(self):
+        """The constructor's keyword arguments, JSON-serialisable."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        """Rebuild the object from :meth:`get_config`'s output."""
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
 
 
 class Catalog:

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from .catalog import Configurable
+
 
 def compute_fans(shape):
     """``(fan_in, fan_out)`` of a weight array of the given shape."""
@@ -25,22 +27,11 @@ def compute_fans(shape):
     return shape[-2] * receptive_field, shape[-1] * receptive_field
 
 
-class Initializer:
+class Initializer(Configurable):
     """Base class: subclasses implement ``__call__(shape, rng, dtype)``."""
 
     def __call__(self, shape, rng, dtype=np.float32):
         raise NotImplementedError
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class Zeros(Initializer):

@@ -17,7 +17,7 @@ Gradients keep the dtype of ``y_pred`` (float32 in, float32 out).
 
 import numpy as np
 
-from .catalog import Catalog
+from .catalog import Catalog, Configurable
 from .mathutils import as_float_array, log_sigmoid, log_softmax, sigmoid, softmax
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
 EPSILON = 1e-7
 
 
-class Loss:
+class Loss(Configurable):
     """Base class: validates inputs, then delegates to ``_value_and_gradient``.
 
     Subclasses implement ``_prepare(y_true, y_pred)`` (validation and conversion, returning the two
@@ -70,18 +70,6 @@ class Loss:
     def _value_and_gradient(self, y_true, y_pred):
         raise NotImplementedError
 
-    def get_config(self):
-        """Return the constructor's keyword arguments (JSON-serialisable)."""
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        """Rebuild a loss from ``get_config()``'s output."""
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,7 +135,24 @@ def _class_ids_to_one_hot(ids, num_classes, dtype, loss_name):
 # --------------------------------------------------------------------------------------------
 
 
-class CategoricalCrossentropy(Loss):
+class _CrossEntropy(Loss):
+    """What the cross-entropies share: ``from_logits`` and ``label_smoothing`` in [0, 1]."""
+
+    def __init__(self, from_logits=False, label_smoothing=0.0):
+        label_smoothing = float(label_smoothing)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(
+                f"{type(self).__name__}: label_smoothing must lie in [0, 1], "
+                f"received {label_smoothing}."
+            )
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = label_smoothing
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+
+class CategoricalCrossentropy(_CrossEntropy):
     """Cross-entropy between class targets and a predicted distribution over K classes.
 
     ``loss = -mean_n sum_k y[n, k] * log p[n, k]``
@@ -167,19 +172,6 @@ class CategoricalCrossentropy(Loss):
     """
 
     name = "categorical_crossentropy"
-
-    def __init__(self, from_logits=False, label_smoothing=0.0):
-        label_smoothing = float(label_smoothing)
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(
-                f"{type(self).__name__}: label_smoothing must lie in [0, 1], "
-                f"received {label_smoothing}."
-            )
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = label_smoothing
-
-    def get_config(self):
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
     def _prepare(self, y_true, y_pred):
         """Validate and return (targets (N, K) in y_pred's dtype, y_pred (N, K))."""
@@ -255,7 +247,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     name = "sparse_categorical_crossentropy"
 
 
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(_CrossEntropy):
     """Binary (or multi-label) cross-entropy, averaged over all N * K outputs.
 
     ``loss = -mean(y * log p + (1 - y) * log(1 - p))``
@@ -275,19 +267,6 @@ class BinaryCrossentropy(Loss):
     """
 
     name = "binary_crossentropy"
-
-    def __init__(self, from_logits=False, label_smoothing=0.0):
-        label_smoothing = float(label_smoothing)
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(
-                "BinaryCrossentropy: label_smoothing must lie in [0, 1], "
-                f"received {label_smoothing}."
-            )
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = label_smoothing
-
-    def get_config(self):
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
     def _prepare(self, y_true, y_pred):
         y_pred = as_float_array(y_pred)

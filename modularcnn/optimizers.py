@@ -22,7 +22,7 @@ import numbers
 import numpy as np
 
 from . import schedules
-from .catalog import Catalog
+from .catalog import Catalog, Configurable
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get", "serialize"]
 
@@ -46,7 +46,7 @@ def _float_in(value, low, high, what, owner, *, include_high=False):
     return float(value)
 
 
-class Optimizer:
+class Optimizer(Configurable):
     """Base class: learning rate, weight decay, gradient clipping, state bookkeeping.
 
     Parameters
@@ -337,14 +337,6 @@ class Optimizer:
             "global_clipnorm": self.global_clipnorm,
         }
 
-    @classmethod
-    def from_config(cls, config):
-        """Rebuild an optimizer (without its state) from ``get_config()``'s output."""
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 def _l2_norm(array):

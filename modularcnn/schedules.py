@@ -7,7 +7,7 @@ An optimizer built with ``learning_rate=ExponentialDecay(...)`` calls the schedu
 import math
 import numbers
 
-from .catalog import Catalog
+from .catalog import Catalog, Configurable
 
 __all__ = [
     "LearningRateSchedule",
@@ -35,7 +35,7 @@ def _non_negative_float(value, what, owner):
     return value
 
 
-class LearningRateSchedule:
+class LearningRateSchedule(Configurable):
     """Base class. ``schedule(step) -> float`` for integer ``step >= 0``.
 
     Subclasses implement ``_learning_rate_at(step)`` for an already validated Python int.
@@ -56,14 +56,6 @@ class LearningRateSchedule:
         """Return the constructor's keyword arguments (JSON-serialisable)."""
         raise NotImplementedError
 
-    @classmethod
-    def from_config(cls, config):
-        """Rebuild a schedule from ``get_config()``'s output."""
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class ExponentialDecay(LearningRateSchedule):
