@@ -23,6 +23,7 @@ import numpy as np
 
 from . import schedules
 from .catalog import Catalog, Configurable
+from .kernels.workspace import Workspace
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get", "serialize"]
 
@@ -87,8 +88,8 @@ class Optimizer(Configurable):
         #: Number of ``apply`` calls so far; the schedule step for the next update.
         self.iterations = 0
         self._slots = {}  # "slot/param_key" -> state array, e.g. "m/dense_1/kernel"
-        self._scratch = {}  # param_key -> reusable temporary, never saved
-        self._clip_buffers = {}  # param_key -> clipped copy of the gradient
+        # Reused between steps, never saved: temporaries ("tmp/<key>") and clipped gradients ("clip/<key>").
+        self._scratch = Workspace()
 
     # ---- learning rate -----------------------------------------------------------------------
 
@@ -175,10 +176,7 @@ class Optimizer(Configurable):
 
     def _temporary(self, key, param):
         """A reusable scratch array like ``param``, so updates allocate nothing per step."""
-        buf = self._scratch.get(key)
-        if buf is None or buf.shape != param.shape or buf.dtype != param.dtype:
-            buf = self._scratch[key] = np.empty_like(param)
-        return buf
+        return self._scratch.get(f"tmp/{key}", param.shape, param.dtype)
 
     def _check_inputs(self, params, grads):
         owner = type(self).__name__
@@ -239,10 +237,7 @@ class Optimizer(Configurable):
         return grads
 
     def _clip_buffer(self, key, grad):
-        buf = self._clip_buffers.get(key)
-        if buf is None or buf.shape != grad.shape or buf.dtype != grad.dtype:
-            buf = self._clip_buffers[key] = np.empty_like(grad)
-        return buf
+        return self._scratch.get(f"clip/{key}", grad.shape, grad.dtype)
 
     # ---- state for saving --------------------------------------------------------------------
 
