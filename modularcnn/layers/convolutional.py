@@ -11,6 +11,19 @@ from ..kernels.windows import normalize_padding, normalize_tuple
 from .base import ActivatedLayer, pick_alias, register_layer
 
 
+def convolution_config(layer):
+    """The constructor arguments every convolution layer (plain or transposed) has, as JSON data."""
+    return {
+        "filters": layer.filters,
+        "filter_size": list(layer.filter_size),
+        "stride": list(layer.stride),
+        "pad": layer.pad if isinstance(layer.pad, str) else [list(p) for p in layer.pad],
+        "use_bias": layer.use_bias,
+        "kernel_initializer": initializers.serialize(layer.kernel_initializer),
+        "bias_initializer": initializers.serialize(layer.bias_initializer),
+    }
+
+
 @register_layer
 class Convolutional(ActivatedLayer):
     """2-D convolution over channels-last images, with an optional fused activation.
@@ -108,16 +121,7 @@ class Convolutional(ActivatedLayer):
         return dx
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "filter_size": list(self.filter_size),
-            "stride": list(self.stride),
-            "pad": self.pad if isinstance(self.pad, str) else [list(p) for p in self.pad],
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-        }
+        return {**super().get_config(), **convolution_config(self)}
 
 
 @register_layer

@@ -4,6 +4,7 @@ from .. import initializers
 from ..kernels.transpose import conv_transpose_backward, conv_transpose_forward
 from ..kernels.windows import normalize_padding, normalize_tuple, same_padding
 from .base import ActivatedLayer, pick_alias, register_layer
+from .convolutional import convolution_config
 
 
 def transpose_output_length(size, kernel, stride, padding):
@@ -117,16 +118,7 @@ class Conv2DTranspose(ActivatedLayer):
         return dx
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "filter_size": list(self.filter_size),
-            "stride": list(self.stride),
-            "pad": self.pad if isinstance(self.pad, str) else [list(p) for p in self.pad],
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-        }
+        return {**super().get_config(), **convolution_config(self)}
 
 
 @register_layer
