@@ -18,7 +18,7 @@ Gradients keep the dtype of ``y_pred`` (float32 in, float32 out).
 import numpy as np
 
 from .catalog import Catalog, Configurable
-from .mathutils import as_float_array, log_sigmoid, log_softmax, sigmoid, softmax
+from .mathutils import align_to, as_float_array, log_sigmoid, log_softmax, sigmoid, softmax
 
 __all__ = [
     "EPSILON",
@@ -92,22 +92,9 @@ def _check_batch(y_true, y_pred, loss_name):
 
 
 def _match_shapes(y_true, y_pred, loss_name):
-    """Return ``y_true`` in ``y_pred``'s dtype and shape, for elementwise losses.
-
-    Equal shapes pass. The only mismatch accepted is a trailing axis of length one on either side,
-    e.g. y_true (N,) with y_pred (N, 1); it is resolved by reshaping, never by broadcasting (which
-    would silently turn (N,) - (N, 1) into an (N, N) matrix).
-    """
+    """Return ``y_true`` in ``y_pred``'s dtype and shape, for elementwise losses (see ``align_to``)."""
     _check_batch(y_true, y_pred, loss_name)
-    if y_true.shape != y_pred.shape:
-        if y_true.shape + (1,) == y_pred.shape or y_true.shape == y_pred.shape + (1,):
-            y_true = y_true.reshape(y_pred.shape)
-        else:
-            raise ValueError(
-                f"{loss_name}: expected y_true with the same shape as y_pred {y_pred.shape}, "
-                f"received y_true with shape {y_true.shape}."
-            )
-    return np.asarray(y_true, dtype=y_pred.dtype)
+    return np.asarray(align_to(y_true, y_pred, loss_name), dtype=y_pred.dtype)
 
 
 def _class_ids_to_one_hot(ids, num_classes, dtype, loss_name):

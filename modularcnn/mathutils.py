@@ -6,7 +6,7 @@ never overflow: a logit of +-1e4 gives finite results without RuntimeWarnings.
 
 import numpy as np
 
-__all__ = ["as_float_array", "softmax", "log_softmax", "sigmoid", "log_sigmoid"]
+__all__ = ["as_float_array", "align_to", "softmax", "log_softmax", "sigmoid", "log_sigmoid"]
 
 
 def as_float_array(x):
@@ -19,6 +19,22 @@ def as_float_array(x):
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64)
     return x
+
+
+def align_to(y_true, y_pred, owner):
+    """``y_true`` reshaped to ``y_pred``'s shape when they differ only by a trailing axis of length one.
+
+    ``(N,)`` against ``(N, 1)`` is accepted and resolved by reshaping, never by broadcasting (which would
+    silently turn ``(N,) - (N, 1)`` into an ``(N, N)`` matrix); any other mismatch raises ValueError.
+    """
+    if y_true.shape == y_pred.shape:
+        return y_true
+    if y_true.shape + (1,) == y_pred.shape or y_true.shape == y_pred.shape + (1,):
+        return y_true.reshape(y_pred.shape)
+    raise ValueError(
+        f"{owner}: expected y_true with the shape of y_pred {y_pred.shape}, "
+        f"received shape {y_true.shape}."
+    )
 
 
 def log_softmax(z):

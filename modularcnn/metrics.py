@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from .mathutils import as_float_array
+from .mathutils import align_to, as_float_array
 
 __all__ = [
     "accuracy",
@@ -106,14 +106,7 @@ def binary_accuracy(y_true, y_pred, threshold=0.5):
             f"binary_accuracy: expected y_pred with shape (N,), (N, 1) or (N, K), N >= 1, "
             f"received shape {y_pred.shape}."
         )
-    if y_true.shape != y_pred.shape:
-        if y_true.shape + (1,) == y_pred.shape or y_true.shape == y_pred.shape + (1,):
-            y_true = y_true.reshape(y_pred.shape)
-        else:
-            raise ValueError(
-                f"binary_accuracy: expected y_true with the shape of y_pred {y_pred.shape}, "
-                f"received shape {y_true.shape}."
-            )
+    y_true = align_to(y_true, y_pred, "binary_accuracy")
     return float(np.mean((y_pred > threshold) == (y_true > 0.5)))
 
 
@@ -164,14 +157,7 @@ def top_k_categorical_accuracy(y_true, y_pred, k=5):
 def _regression_pair(y_true, y_pred, what):
     y_pred = as_float_array(y_pred)
     y_true = np.asarray(y_true)
-    if y_true.shape != y_pred.shape:
-        if y_true.shape + (1,) == y_pred.shape or y_true.shape == y_pred.shape + (1,):
-            y_true = y_true.reshape(y_pred.shape)
-        else:
-            raise ValueError(
-                f"{what}: expected y_true with the shape of y_pred {y_pred.shape}, "
-                f"received shape {y_true.shape}."
-            )
+    y_true = align_to(y_true, y_pred, what)
     if y_pred.size == 0:
         raise ValueError(f"{what}: received an empty batch.")
     return np.asarray(y_true, dtype=y_pred.dtype), y_pred
