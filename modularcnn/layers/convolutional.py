@@ -11,21 +11,49 @@ from ..kernels.windows import normalize_padding, normalize_tuple
 from .base import ActivatedLayer, pick_alias, register_layer
 
 
-def convolution_config(layer):
-    """The constructor arguments every convolution layer (plain or transposed) has, as JSON data."""
-    return {
-        "filters": layer.filters,
-        "filter_size": list(layer.filter_size),
-        "stride": list(layer.stride),
-        "pad": layer.pad if isinstance(layer.pad, str) else [list(p) for p in layer.pad],
-        "use_bias": layer.use_bias,
-        "kernel_initializer": initializers.serialize(layer.kernel_initializer),
-        "bias_initializer": initializers.serialize(layer.bias_initializer),
-    }
+class ConvolutionLayer(ActivatedLayer):
+    """What plain and transposed convolutions share: their arguments (ours and Keras's names), checks
+    and config. Subclasses set ``rank`` and ``default_pad`` and do the arithmetic."""
+
+    rank = 2
+    default_pad = 0
+
+    def __init__(self, filters, filter_size=None, stride=None, pad=None, input_shape=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 activation=None, name=None, trainable=True, kernel_size=None, strides=None,
+                 padding=None, alpha=None):
+        super().__init__(activation=activation, alpha=alpha, input_shape=input_shape, name=name,
+                         trainable=trainable)
+        kind = type(self).__name__
+        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
+            raise ValueError(f"{kind}: filters must be a positive int, got {filters!r}")
+        self.filters = filters
+        self.filter_size = normalize_tuple(
+            pick_alias(kind, "filter_size", filter_size, "kernel_size", kernel_size, 3),
+            self.rank, "filter_size")
+        self.stride = normalize_tuple(
+            pick_alias(kind, "stride", stride, "strides", strides, 1), self.rank, "stride")
+        self.pad = normalize_padding(
+            pick_alias(kind, "pad", pad, "padding", padding, self.default_pad), self.rank)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "filter_size": list(self.filter_size),
+            "stride": list(self.stride),
+            "pad": self.pad if isinstance(self.pad, str) else [list(p) for p in self.pad],
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+        }
 
 
 @register_layer
-class Convolutional(ActivatedLayer):
+class Convolutional(ConvolutionLayer):
     """2-D convolution over channels-last images, with an optional fused activation.
 
     Input ``(N, H, W, C)``, kernel ``(kh, kw, C, filters)``, bias ``(filters,)``, output
@@ -54,26 +82,6 @@ class Convolutional(ActivatedLayer):
     #: samples at a time, which bounds memory (predicting 10,000 images in batches of 1,000) at no cost
     #: in speed.
     INFERENCE_WINDOW_BYTES = 16 * 2**20
-
-    def __init__(self, filters, filter_size=None, stride=None, pad=None, input_shape=None,
-                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 activation=None, name=None, trainable=True, kernel_size=None, strides=None,
-                 padding=None, alpha=None):
-        super().__init__(activation=activation, alpha=alpha, input_shape=input_shape, name=name,
-                         trainable=trainable)
-        kind = type(self).__name__
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"{kind}: filters must be a positive int, got {filters!r}")
-        self.filters = filters
-        self.filter_size = normalize_tuple(
-            pick_alias(kind, "filter_size", filter_size, "kernel_size", kernel_size, 3),
-            self.rank, "filter_size")
-        self.stride = normalize_tuple(
-            pick_alias(kind, "stride", stride, "strides", strides, 1), self.rank, "stride")
-        self.pad = normalize_padding(pick_alias(kind, "pad", pad, "padding", padding, 0), self.rank)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
 
     def _geometry(self, input_shape):
         return self.window_geometry(input_shape, self.filter_size, self.stride, self.pad)
@@ -119,9 +127,6 @@ class Convolutional(ActivatedLayer):
         if self.use_bias:
             self.grads["bias"] = dbias
         return dx
-
-    def get_config(self):
-        return {**super().get_config(), **convolution_config(self)}
 
 
 @register_layer

@@ -1,10 +1,9 @@
 """Transposed convolutions (learned upsampling): :class:`Conv2DTranspose` and its 1-D/3-D relatives."""
 
-from .. import initializers
 from ..kernels.transpose import conv_transpose_backward, conv_transpose_forward
-from ..kernels.windows import normalize_padding, normalize_tuple, same_padding
-from .base import ActivatedLayer, pick_alias, register_layer
-from .convolutional import convolution_config
+from ..kernels.windows import same_padding
+from .base import register_layer
+from .convolutional import ConvolutionLayer
 
 
 def transpose_output_length(size, kernel, stride, padding):
@@ -23,7 +22,7 @@ def transpose_output_length(size, kernel, stride, padding):
 
 
 @register_layer
-class Conv2DTranspose(ActivatedLayer):
+class Conv2DTranspose(ConvolutionLayer):
     """2-D transposed convolution over channels-last images, with an optional fused activation.
 
     Input ``(N, H, W, C)``, kernel ``(kh, kw, filters, C)`` — Keras's layout, which is the kernel of the
@@ -52,25 +51,7 @@ class Conv2DTranspose(ActivatedLayer):
     """
 
     rank = 2
-
-    def __init__(self, filters, filter_size=None, stride=None, pad=None, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", input_shape=None,
-                 name=None, trainable=True, kernel_size=None, strides=None, padding=None, alpha=None):
-        super().__init__(activation=activation, alpha=alpha, input_shape=input_shape, name=name,
-                         trainable=trainable)
-        kind = type(self).__name__
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"{kind}: filters must be a positive int, got {filters!r}")
-        self.filters = filters
-        self.filter_size = normalize_tuple(
-            pick_alias(kind, "filter_size", filter_size, "kernel_size", kernel_size, 3),
-            self.rank, "filter_size")
-        self.stride = normalize_tuple(
-            pick_alias(kind, "stride", stride, "strides", strides, 1), self.rank, "stride")
-        self.pad = normalize_padding(pick_alias(kind, "pad", pad, "padding", padding, "valid"), self.rank)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
+    default_pad = "valid"
 
     def _geometry(self, input_shape):
         """``(pads, out_spatial)``: the associated convolution's padding and this layer's output size."""
@@ -116,9 +97,6 @@ class Conv2DTranspose(ActivatedLayer):
         if self.use_bias:
             self.grads["bias"] = dbias
         return dx
-
-    def get_config(self):
-        return {**super().get_config(), **convolution_config(self)}
 
 
 @register_layer
