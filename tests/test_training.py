@@ -296,6 +296,8 @@ def _bad_input_cases():
         ("empty x", dict(x=x[:0], y=y[:0]), "empty"),
         ("validation_split 1", dict(x=x, y=y, validation_split=1.0), r"\[0, 1\)"),
         ("validation_split negative", dict(x=x, y=y, validation_split=-0.1), r"\[0, 1\)"),
+        ("validation_split bad beside validation_data",
+         dict(x=x, y=y, validation_split=-0.1, validation_data=(x, y)), r"\[0, 1\)"),
         ("bad batch size", dict(x=x, y=y, batch_size=0), "batch_size"),
         ("string labels", dict(x=x, y=np.array(["a"] * 30)), "numeric"),
     ]

@@ -93,6 +93,13 @@ def class_ids(y):
     return None
 
 
+def check_validation_split(fraction):
+    """``fraction`` as a float in [0, 1), or a ValueError."""
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 <= fraction < 1:
+        raise ValueError(f"validation_split must be a number in [0, 1), got {fraction!r}")
+    return float(fraction)
+
+
 def validation_split_indices(y, fraction, rng):
     """Seeded random ``(train, validation)`` index arrays, stratified by class when ``y`` has classes.
 
@@ -100,12 +107,8 @@ def validation_split_indices(y, fraction, rng):
     then all ones, ...) still gets a validation set with every class in proportion — unlike taking
     the last fraction, which Keras does.
     """
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 <= fraction < 1:
-        raise ValueError(f"validation_split must be a number in [0, 1), got {fraction!r}")
+    fraction = check_validation_split(fraction)
     count = len(y)
-    if fraction == 0:
-        # No draw at all: fit(epochs=2) must consume the generator exactly as fit(1) twice does.
-        return np.arange(count), np.empty(0, dtype=np.intp)
     labels = class_ids(y)
     if labels is None:
         order = rng.permutation(count)

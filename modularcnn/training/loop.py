@@ -14,7 +14,13 @@ import numpy as np
 from .. import losses, metrics as metrics_module, optimizers
 from ..callbacks import CallbackList, History
 from ..progress import ProgressLogger
-from .data import as_inputs, as_targets, check_batch_size, validation_split_indices
+from .data import (
+    as_inputs,
+    as_targets,
+    check_batch_size,
+    check_validation_split,
+    validation_split_indices,
+)
 from .objective import Objective
 
 DEFAULT_EVAL_BATCH = 256
@@ -98,6 +104,7 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
             raise ValueError(f"{label} must be a non-negative int, got {value!r}")
     batch_size = check_batch_size(batch_size)
+    validation_split = check_validation_split(validation_split)
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     if augment is not None and not callable(augment):
@@ -117,7 +124,7 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
         train_idx, val_idx = validation_split_indices(y, validation_split, net.rng)
         x, x_val, y, y_val = x[train_idx], x[val_idx], y[train_idx], y[val_idx]
     else:
-        validation_split_indices(y, validation_split, net.rng)  # validates the value only
+        # No draw from the generator: fit(epochs=2) must consume it exactly as fit(1) twice does.
         x_val = y_val = None
 
     count = len(x)
