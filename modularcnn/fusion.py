@@ -1,14 +1,22 @@
 """Fused execution of ``Convolutional(activation="relu")`` followed by a 2×2 ``MaxPooling``.
 
 The two layers stay separate objects (their own parameters, summary rows and saved arrays); the network
-just runs the pair as one step, which saves most of the memory traffic between them:
+just runs the pair as one step, which saves most of the memory traffic between them. Every 2×2 pool
+window covers four convolution outputs, its four *slots* ``(a, b)`` (top-left, top-right, bottom-left,
+bottom-right); the step computes the four slots of every pool window as four contiguous planes, so that
+pooling is three element-wise maxima of contiguous arrays. Bias and ReLU are applied *after* the pool,
+on a quarter of the values; both commute with the maximum (``max(z) + b = max(z + b)`` and
+``relu(max(z)) = max(relu(z))``), so the result is exactly the same.
 
-- im2col rows are ordered by *pool-window slot* first — row ``(a, b, n, i, j)`` holds the window of
-  output pixel ``(2i + a, 2j + b)`` of sample ``n`` — so the convolution's output ``(M, F)`` is four
-  contiguous ``(Q, F)`` planes, one per slot, and pooling is three element-wise maxima of contiguous
-  arrays whose result is already the channels-last ``(N, H/2, W/2, F)`` output;
-- bias and ReLU are applied *after* the pool, on a quarter of the values; both commute with the maximum
-  (``max(z) + b = max(z + b)`` and ``relu(max(z)) = max(relu(z))``), so the result is exactly the same.
+Two layouts, chosen by the number of input channels ``C`` (measured with ``Net.profile``):
+
+- **Several channels** (:class:`SlotMajorConvReluPool`): im2col rows are ordered by slot first — row
+  ``(a, b, n, i, j)`` holds the window of output pixel ``(2i + a, 2j + b)`` of sample ``n`` — so the
+  product with the kernel, ``(4Q, K) @ (K, F)``, is four ``(Q, F)`` planes, already channels-last.
+- **One channel** (:class:`PatchConvReluPool`): a window row would be ``kw`` single values, each copied on
+  its own. Instead, each pool window reads one ``(kh+1) × (kw+1)`` *patch* (the union of its four
+  windows, at stride 2), a quarter of the copying; the kernel is expanded to four shifted copies padded
+  with zeros, ``(4F, (kh+1)(kw+1))``, and one wide product gives the ``(4, F, Q)`` slot planes.
 
 Ties in the pool go to the first slot in row-major order, as in the unfused layer. ``Net(...).fusion =
 False`` turns fusion off (the tests compare both ways).
@@ -19,7 +27,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .activations import ReLU
 from .kernels.conv import conv_input_gradient
-from .kernels.windows import pad_spatial
+from .kernels.windows import pad_spatial, padded_shape, unpad_spatial
 from .layers.convolutional import Convolutional
 from .layers.pooling import MaxPooling
 
@@ -33,86 +41,174 @@ def can_fuse(conv, pool):
             and conv.out_spatial[0] % 2 == 0 and conv.out_spatial[1] % 2 == 0)
 
 
-def _slot_major_windows(xp, kernel_size, out_shape):
-    """View of the windows of ``xp`` (N, Hp, Wp, C) as ``(2, 2, N, Ho/2, Wo/2, kh, kw, C)``."""
-    s_n, s_h, s_w, s_c = xp.strides
-    half_h, half_w = out_shape[0] // 2, out_shape[1] // 2
-    shape = (2, 2, xp.shape[0], half_h, half_w, *kernel_size, xp.shape[-1])
-    strides = (s_h, s_w, s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c)
-    return as_strided(xp, shape=shape, strides=strides, writeable=False)
+def pool_slots(slots):
+    """Max over the four slot planes ``slots`` (4, ...), overwriting them; returns ``(pooled, route)``.
+
+    ``route`` holds three boolean masks: which of each pair won (right over left in both rows, then
+    bottom over top), ties going to the first, as in the unfused pool.
+    """
+    top_left, top_right, bottom_left, bottom_right = slots
+    right_won_top = np.greater(top_right, top_left)
+    np.maximum(top_left, top_right, out=top_left)
+    right_won_bottom = np.greater(bottom_right, bottom_left)
+    np.maximum(bottom_left, bottom_right, out=bottom_left)
+    bottom_won = np.greater(bottom_left, top_left)
+    pooled = np.maximum(top_left, bottom_left)
+    return pooled, (right_won_top, right_won_bottom, bottom_won)
+
+
+def unpool_slots(d, route):
+    """Send the pooled gradient ``d`` to the winning slot of each window: a new ``(4, *d.shape)`` array.
+
+    ``d`` is overwritten.
+    """
+    right_won_top, right_won_bottom, bottom_won = route
+    d_slots = np.empty((4,) + d.shape, dtype=d.dtype)
+    to_bottom = d * bottom_won
+    d -= to_bottom
+    np.multiply(d, right_won_top, out=d_slots[1])
+    np.subtract(d, d_slots[1], out=d_slots[0])
+    np.multiply(to_bottom, right_won_bottom, out=d_slots[3])
+    np.subtract(to_bottom, d_slots[3], out=d_slots[2])
+    return d_slots
 
 
 class ConvReluPool:
     """One fused step: forward ``(N, H, W, C) -> (N, Ho/2, Wo/2, F)`` and its backward.
 
-    It writes the gradients into ``conv.grads`` (the pool has none) and honours
-    ``conv.input_grad_needed``.
+    Subclasses lay out the computation; this class holds the pair. The step writes the gradients into
+    ``conv.grads`` (the pool has none) and honours ``conv.input_grad_needed``.
     """
 
     def __init__(self, conv, pool):
         self.conv, self.pool = conv, pool
         self.layers = (conv, pool)
+        kh, kw = conv.filter_size
+        self.pooled_shape = (conv.out_spatial[0] // 2, conv.out_spatial[1] // 2)
+        self.kernel_size = (kh, kw)
+
+    @staticmethod
+    def for_layers(conv, pool):
+        """The fused step for ``conv`` and ``pool``, in the layout that suits the input's channels."""
+        layout = PatchConvReluPool if conv.input_shape[-1] == 1 else SlotMajorConvReluPool
+        return layout(conv, pool)
+
+
+class SlotMajorConvReluPool(ConvReluPool):
+    """Several input channels: slot-major im2col rows, slot planes ``(Q, F)``; see the module docstring."""
+
+    def _windows(self, xp):
+        """View of the windows of ``xp`` (N, Hp, Wp, C) as ``(2, 2, N, Ho/2, Wo/2, kh, kw, C)``."""
+        s_n, s_h, s_w, s_c = xp.strides
+        shape = (2, 2, xp.shape[0], *self.pooled_shape, *self.kernel_size, xp.shape[-1])
+        strides = (s_h, s_w, s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c)
+        return as_strided(xp, shape=shape, strides=strides, writeable=False)
 
     def forward(self, x, training=False):
         conv = self.conv
         conv.check_input(x)
         kernel = conv.params["kernel"]
-        kh, kw, channels, filters = kernel.shape
-        out_h, out_w = conv.out_spatial
-        batch = len(x)
-        quarter = batch * (out_h // 2) * (out_w // 2)
-        xp = pad_spatial(x, conv.pads, workspace=conv.workspace)
-        windows = _slot_major_windows(xp, (kh, kw), (out_h, out_w))
-        if channels == 1:
-            # One channel: build the matrix transposed, (K, M), so every copy has long runs.
-            cols_t = conv.workspace.get("fused_cols_t", (kh * kw, 4 * quarter), x.dtype)
-            np.copyto(cols_t.reshape(kh, kw, 2, 2, batch, out_h // 2, out_w // 2),
-                      windows[..., 0].transpose(5, 6, 0, 1, 2, 3, 4))
-            cols = cols_t.T
-        else:
-            cols = conv.workspace.get("fused_cols", (4 * quarter, kh * kw * channels), x.dtype)
-            np.copyto(cols.reshape(windows.shape), windows)
+        filters = kernel.shape[-1]
+        batch, quarter = len(x), len(x) * self.pooled_shape[0] * self.pooled_shape[1]
+        windows = self._windows(pad_spatial(x, conv.pads, workspace=conv.workspace))
+        cols = conv.workspace.get("fused_cols", (4 * quarter, kernel[..., 0].size), x.dtype)
+        np.copyto(cols.reshape(windows.shape), windows)
         slots = (cols @ kernel.reshape(-1, filters)).reshape(4, quarter, filters)
-        top_left, top_right, bottom_left, bottom_right = slots
-        right_won_top = np.greater(top_right, top_left)
-        np.maximum(top_left, top_right, out=top_left)
-        right_won_bottom = np.greater(bottom_right, bottom_left)
-        np.maximum(bottom_left, bottom_right, out=bottom_left)
-        bottom_won = np.greater(bottom_left, top_left)
-        pooled = np.maximum(top_left, bottom_left)
+        pooled, route = pool_slots(slots)
         if conv.use_bias:
             pooled += conv.params["bias"]
         positive = pooled > 0
         y = np.maximum(pooled, 0, out=pooled)
-        self._cache = (x.shape, cols, right_won_top, right_won_bottom, bottom_won, positive)
-        return y.reshape(batch, out_h // 2, out_w // 2, filters)
+        self._cache = (x.shape, cols, route, positive)
+        return y.reshape(batch, *self.pooled_shape, filters)
 
     def backward(self, dy):
         conv = self.conv
-        x_shape, cols, right_won_top, right_won_bottom, bottom_won, positive = self._cache
+        x_shape, cols, route, positive = self._cache
         kernel = conv.params["kernel"]
         filters = kernel.shape[-1]
-        out_h, out_w = conv.out_spatial
         d = dy.reshape(-1, filters) * positive                        # through the ReLU, (Q, F)
         if conv.use_bias:
             conv.grads["bias"] = np.ones(len(d), dtype=d.dtype) @ d
-        d_slots = np.empty((4,) + d.shape, dtype=d.dtype)           # through the pool, per slot
-        to_bottom = d * bottom_won
-        d -= to_bottom
-        np.multiply(d, right_won_top, out=d_slots[1])
-        np.subtract(d, d_slots[1], out=d_slots[0])
-        np.multiply(to_bottom, right_won_bottom, out=d_slots[3])
-        np.subtract(to_bottom, d_slots[3], out=d_slots[2])
-        dz = d_slots.reshape(-1, filters)
-        conv.grads["kernel"] = (cols.T @ dz).reshape(kernel.shape)
+        d_slots = unpool_slots(d, route)                              # (4, Q, F)
+        conv.grads["kernel"] = (cols.T @ d_slots.reshape(-1, filters)).reshape(kernel.shape)
         if not conv.input_grad_needed:
             return None
         # Back to channels-last row order, (N, Ho, Wo, F), for the input gradient.
-        batch = x_shape[0]
-        dz_nhwc = np.ascontiguousarray(
-            d_slots.reshape(2, 2, batch, out_h // 2, out_w // 2, filters).transpose(2, 3, 0, 4, 1, 5)
+        dz = np.ascontiguousarray(
+            d_slots.reshape(2, 2, x_shape[0], *self.pooled_shape, filters).transpose(2, 3, 0, 4, 1, 5)
         ).reshape(-1, filters)
-        return conv_input_gradient(dz_nhwc, kernel, x_shape, conv.stride, conv.pads, (out_h, out_w))
+        return conv_input_gradient(dz, kernel, x_shape, conv.stride, conv.pads, conv.out_spatial)
+
+
+class PatchConvReluPool(ConvReluPool):
+    """One input channel: a ``(kh+1) × (kw+1)`` patch per pool window; see the module docstring.
+
+    With ``P = (kh+1)(kw+1)`` patch cells and ``Q`` pool windows, the patch matrix is ``(P, Q)`` (each
+    row one contiguous copy), the expanded kernel ``(4F, P)`` and the slot planes ``(4, F, Q)``.
+    """
+
+    def _patches(self, xp):
+        """View of ``xp`` (N, Hp, Wp) as ``(kh+1, kw+1, N, Ho/2, Wo/2)``: patch cell, then pool window."""
+        s_n, s_h, s_w = xp.strides
+        shape = (self.kernel_size[0] + 1, self.kernel_size[1] + 1, xp.shape[0], *self.pooled_shape)
+        return as_strided(xp, shape=shape, strides=(s_h, s_w, s_n, 2 * s_h, 2 * s_w), writeable=False)
+
+    def _expanded_kernel(self):
+        """``(2, 2, F, kh+1, kw+1)``: slot ``(a, b)`` holds the kernel shifted by ``(a, b)``, zeros elsewhere."""
+        kh, kw = self.kernel_size
+        kernel = self.conv.params["kernel"]
+        filters = kernel.shape[-1]
+        # Allocated (and zeroed) once: every call rewrites the same blocks, so the zeros stay.
+        expanded = self.conv.workspace.get("patch_kernel", (2, 2, filters, kh + 1, kw + 1),
+                                           kernel.dtype, fill=0)
+        by_filter = kernel[:, :, 0, :].transpose(2, 0, 1)             # (F, kh, kw)
+        for a in (0, 1):
+            for b in (0, 1):
+                expanded[a, b, :, a:a + kh, b:b + kw] = by_filter
+        return expanded.reshape(4 * filters, -1)
+
+    def forward(self, x, training=False):
+        conv = self.conv
+        conv.check_input(x)
+        filters = conv.filters
+        xp = pad_spatial(x, conv.pads, workspace=conv.workspace)[..., 0]
+        patches = self._patches(xp)
+        cols_t = conv.workspace.get("patch_cols_t", patches.shape, x.dtype)
+        np.copyto(cols_t, patches)
+        cols_t = cols_t.reshape(patches.shape[0] * patches.shape[1], -1)          # (P, Q)
+        slots = (self._expanded_kernel() @ cols_t).reshape(4, filters, -1)         # (4, F, Q)
+        pooled, route = pool_slots(slots)
+        if conv.use_bias:
+            pooled += conv.params["bias"][:, None]
+        positive = pooled > 0
+        np.maximum(pooled, 0, out=pooled)
+        self._cache = (x.shape, cols_t, route, positive)
+        return np.ascontiguousarray(pooled.T).reshape(len(x), *self.pooled_shape, filters)
+
+    def backward(self, dy):
+        conv = self.conv
+        x_shape, cols_t, route, positive = self._cache
+        kh, kw = self.kernel_size
+        filters = conv.filters
+        d = np.multiply(dy.reshape(-1, filters).T, positive, order="C")  # through the ReLU, (F, Q)
+        if conv.use_bias:
+            conv.grads["bias"] = d @ np.ones(d.shape[1], dtype=d.dtype)
+        d_slots = unpool_slots(d, route).reshape(4 * filters, -1)     # (4F, Q)
+        d_expanded = (d_slots @ cols_t.T).reshape(2, 2, filters, kh + 1, kw + 1)
+        # Each slot saw the kernel at its own shift: fold the four shifted copies back onto the kernel.
+        d_kernel = sum(d_expanded[a, b, :, a:a + kh, b:b + kw] for a in (0, 1) for b in (0, 1))
+        conv.grads["kernel"] = np.ascontiguousarray(d_kernel.transpose(1, 2, 0))[:, :, None, :]
+        if not conv.input_grad_needed:
+            return None
+        d_cols = (self._expanded_kernel().T @ d_slots).reshape(kh + 1, kw + 1, x_shape[0],
+                                                               *self.pooled_shape)
+        dxp = np.zeros(padded_shape(x_shape, conv.pads)[:-1], dtype=d.dtype)
+        rows, columns = self.pooled_shape
+        for u in range(kh + 1):
+            for v in range(kw + 1):
+                dxp[:, u:u + 2 * rows - 1:2, v:v + 2 * columns - 1:2] += d_cols[u, v]
+        return unpad_spatial(dxp[..., None], conv.pads)
 
 
 def execution_plan(layers, fuse=True):
@@ -120,7 +216,7 @@ def execution_plan(layers, fuse=True):
     steps, i = [], 0
     while i < len(layers):
         if fuse and i + 1 < len(layers) and can_fuse(layers[i], layers[i + 1]):
-            steps.append(ConvReluPool(layers[i], layers[i + 1]))
+            steps.append(ConvReluPool.for_layers(layers[i], layers[i + 1]))
             i += 2
         else:
             steps.append(layers[i])
@@ -131,5 +227,3 @@ def execution_plan(layers, fuse=True):
 def step_layers(step):
     """The layers a step runs (one, or two for a fused pair)."""
     return step.layers if isinstance(step, ConvReluPool) else (step,)
-
-

@@ -30,6 +30,8 @@ def run(net, x, fusion):
     (3, 1, 3, True),
     (2, 0, 3, False),     # valid padding: 6x4 output
     (1, 2, 5, False),     # LeNet's first layer shape family
+    (1, ((0, 1), (1, 1)), (2, 3), True),  # one channel: 3x4 patches, asymmetric padding
+    (1, (1, 0), (3, 1), True),   # one channel, a one-column kernel
     (5, "same", 4, True), # asymmetric "same" padding
 ])
 def test_fused_step_matches_the_layers_exactly(channels, pad, kernel, use_bias):
@@ -45,9 +47,11 @@ def test_fused_step_matches_the_layers_exactly(channels, pad, kernel, use_bias):
         np.testing.assert_allclose(g_fused[key], g_plain[key], rtol=1e-10, atol=1e-12)
 
 
-def test_fused_step_passes_the_gradient_check():
-    net = pair_net(2, 1, height=6, width=10)
-    assert max(gradcheck(net, batch_size=2).values()) < 1e-6
+@pytest.mark.parametrize("channels, batch", [(2, 2), (1, 1)])
+def test_fused_step_passes_the_gradient_check(channels, batch):
+    net = pair_net(channels, 1, height=6, width=10)
+    assert isinstance(execution_plan(net.layers)[0], ConvReluPool)
+    assert max(gradcheck(net, batch_size=batch).values()) < 1e-6
 
 
 def test_ties_and_dead_units_route_like_the_layers():
@@ -56,10 +60,11 @@ def test_ties_and_dead_units_route_like_the_layers():
     net.layers[0].params["kernel"][1, 1, 0, :] = 1   # output = input: ties wherever the input ties
     x = np.ones((2, 4, 4, 1))
     x[1] = -1                                          # all negative: ReLU kills every unit
-    fused = run(net, x, True)
-    plain = run(net, x, False)
-    for a, b in zip(fused[:2], plain[:2]):
-        np.testing.assert_array_equal(a, b)
+    (y_fused, dx_fused, _), (y_plain, dx_plain, _) = run(net, x, True), run(net, x, False)
+    np.testing.assert_array_equal(y_fused, y_plain)
+    # The gradient reaches exactly the same cells (the sums may differ in the last bit).
+    np.testing.assert_array_equal(dx_fused != 0, dx_plain != 0)
+    np.testing.assert_allclose(dx_fused, dx_plain, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("make", [
