@@ -195,7 +195,8 @@ class PatchConvReluPool(ConvReluPool):
         if conv.use_bias:
             conv.grads["bias"] = d @ np.ones(d.shape[1], dtype=d.dtype)
         d_slots = unpool_slots(d, route).reshape(4 * filters, -1)     # (4F, Q)
-        d_expanded = (d_slots @ cols_t.T).reshape(2, 2, filters, kh + 1, kw + 1)
+        # (P, Q) @ (Q, 4F) rather than (4F, Q) @ (Q, P): the same numbers, measured faster in OpenBLAS.
+        d_expanded = (cols_t @ d_slots.T).T.reshape(2, 2, filters, kh + 1, kw + 1)
         # Each slot saw the kernel at its own shift: fold the four shifted copies back onto the kernel.
         d_kernel = sum(d_expanded[a, b, :, a:a + kh, b:b + kw] for a in (0, 1) for b in (0, 1))
         conv.grads["kernel"] = np.ascontiguousarray(d_kernel.transpose(1, 2, 0))[:, :, None, :]
