@@ -256,7 +256,7 @@ class Net:
         _training.compile(self, optimizer, loss, metrics)
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
-            shuffle=True, callbacks=None, verbose=1, initial_epoch=0, augment=None):
+            shuffle=True, callbacks=None, verbose=1, initial_epoch=0, augment=None, workers="auto"):
         """Train with mini-batches; returns a :class:`~modularcnn.callbacks.History`.
 
         Parameters
@@ -281,13 +281,20 @@ class Net:
         augment : callable, optional
             ``augment(x_batch, rng=...) -> x_batch`` applied to every training batch, e.g. an
             :class:`~modularcnn.augment.ImageAugmenter`; validation data is never augmented.
+        workers : "auto", 1 or int >= 2
+            Processes that share every batch (:mod:`modularcnn.training.parallel`): each computes the
+            gradients of its rows with a one-thread BLAS, and they are summed before the update, so
+            the result matches one process up to float rounding. ``"auto"`` uses one per CPU core
+            (``OMP_NUM_THREADS`` when set) for fits of at least 200 batches, and one process for
+            shorter fits or networks that cannot be split (batch normalization, custom layers or
+            losses); 1 always trains in this process.
 
         Ctrl-C stops after the current batch, keeps the weights and returns the history so far.
         """
         return _training.fit(self, x, y, epochs=epochs, batch_size=batch_size,
                              validation_split=validation_split, validation_data=validation_data,
                              shuffle=shuffle, callbacks=callbacks, verbose=verbose,
-                             initial_epoch=initial_epoch, augment=augment)
+                             initial_epoch=initial_epoch, augment=augment, workers=workers)
 
     def train(self, x, y, epochs=50, learn_rate=1e-4, val_size=0.1, batch_size=32, **fit_kwargs):
         """The seed's one-liner: Adam at ``learn_rate`` (unless compiled otherwise), ``val_size`` held out.

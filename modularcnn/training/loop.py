@@ -22,6 +22,7 @@ from .data import (
     validation_split_indices,
 )
 from .objective import Objective
+from .parallel import DataParallel, resolve_workers
 
 DEFAULT_EVAL_BATCH = 256
 
@@ -97,7 +98,7 @@ def train_step(net, objective, x, y):
 
 
 def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-        callbacks=None, verbose=1, initial_epoch=0, augment=None):
+        callbacks=None, verbose=1, initial_epoch=0, augment=None, workers="auto"):
     """Train ``net``; see :meth:`Net.fit`. Returns the :class:`~modularcnn.callbacks.History`."""
     objective = _objective(net)
     for label, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
@@ -129,6 +130,7 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
 
     count = len(x)
     steps = -(-count // batch_size)
+    workers = resolve_workers(net, workers, min(batch_size, count), steps * (epochs - initial_epoch))
     history = History()
     user_callbacks = list(callbacks or [])
     progress = [ProgressLogger(verbose)] if verbose else []
@@ -138,7 +140,14 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
     net.history = history
     net.stop_training = False
 
-    with _stop_on_interrupt() as interrupt:
+    with contextlib.ExitStack() as stack:
+        interrupt = stack.enter_context(_stop_on_interrupt())
+        if workers:
+            parallel = stack.enter_context(DataParallel(net, workers, min(batch_size, count), y[:1]))
+            step_function = parallel.train_step
+        else:
+            def step_function(x_batch, y_batch):
+                return train_step(net, objective, x_batch, y_batch)
         hooks.call("on_train_begin", None)
         for epoch in range(initial_epoch, epochs):
             hooks.call("on_epoch_begin", epoch, None)
@@ -152,7 +161,7 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
                     # Fresh random transforms every time a sample is seen, from the seeded generator.
                     x_batch = np.asarray(augment(x_batch, rng=net.rng), dtype=net.dtype)
                 hooks.call("on_train_batch_begin", step, None)
-                value, outputs = train_step(net, objective, x_batch, y_batch)
+                value, outputs = step_function(x_batch, y_batch)
                 totals.add(len(x_batch), [value] + _metric_values(net, y_batch, outputs))
                 hooks.call("on_train_batch_end", step, totals.means())
                 if interrupt["interrupted"] or net.stop_training:

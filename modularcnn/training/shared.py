@@ -1,0 +1,86 @@
+"""Named NumPy arrays in one block of memory that several processes map at once.
+
+The block is a temporary file (in ``/dev/shm`` where it exists, so it never touches a disk) mapped with
+``mmap``: the creating process and every process that attaches by path see the same bytes, so writing
+an array in one process is reading it in the others, with no copy and no serialisation. Used by
+data-parallel training (:mod:`modularcnn.training.parallel`) for the weights, the batch and the
+gradients.
+"""
+
+import math
+import mmap
+import os
+import tempfile
+
+import numpy as np
+
+_ALIGN = 64  # bytes: every array starts on a cache line
+
+
+def _layout(specs):
+    """``[(name, shape, dtype, offset)]`` and the total size for ``specs`` = ``[(name, shape, dtype)]``."""
+    placed, offset = [], 0
+    for name, shape, dtype in specs:
+        offset = -(-offset // _ALIGN) * _ALIGN
+        placed.append((name, tuple(int(d) for d in shape), np.dtype(dtype), offset))
+        offset += math.prod(shape) * np.dtype(dtype).itemsize
+    return placed, max(offset, 1)
+
+
+class SharedArrays:
+    """A mapping name -> array over one shared memory block.
+
+    ``SharedArrays.create(specs)`` makes the block (zero-filled); ``SharedArrays.attach(path, specs)``
+    maps an existing one, given the same ``specs`` (a list of ``(name, shape, dtype)``). ``close()``
+    unmaps it; the creator's ``close()`` also deletes the file.
+    """
+
+    def __init__(self, path, specs, create):
+        self.path = path
+        self.specs = [(name, list(shape), np.dtype(dtype).str) for name, shape, dtype in specs]
+        placed, size = _layout(specs)
+        self._owner = create
+        with open(path, "r+b") as handle:
+            if create:
+                handle.truncate(size)
+            self._map = mmap.mmap(handle.fileno(), size)
+        self.arrays = {name: np.ndarray(shape, dtype, buffer=self._map, offset=offset)
+                       for name, shape, dtype, offset in placed}
+
+    @classmethod
+    def create(cls, specs):
+        folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        handle, path = tempfile.mkstemp(prefix="modularcnn-", suffix=".shared", dir=folder)
+        os.close(handle)
+        try:
+            return cls(path, specs, create=True)
+        except BaseException:
+            os.unlink(path)
+            raise
+
+    @classmethod
+    def attach(cls, path, specs):
+        return cls(path, specs, create=False)
+
+    def __getitem__(self, name):
+        return self.arrays[name]
+
+    def unlink(self):
+        """Delete the file; the mapping stays valid in every process that has it (POSIX)."""
+        if self._owner and self.path is not None:
+            try:
+                os.unlink(self.path)
+                self.path = None
+            except FileNotFoundError:
+                self.path = None
+            except OSError:
+                pass  # Windows cannot delete a mapped file: close() tries again
+
+    def close(self):
+        self.arrays = {}
+        try:
+            self._map.close()
+        except BufferError:
+            # An array view is still referenced somewhere; the mapping goes when it does.
+            pass
+        self.unlink()
