@@ -230,7 +230,7 @@ def command_train(args):
     previous_handler = signal.getsignal(signal.SIGINT)
     pressed = _absorb_ctrl_c()
     history = net.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, validation_data=validation,
-                      callbacks=hooks, verbose=1, augment=augment)
+                      callbacks=hooks, verbose=1, augment=augment, workers=args.workers)
     seconds = time.perf_counter() - started
     # fit returns early, keeping the weights, when Ctrl-C stops it; later presses were absorbed.
     interrupted = history.interrupted or bool(pressed)
@@ -309,6 +309,15 @@ def command_summary(args):
 # -- the parser -----------------------------------------------------------------------------------
 
 
+def _workers(text):
+    if text == "auto":
+        return text
+    try:
+        return _number(int, 1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {text!r}") from None
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line (``modularcnn: error: ...``) and exit status 2."""
 
@@ -361,6 +370,9 @@ def build_parser():
                        help="save the model here after every epoch and at the end")
     train.add_argument("--seed", type=int, default=0,
                        help="seeds weights, shuffling, validation split and augmentation (default: 0)")
+    train.add_argument("--workers", type=_workers, default="auto", metavar="N",
+                       help="processes sharing each batch, one per core by default for runs of 200+ "
+                            "batches ('auto'); 1 trains in one process")
     train.set_defaults(handler=command_train)
 
     evaluate = commands.add_parser(

@@ -105,7 +105,7 @@ def test_train_options_json_model_sgd_decay_augment(run, tmp_path):
     save = tmp_path / "tiny.h5"
     result = run("train", "--model", arch, "--optimizer", "sgd", "--lr", 0.05, "--lr-decay", 0.5,
                  "--epochs", 2, "--num-examples", 300, "--val-examples", 50, "--augment", 2,
-                 "--test-examples", 100, "--batch-size", 50, "--save", save)
+                 "--test-examples", 100, "--batch-size", 50, "--save", save, "--workers", 2)
     assert result.returncode == 0, result.stderr
     assert "Training on 500 images (50 held out for validation)" in result.stdout  # 250 x 2 copies
     lrs = [float(v) for v in re.findall(r"lr: ([0-9.e-]+)", result.stdout)]
@@ -228,7 +228,7 @@ def test_installed_console_script(trained, env):
     ([], ["train", "evaluate", "predict", "summary"]),
     (["train"], ["--dataset", "--model", "--epochs", "--batch-size", "--lr", "--lr-decay",
                  "--optimizer", "--num-examples", "--val-examples", "--val-split", "--augment",
-                 "--save", "--seed", "csv:TRAIN.csv"]),
+                 "--save", "--seed", "--workers", "csv:TRAIN.csv"]),
     (["evaluate"], ["MODEL.h5", "--dataset", "--num-examples"]),
     (["predict"], ["MODEL.h5", "IMAGES", ".npy", "uint8"]),
     (["summary"], ["MODEL.h5"]),
@@ -249,6 +249,7 @@ def test_help(run, args, expected):
     (["train", "--epochs", "0"], ["--epochs", "expected a value >= 1, got 0"]),
     (["train", "--epochs", "two"], ["--epochs", "expected an integer, got 'two'"]),
     (["train", "--lr", "-1"], ["--lr", "> 0"]),
+    (["train", "--workers", "0"], ["--workers", "expected 'auto' or an integer >= 1, got '0'"]),
     (["train", "--val-split", "1"], ["--val-split", "< 1"]),
     (["train", "--val-split", "0.1", "--val-examples", "5"], ["not allowed with"]),
     (["train", "--optimizer", "lbfgs"], ["invalid choice: 'lbfgs'"]),
