@@ -3,13 +3,16 @@
 
 Trains LeNet-5 and the Keras MNIST example CNN ("cnn32": conv 32@3x3 same, pool, conv 64@3x3 same, pool,
 dense 128, dense 10) for one epoch in each framework with the same architecture, Glorot-uniform weights
-and zero biases, Adam 1e-3, batch 64, a seeded reshuffle every epoch, and the same thread count (numpy's
-BLAS threads = ``torch.set_num_threads``). Then times ``predict`` on the 10,000 test images (batch 1,000)
-and single-image latency. Each (framework, model) pair runs in a fresh subprocess, so peak memory and
+and zero biases, Adam 1e-3, batch 64, a seeded reshuffle every epoch, and the same number of threads
+T (``--threads``, default: every core): PyTorch gets ``torch.set_num_threads(T)``; modularcnn trains with
+``fit(workers=T)``, T worker processes with a one-thread BLAS each, and predicts in one process with a
+T-thread BLAS. Then times ``predict`` on the 10,000 test images (batch 1,000) and single-image latency.
+Each (framework, model) pair runs in a fresh subprocess, so peak memory (the workers' included) and
 thread settings are its own.
 
     python scripts/benchmark.py                 # both models, both frameworks (torch if installed)
     python scripts/benchmark.py --json out.json
+    python scripts/benchmark.py --repeat 3       # medians of 3 runs each, the frameworks taking turns
     python scripts/benchmark.py --models lenet --train-samples 6400   # a quick look
 
 PyTorch is optional (``pip install -e ".[bench]"``); without it only modularcnn is measured.
@@ -18,6 +21,7 @@ PyTorch is optional (``pip install -e ".[bench]"``); without it only modularcnn 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -269,6 +273,23 @@ def run_pair(framework, model_name, args):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def median_of_runs(runs):
+    """One result per (framework, model): the median of each time over the repeated runs, the largest
+    memory peak; accuracy and settings come from the first run (seeded runs train identically)."""
+    merged = {}
+    for run in runs:
+        merged.setdefault((run["framework"], run["model"]), []).append(run)
+    results = []
+    for same in merged.values():
+        result = dict(same[0], repeats=len(same))
+        for key in ("train_s_per_epoch", "predict_s", "latency_ms"):
+            result[key] = statistics.median(r[key] for r in same)
+            result[f"{key}_runs"] = [r[key] for r in same]
+        result["peak_rss_mb"] = max(r["peak_rss_mb"] for r in same)
+        results.append(result)
+    return results
+
+
 def add_ratios(results):
     baseline = {r["model"]: r for r in results if r["framework"] == "torch"}
     for result in results:
@@ -297,6 +318,9 @@ def print_table(results):
     print(f"\n{first['train_samples']:,} training images, {first['epochs']} epoch(s), batch {BATCH_SIZE}, "
           f"Adam 1e-3; predict: 10,000 images, batch {PREDICT_BATCH}; latency: median of "
           f"{LATENCY_CALLS} single-image calls; ratio = modularcnn / PyTorch (below 1 is faster).")
+    if first["repeats"] > 1:
+        print(f"Times are medians of {first['repeats']} runs, the frameworks taking turns; peak RSS is "
+              "the largest of them.")
 
 
 def main(argv=None):
@@ -309,6 +333,9 @@ def main(argv=None):
     parser.add_argument("--train-samples", type=int, default=60000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run every pair N times, the frameworks taking turns, and report medians "
+                             "(this machine's speed drifts by tens of percent over minutes)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON ('-' for stdout)")
     parser.add_argument("--child", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -324,7 +351,11 @@ def main(argv=None):
     if "torch" in frameworks and not torch_available():
         print("PyTorch is not installed (pip install -e '.[bench]'): measuring modularcnn only.")
         frameworks.remove("torch")
-    results = [run_pair(framework, model, args) for model in models for framework in frameworks]
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
+    runs = [run_pair(framework, model, args)
+            for model in models for _ in range(args.repeat) for framework in frameworks]
+    results = median_of_runs(runs)
     add_ratios(results)
     if args.json == "-":
         print(json.dumps(results, indent=2))
