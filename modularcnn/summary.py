@@ -1,7 +1,5 @@
 """The ``summary()`` table: one row per layer with its output shape and parameter count."""
 
-from tabulate import tabulate
-
 
 def format_shape(shape):
     """``(28, 28, 1)`` -> ``"(None, 28, 28, 1)"``: per-sample shape with Keras's batch placeholder."""
@@ -28,6 +26,8 @@ def summary_text(net, show_trainable=None):
         if show_trainable:
             row.append("yes" if trainable else "no")
         rows.append(row)
+    from tabulate import tabulate  # noqa: PLC0415 - 30 ms to import; training workers never need it
+
     table = tabulate(rows, headers=headers, tablefmt="simple", colalign=("left", "left", "left", "right")
                      + (("center",) if show_trainable else ()))
     total = net.count_params()
