@@ -93,6 +93,28 @@ class ConvReluPool:
         layout = PatchConvReluPool if conv.input_shape[-1] == 1 else SlotMajorConvReluPool
         return layout(conv, pool)
 
+    def forward(self, x, training=False):
+        """``(N, H, W, C) -> (N, Ho/2, Wo/2, F)``. In inference, a batch whose window matrix would
+        exceed ``Convolutional.INFERENCE_WINDOW_BYTES`` goes a slice of samples at a time, which
+        bounds memory (10,000 images in batches of 1,000 would otherwise need 225 MB for the Keras
+        example CNN's second layer)."""
+        self.conv.check_input(x)
+        chunk = max(1, self.conv.INFERENCE_WINDOW_BYTES // (self.window_values(1) * x.itemsize))
+        self._unchunked_input = None
+        if training or len(x) <= chunk:
+            return self._forward(x)
+        y = np.empty((len(x), *self.pooled_shape, self.conv.filters), dtype=x.dtype)
+        for start in range(0, len(x), chunk):
+            y[start:start + chunk] = self._forward(x[start:start + chunk])
+        self._unchunked_input = x  # a backward pass needs the whole batch's windows: redone then
+        return y
+
+    def backward(self, dy):
+        if self._unchunked_input is not None:
+            self._forward(self._unchunked_input)
+            self._unchunked_input = None
+        return self._backward(dy)
+
 
 class SlotMajorConvReluPool(ConvReluPool):
     """Several input channels: slot-major im2col rows, slot planes ``(Q, F)``; see the module docstring."""
@@ -104,9 +126,13 @@ class SlotMajorConvReluPool(ConvReluPool):
         strides = (s_h, s_w, s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c)
         return as_strided(xp, shape=shape, strides=strides, writeable=False)
 
-    def forward(self, x, training=False):
+    def window_values(self, batch):
+        """Size of the window matrix for ``batch`` samples: ``4Q × kh·kw·C``."""
+        rows = 4 * batch * self.pooled_shape[0] * self.pooled_shape[1]
+        return rows * self.conv.params["kernel"][..., 0].size
+
+    def _forward(self, x):
         conv = self.conv
-        conv.check_input(x)
         kernel = conv.params["kernel"]
         filters = kernel.shape[-1]
         batch, quarter = len(x), len(x) * self.pooled_shape[0] * self.pooled_shape[1]
@@ -122,7 +148,7 @@ class SlotMajorConvReluPool(ConvReluPool):
         self._cache = (x.shape, cols, route, positive)
         return y.reshape(batch, *self.pooled_shape, filters)
 
-    def backward(self, dy):
+    def _backward(self, dy):
         conv = self.conv
         x_shape, cols, route, positive = self._cache
         kernel = conv.params["kernel"]
@@ -168,9 +194,13 @@ class PatchConvReluPool(ConvReluPool):
                 expanded[a, b, :, a:a + kh, b:b + kw] = by_filter
         return expanded.reshape(4 * filters, -1)
 
-    def forward(self, x, training=False):
+    def window_values(self, batch):
+        """Size of the patch matrix for ``batch`` samples: ``(kh+1)(kw+1) × Q``."""
+        kh, kw = self.kernel_size
+        return (kh + 1) * (kw + 1) * batch * self.pooled_shape[0] * self.pooled_shape[1]
+
+    def _forward(self, x):
         conv = self.conv
-        conv.check_input(x)
         filters = conv.filters
         xp = pad_spatial(x, conv.pads, workspace=conv.workspace)[..., 0]
         patches = self._patches(xp)
@@ -186,7 +216,7 @@ class PatchConvReluPool(ConvReluPool):
         self._cache = (x.shape, cols_t, route, positive)
         return np.ascontiguousarray(pooled.T).reshape(len(x), *self.pooled_shape, filters)
 
-    def backward(self, dy):
+    def _backward(self, dy):
         conv = self.conv
         x_shape, cols_t, route, positive = self._cache
         kh, kw = self.kernel_size

@@ -96,3 +96,26 @@ def test_float32_is_preserved_and_training_matches_unfused():
         weights.append(net.get_weights())
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_large_inference_batches_go_in_slices_with_the_same_results(monkeypatch, channels):
+    net = pair_net(channels, 1)
+    x = np.random.default_rng(2).standard_normal((7,) + net.input_shape)
+    step = execution_plan(net.layers)[0]
+    whole = net.predict(x, batch_size=7)
+    y = net.forward(x)
+    dx = net.backward(np.ones_like(y))
+    grads = {key: g.copy() for key, g in net.layers[0].grads.items()}
+    # Windows of two samples per slice: 7 samples go as 2 + 2 + 2 + 1.
+    monkeypatch.setattr(Convolutional, "INFERENCE_WINDOW_BYTES", 2 * step.window_values(1) * 8)
+    slices = []
+    original = type(step)._forward
+    monkeypatch.setattr(type(step), "_forward", lambda self, x: slices.append(len(x)) or original(self, x))
+    np.testing.assert_allclose(net.predict(x, batch_size=7), whole, rtol=1e-12)
+    assert slices == [2, 2, 2, 1]
+    # A backward pass after a sliced inference pass redoes the windows of the whole batch first.
+    np.testing.assert_allclose(net.backward(np.ones_like(y)), dx, rtol=1e-12)
+    for key, g in net.layers[0].grads.items():
+        np.testing.assert_allclose(g, grads[key], rtol=1e-12)
+    assert net.forward(x, training=True).shape == whole.shape  # training never slices
