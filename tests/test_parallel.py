@@ -222,3 +222,25 @@ def test_ctrl_c_stops_after_the_batch_with_workers(capsys):
     assert history.interrupted
     assert "Interrupted: stopped after batch 3/13 of epoch 1" in capsys.readouterr().out
     assert all(value.flags.owndata for layer in net.layers for value in layer.params.values())
+
+
+def test_shared_arrays_fall_back_to_the_temporary_folder_when_dev_shm_is_small(monkeypatch, tmp_path):
+    from modularcnn.training import shared
+
+    class Tiny:
+        f_bavail, f_frsize = 1, 4096
+
+    monkeypatch.setattr(shared.os, "statvfs", lambda path: Tiny())
+    monkeypatch.setattr(shared.tempfile, "tempdir", str(tmp_path))
+    block = shared.SharedArrays.create([("a", (1000, 10), np.float32), ("b", (3,), np.int64)])
+    try:
+        assert block.path.startswith(str(tmp_path))
+        block["a"][:] = 1.5
+        other = shared.SharedArrays.attach(block.path, block.specs)
+        assert other["a"].sum() == 15000 and other["b"].tolist() == [0, 0, 0]
+        other["b"][1] = 7
+        assert block["b"][1] == 7       # one block of memory, seen by both mappings
+        other.close()
+    finally:
+        block.close()
+    assert not list(tmp_path.iterdir())

@@ -226,9 +226,13 @@ class DataParallel:
             worker.send(f"step {lo} {hi} {rows}")
         for worker, _, _ in busy:
             worker.receive()
+        first = busy[0][0].index
         for key, total in self.total.items():
-            np.copyto(total, self.grads[busy[0][0].index][key])
-            for worker, _, _ in busy[1:]:
+            if len(busy) == 1:
+                np.copyto(total, self.grads[first][key])
+                continue
+            np.add(self.grads[first][key], self.grads[busy[1][0].index][key], out=total)
+            for worker, _, _ in busy[2:]:
                 total += self.grads[worker.index][key]
         self.net.optimizer.apply(self.params, self.total)
         loss = float(sum(self.shared["loss"][worker.index] for worker, _, _ in busy))

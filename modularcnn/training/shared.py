@@ -27,6 +27,21 @@ def _layout(specs):
     return placed, max(offset, 1)
 
 
+def _folder_for(size):
+    """``/dev/shm`` when it has room for ``size`` bytes with a margin, else the temporary folder.
+
+    A container's ``/dev/shm`` is often only 64 MB, and touching a page beyond its end kills the process
+    with SIGBUS, so the free space is checked first. A regular file works as well, through the page cache.
+    """
+    try:
+        stats = os.statvfs("/dev/shm")
+    except (AttributeError, OSError):
+        return None
+    if os.access("/dev/shm", os.W_OK) and stats.f_bavail * stats.f_frsize > 2 * size:
+        return "/dev/shm"
+    return None
+
+
 class SharedArrays:
     """A mapping name -> array over one shared memory block.
 
@@ -49,8 +64,8 @@ class SharedArrays:
 
     @classmethod
     def create(cls, specs):
-        folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        handle, path = tempfile.mkstemp(prefix="modularcnn-", suffix=".shared", dir=folder)
+        _, size = _layout(specs)
+        handle, path = tempfile.mkstemp(prefix="modularcnn-", suffix=".shared", dir=_folder_for(size))
         os.close(handle)
         try:
             return cls(path, specs, create=True)
