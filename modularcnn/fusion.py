@@ -181,7 +181,8 @@ class PatchConvReluPool(ConvReluPool):
         return as_strided(xp, shape=shape, strides=(s_h, s_w, s_n, 2 * s_h, 2 * s_w), writeable=False)
 
     def _expanded_kernel(self):
-        """``(2, 2, F, kh+1, kw+1)``: slot ``(a, b)`` holds the kernel shifted by ``(a, b)``, zeros elsewhere."""
+        """The kernel as four shifted copies, ``(4F, (kh+1)(kw+1))``: the rows of slot ``(a, b)`` hold it at
+        offset ``(a, b)`` of the patch, zeros elsewhere."""
         kh, kw = self.kernel_size
         kernel = self.conv.params["kernel"]
         filters = kernel.shape[-1]

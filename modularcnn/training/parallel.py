@@ -37,8 +37,8 @@ from .. import losses
 from .objective import Objective
 from .shared import SharedArrays
 
-#: ``workers="auto"`` starts workers only for fits of at least this many batches: starting them costs
-#: about a third of a second (a Python interpreter importing NumPy and modularcnn, each).
+#: ``workers="auto"`` starts workers only for fits of at least this many batches: starting them takes
+#: about 0.15 s (a Python interpreter importing NumPy and modularcnn, each).
 AUTO_MIN_STEPS = 200
 #: ... and only while every worker gets at least this many rows of a batch.
 AUTO_MIN_ROWS = 16
@@ -220,20 +220,20 @@ class DataParallel:
         rows = len(x_batch)
         self.shared["x"][:rows] = x_batch
         self.shared["y"][:rows] = y_batch
-        busy = [(worker, lo, hi) for worker, (lo, hi) in zip(self.workers, _split(rows, len(self.workers)))
-                if hi > lo]
+        pieces = _split(rows, len(self.workers))
+        busy = [(worker, lo, hi) for worker, (lo, hi) in zip(self.workers, pieces) if hi > lo]
         for worker, lo, hi in busy:
             worker.send(f"step {lo} {hi} {rows}")
         for worker, _, _ in busy:
             worker.receive()
-        first = busy[0][0].index
+        grads = [self.grads[worker.index] for worker, _, _ in busy]
         for key, total in self.total.items():
-            if len(busy) == 1:
-                np.copyto(total, self.grads[first][key])
-                continue
-            np.add(self.grads[first][key], self.grads[busy[1][0].index][key], out=total)
-            for worker, _, _ in busy[2:]:
-                total += self.grads[worker.index][key]
+            if len(grads) == 1:
+                np.copyto(total, grads[0][key])
+            else:
+                np.add(grads[0][key], grads[1][key], out=total)
+                for more in grads[2:]:
+                    total += more[key]
         self.net.optimizer.apply(self.params, self.total)
         loss = float(sum(self.shared["loss"][worker.index] for worker, _, _ in busy))
         return loss, self.shared["outputs"][:rows].copy()
@@ -259,8 +259,7 @@ class DataParallel:
 def _worker_network(header, shared):
     from ..net import Net  # noqa: PLC0415 - the worker imports the network only when it starts
 
-    config = dict(header["net"])
-    net = Net.from_config(config)
+    net = Net.from_config(header["net"])
     seed = header["seed"]
     # Dropout draws from this generator: seeded per worker, so a seeded fit repeats exactly.
     net.rng = np.random.default_rng(None if seed is None else [seed, header["worker"]])
