@@ -62,14 +62,29 @@ def test_two_workers_train_like_one_process(loss, targets):
     weights, histories = [], []
     for workers in (1, 2):
         net = small_net(loss, activation=activation)
-        # 70 rows in batches of 16: the last batch has 6 rows, 3 per worker.
-        history = net.fit(x, y, epochs=2, batch_size=16, verbose=0, workers=workers)
+        # About 56 training rows in batches of 16: the last, smaller batch is split too.
+        history = net.fit(x, y, epochs=2, batch_size=16, verbose=0, workers=workers,
+                          validation_split=0.2)
         weights.append(net.get_weights())
         histories.append(history.history)
     for one, two in zip(*weights):
         np.testing.assert_allclose(two, one, rtol=1e-9, atol=1e-12)
     for key in histories[0]:
         np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=1e-9)
+
+
+def test_frozen_layers_stay_frozen_with_workers():
+    x, y = data()
+    weights = []
+    for workers in (1, 2):
+        net = small_net()
+        net.layers[0].trainable = False
+        before = net.layers[0].params["kernel"].copy()
+        net.fit(x, y, epochs=1, batch_size=16, verbose=0, workers=workers)
+        np.testing.assert_array_equal(net.layers[0].params["kernel"], before)
+        weights.append(net.get_weights())
+    for one, two in zip(*weights):
+        np.testing.assert_allclose(two, one, rtol=1e-9, atol=1e-12)
 
 
 def test_more_workers_than_rows_in_the_last_batch_and_repeatable_runs():
