@@ -28,7 +28,7 @@ from numpy.lib.stride_tricks import as_strided
 from .activations import ReLU
 from .kernels.conv import conv_input_gradient
 from .kernels.windows import pad_spatial, padded_shape, unpad_spatial
-from .layers.convolutional import Convolutional
+from .layers.convolutional import Convolutional, in_sample_slices
 from .layers.pooling import MaxPooling
 
 
@@ -83,9 +83,8 @@ class ConvReluPool:
     def __init__(self, conv, pool):
         self.conv, self.pool = conv, pool
         self.layers = (conv, pool)
-        kh, kw = conv.filter_size
         self.pooled_shape = (conv.out_spatial[0] // 2, conv.out_spatial[1] // 2)
-        self.kernel_size = (kh, kw)
+        self.kernel_size = conv.filter_size
 
     @staticmethod
     def for_layers(conv, pool):
@@ -99,20 +98,20 @@ class ConvReluPool:
         bounds memory (10,000 images in batches of 1,000 would otherwise need 225 MB for the Keras
         example CNN's second layer)."""
         self.conv.check_input(x)
-        chunk = max(1, self.conv.INFERENCE_WINDOW_BYTES // (self.window_values(1) * x.itemsize))
-        self._unchunked_input = None
-        if training or len(x) <= chunk:
+        self._unsliced_input = None
+        if training:
             return self._forward(x)
-        y = np.empty((len(x), *self.pooled_shape, self.conv.filters), dtype=x.dtype)
-        for start in range(0, len(x), chunk):
-            y[start:start + chunk] = self._forward(x[start:start + chunk])
-        self._unchunked_input = x  # a backward pass needs the whole batch's windows: redone then
+        y, sliced = in_sample_slices(self._forward, x, self.window_values(1) * x.itemsize,
+                                     (*self.pooled_shape, self.conv.filters),
+                                     self.conv.INFERENCE_WINDOW_BYTES)
+        if sliced:
+            self._unsliced_input = x  # a backward pass needs the whole batch's windows: redone then
         return y
 
     def backward(self, dy):
-        if self._unchunked_input is not None:
-            self._forward(self._unchunked_input)
-            self._unchunked_input = None
+        if self._unsliced_input is not None:
+            self._forward(self._unsliced_input)
+            self._unsliced_input = None
         return self._backward(dy)
 
 

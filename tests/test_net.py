@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+import modularcnn.layers.convolutional
 from modularcnn import Net, models
 from modularcnn.layers import (
     Activation,
@@ -198,3 +199,28 @@ def test_summary_lists_residual_inner_layers_indented(capsys):
     assert lines[residual_row + 1].startswith("└ convolutional")
     assert lines[residual_row + 2].startswith("└ batch_normalization")
     assert "Total params: 164" in "\n".join(lines)  # 148 + 16, inner rows not counted twice
+
+
+def test_convolution_slices_large_inference_batches_with_the_same_results(monkeypatch):
+    net = Net(input_shape=(9, 7, 2), dtype="float64", seed=1)
+    net.add(Convolutional(3, 3, stride=2, pad=1, activation="relu"))   # stride 2: never fused
+    net.add(Flatten())
+    net.add(Dense(4, activation="softmax"))
+    x = np.random.default_rng(0).standard_normal((7, 9, 7, 2))
+    whole = net.forward(x)
+    dx = net.backward(np.ones_like(whole))
+    grads = {key: g.copy() for key, g in net.layers[0].grads.items()}
+    conv = net.layers[0]
+    calls = []
+    original = modularcnn.layers.convolutional.conv_forward
+    monkeypatch.setattr(modularcnn.layers.convolutional, "conv_forward",
+                        lambda x, *args: calls.append(len(x)) or original(x, *args))
+    # Three samples' windows per slice: 7 samples go as 3 + 3 + 1.
+    window_bytes = 5 * 4 * 3 * 3 * 2 * 8
+    monkeypatch.setattr(Convolutional, "INFERENCE_WINDOW_BYTES", 3 * window_bytes)
+    np.testing.assert_allclose(net.forward(x), whole, rtol=1e-12)
+    assert calls == [3, 3, 1]
+    # A backward pass after a sliced inference pass rebuilds the whole batch's windows.
+    np.testing.assert_allclose(net.backward(np.ones_like(whole)), dx, rtol=1e-12)
+    for key, g in conv.grads.items():
+        np.testing.assert_allclose(g, grads[key], rtol=1e-12)

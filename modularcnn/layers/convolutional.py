@@ -52,6 +52,21 @@ class ConvolutionLayer(ActivatedLayer):
         }
 
 
+def in_sample_slices(forward, x, sample_bytes, sample_shape, limit):
+    """``forward(x)`` for an inference batch ``x`` (N, ...), a slice of samples at a time when the
+    window matrix of the whole batch (``sample_bytes`` per sample) would exceed ``limit`` bytes.
+
+    Returns ``(y, sliced)``: the output ``(N, *sample_shape)`` and whether it went in slices.
+    """
+    chunk = max(1, limit // sample_bytes)
+    if len(x) <= chunk:
+        return forward(x), False
+    y = np.empty((len(x), *sample_shape), dtype=x.dtype)
+    for start in range(0, len(x), chunk):
+        y[start:start + chunk] = forward(x[start:start + chunk])
+    return y, True
+
+
 @register_layer
 class Convolutional(ConvolutionLayer):
     """2-D convolution over channels-last images, with an optional fused activation.
@@ -102,17 +117,18 @@ class Convolutional(ConvolutionLayer):
     def forward(self, x, training=False):
         self.check_input(x)
         kernel, bias = self.params["kernel"], self.params.get("bias")
-        window_bytes = math.prod(self.out_spatial) * kernel[..., 0].size * x.itemsize
-        chunk = max(1, self.INFERENCE_WINDOW_BYTES // window_bytes)
-        if training or len(x) <= chunk:
-            z, self._cols = conv_forward(x, kernel, bias, self.stride, self.pads, self.out_spatial,
-                                         self.workspace)
+
+        def convolve(part):
+            return conv_forward(part, kernel, bias, self.stride, self.pads, self.out_spatial,
+                                self.workspace)
+
+        if training:
+            z, self._cols = convolve(x)
         else:
-            z = np.empty((len(x),) + self.output_shape, dtype=x.dtype)
-            for start in range(0, len(x), chunk):
-                z[start:start + chunk], _ = conv_forward(x[start:start + chunk], kernel, bias, self.stride,
-                                                         self.pads, self.out_spatial, self.workspace)
-            self._cols = None  # backward after a chunked inference pass rebuilds the windows
+            window_bytes = math.prod(self.out_spatial) * kernel[..., 0].size * x.itemsize
+            z, _ = in_sample_slices(lambda part: convolve(part)[0], x, window_bytes,
+                                    self.output_shape, self.INFERENCE_WINDOW_BYTES)
+            self._cols = None  # a backward pass after inference rebuilds the windows
         self._x = x
         return self.activate(z)
 
