@@ -94,6 +94,10 @@ class Layer:
 
     #: Entries of ``params`` that are state, not weights (e.g. moving statistics).
     non_trainable_params = ()
+    #: False when a sample's output in training depends on the other samples of the batch (batch
+    #: normalization): such a layer cannot see the batch a slice at a time, so ``fit`` keeps it in one
+    #: process (:mod:`modularcnn.training.parallel`).
+    samples_independent = True
 
     def __init__(self, input_shape=None, name=None, trainable=True):
         if input_shape is not None:

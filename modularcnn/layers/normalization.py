@@ -17,6 +17,7 @@ class BatchNormalization(Layer):
     """
 
     non_trainable_params = ("moving_mean", "moving_variance")
+    samples_independent = False  # training normalises with statistics of the whole batch
 
     def __init__(self, momentum=0.99, epsilon=1e-3, beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones", **kwargs):

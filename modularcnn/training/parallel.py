@@ -74,11 +74,10 @@ def _all_layers(layers):
 
 def unsupported_reason(net):
     """Why ``net`` cannot train with workers, or None when it can."""
-    from ..layers.normalization import BatchNormalization  # noqa: PLC0415 - avoids an import cycle
-
     for layer in _all_layers(net.layers):
-        if isinstance(layer, BatchNormalization):
-            return f"layer {layer.name!r} (BatchNormalization) needs statistics over the whole batch"
+        if not layer.samples_independent:
+            return (f"layer {layer.name!r} ({type(layer).__name__}) needs statistics over the "
+                    "whole batch")
         if not type(layer).__module__.startswith("modularcnn."):
             return f"layer {layer.name!r} is a custom {type(layer).__name__}, which a worker cannot import"
     if not type(net.loss).__module__.startswith("modularcnn."):
@@ -115,10 +114,15 @@ def _split(rows, parts):
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+def _weights(net):
+    """``(shared name, layer, key)`` for every array in the layers' ``params``."""
+    return [(f"param:{layer.name}/{key}", layer, key) for layer in net.layers for key in layer.params]
+
+
 def _layout(net, workers, batch_size, y_sample):
     """The shared arrays: weights, each worker's gradients and loss, the batch and the outputs."""
-    specs = [(f"param:{layer.name}/{key}", value.shape, value.dtype)
-             for layer in net.layers for key, value in layer.params.items()]
+    specs = [(name, layer.params[key].shape, layer.params[key].dtype)
+             for name, layer, key in _weights(net)]
     trainable = net.trainable_params()
     specs += [(f"grad{k}:{key}", value.shape, value.dtype)
               for k in range(workers) for key, value in trainable.items()]
@@ -204,16 +208,13 @@ class DataParallel:
         self.total = {key: np.empty_like(value) for key, value in self.params.items()}
 
     def _share_weights(self):
-        for layer in self.net.layers:
-            for key in list(layer.params):
-                view = self.shared[f"param:{layer.name}/{key}"]
-                np.copyto(view, layer.params[key])
-                layer.params[key] = view
+        for name, layer, key in _weights(self.net):
+            np.copyto(self.shared[name], layer.params[key])
+            layer.params[key] = self.shared[name]
 
     def _unshare_weights(self):
-        for layer in self.net.layers:
-            for key in list(layer.params):
-                layer.params[key] = np.array(layer.params[key])
+        for _, layer, key in _weights(self.net):
+            layer.params[key] = np.array(layer.params[key])
 
     def train_step(self, x_batch, y_batch):
         """One optimisation step on the batch; returns ``(loss, outputs)`` like ``train_step``."""
@@ -265,8 +266,8 @@ def _worker_network(header, shared):
     net.rng = np.random.default_rng(None if seed is None else [seed, header["worker"]])
     for layer in net.layers:
         layer.rng = net.rng
-        for key in list(layer.params):
-            layer.params[key] = shared[f"param:{layer.name}/{key}"]
+    for name, layer, key in _weights(net):
+        layer.params[key] = shared[name]
     net.compile(optimizer="sgd", loss=losses.get(header["loss"]), metrics=())
     return net
 
