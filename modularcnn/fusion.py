@@ -23,11 +23,10 @@ False`` turns fusion off (the tests compare both ways).
 """
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from .activations import ReLU
-from .kernels.conv import conv_input_gradient
-from .kernels.windows import pad_spatial, padded_shape, unpad_spatial
+from .kernels.conv import col2im, conv_input_gradient, sliding_windows
+from .kernels.windows import pad_spatial
 from .layers.convolutional import Convolutional, in_sample_slices
 from .layers.pooling import MaxPooling
 
@@ -120,10 +119,11 @@ class SlotMajorConvReluPool(ConvReluPool):
 
     def _windows(self, xp):
         """View of the windows of ``xp`` (N, Hp, Wp, C) as ``(2, 2, N, Ho/2, Wo/2, kh, kw, C)``."""
-        s_n, s_h, s_w, s_c = xp.strides
-        shape = (2, 2, xp.shape[0], *self.pooled_shape, *self.kernel_size, xp.shape[-1])
-        strides = (s_h, s_w, s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c)
-        return as_strided(xp, shape=shape, strides=strides, writeable=False)
+        conv = self.conv
+        windows = sliding_windows(xp, self.kernel_size, (1, 1), conv.out_spatial)
+        split = windows.reshape(len(xp), self.pooled_shape[0], 2, self.pooled_shape[1], 2,
+                                *windows.shape[3:])           # splitting axes: still a view
+        return split.transpose(2, 4, 0, 1, 3, 5, 6, 7)
 
     def window_values(self, batch):
         """Size of the window matrix for ``batch`` samples: ``4Q × kh·kw·C``."""
@@ -174,10 +174,10 @@ class PatchConvReluPool(ConvReluPool):
     """
 
     def _patches(self, xp):
-        """View of ``xp`` (N, Hp, Wp) as ``(kh+1, kw+1, N, Ho/2, Wo/2)``: patch cell, then pool window."""
-        s_n, s_h, s_w = xp.strides
-        shape = (self.kernel_size[0] + 1, self.kernel_size[1] + 1, xp.shape[0], *self.pooled_shape)
-        return as_strided(xp, shape=shape, strides=(s_h, s_w, s_n, 2 * s_h, 2 * s_w), writeable=False)
+        """View of ``xp`` (N, Hp, Wp, 1) as ``(kh+1, kw+1, N, Ho/2, Wo/2)``: patch cell, then pool window."""
+        size = (self.kernel_size[0] + 1, self.kernel_size[1] + 1)
+        patches = sliding_windows(xp, size, (2, 2), self.pooled_shape)    # (N, Hq, Wq, kh+1, kw+1, 1)
+        return patches[..., 0].transpose(3, 4, 0, 1, 2)
 
     def _expanded_kernel(self):
         """The kernel as four shifted copies, ``(4F, (kh+1)(kw+1))``: the rows of slot ``(a, b)`` hold it at
@@ -202,23 +202,23 @@ class PatchConvReluPool(ConvReluPool):
     def _forward(self, x):
         conv = self.conv
         filters = conv.filters
-        xp = pad_spatial(x, conv.pads, workspace=conv.workspace)[..., 0]
-        patches = self._patches(xp)
+        patches = self._patches(pad_spatial(x, conv.pads, workspace=conv.workspace))
         cols_t = conv.workspace.get("patch_cols_t", patches.shape, x.dtype)
         np.copyto(cols_t, patches)
         cols_t = cols_t.reshape(patches.shape[0] * patches.shape[1], -1)          # (P, Q)
-        slots = (self._expanded_kernel() @ cols_t).reshape(4, filters, -1)         # (4, F, Q)
+        expanded = self._expanded_kernel()                                           # (4F, P)
+        slots = (expanded @ cols_t).reshape(4, filters, -1)                          # (4, F, Q)
         pooled, route = pool_slots(slots)
         if conv.use_bias:
             pooled += conv.params["bias"][:, None]
         positive = pooled > 0
         np.maximum(pooled, 0, out=pooled)
-        self._cache = (x.shape, cols_t, route, positive)
+        self._cache = (x.shape, cols_t, expanded, route, positive)
         return np.ascontiguousarray(pooled.T).reshape(len(x), *self.pooled_shape, filters)
 
     def _backward(self, dy):
         conv = self.conv
-        x_shape, cols_t, route, positive = self._cache
+        x_shape, cols_t, expanded, route, positive = self._cache
         kh, kw = self.kernel_size
         filters = conv.filters
         d = np.multiply(dy.reshape(-1, filters).T, positive, order="C")  # through the ReLU, (F, Q)
@@ -237,14 +237,9 @@ class PatchConvReluPool(ConvReluPool):
         conv.grads["kernel"] = np.ascontiguousarray(d_kernel.transpose(1, 2, 0))[:, :, None, :]
         if not conv.input_grad_needed:
             return None
-        d_cols = (self._expanded_kernel().T @ d_slots).reshape(kh + 1, kw + 1, x_shape[0],
-                                                               *self.pooled_shape)
-        dxp = np.zeros(padded_shape(x_shape, conv.pads)[:-1], dtype=d.dtype)
-        rows, columns = self.pooled_shape
-        for u in range(kh + 1):
-            for v in range(kw + 1):
-                dxp[:, u:u + 2 * rows - 1:2, v:v + 2 * columns - 1:2] += d_cols[u, v]
-        return unpad_spatial(dxp[..., None], conv.pads)
+        # The patches are windows of size (kh+1, kw+1) at stride 2: col2im sums their gradients back.
+        d_patches = (expanded.T @ d_slots).T                                        # (Q, P)
+        return col2im(d_patches, x_shape, (kh + 1, kw + 1), (2, 2), conv.pads, self.pooled_shape)
 
 
 def execution_plan(layers, fuse=True):
