@@ -130,7 +130,8 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
 
     count = len(x)
     steps = -(-count // batch_size)
-    workers = resolve_workers(net, workers, min(batch_size, count), steps * (epochs - initial_epoch))
+    largest_batch = min(batch_size, count)
+    workers = resolve_workers(net, workers, largest_batch, steps * (epochs - initial_epoch))
     history = History()
     user_callbacks = list(callbacks or [])
     progress = [ProgressLogger(verbose)] if verbose else []
@@ -143,7 +144,7 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
     with contextlib.ExitStack() as stack:
         interrupt = stack.enter_context(_stop_on_interrupt())
         if workers:
-            parallel = stack.enter_context(DataParallel(net, workers, min(batch_size, count), y[:1]))
+            parallel = stack.enter_context(DataParallel(net, workers, largest_batch, y[:1]))
             step_function = parallel.train_step
         else:
             def step_function(x_batch, y_batch):
