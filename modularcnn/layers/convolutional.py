@@ -39,6 +39,27 @@ class ConvolutionLayer(ActivatedLayer):
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
 
+    def kernel_shape(self, channels):
+        """The kernel's shape for ``channels`` input channels."""
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        _, out = self._geometry(input_shape)
+        return out + (self.filters,)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.pads, self.out_spatial = self._geometry(self.input_shape)
+        self.add_param("kernel", self.kernel_shape(self.input_shape[-1]), self.kernel_initializer)
+        if self.use_bias:
+            self.add_param("bias", (self.filters,), self.bias_initializer)
+
+    def store_gradients(self, dkernel, dbias):
+        """Keep the kernel's and (with a bias) the bias's gradients in ``grads``."""
+        self.grads["kernel"] = dkernel
+        if self.use_bias:
+            self.grads["bias"] = dbias
+
     def get_config(self):
         return {
             **super().get_config(),
@@ -101,18 +122,12 @@ class Convolutional(ConvolutionLayer):
     def _geometry(self, input_shape):
         return self.window_geometry(input_shape, self.filter_size, self.stride, self.pad)
 
-    def compute_output_shape(self, input_shape):
-        _, out = self._geometry(input_shape)
-        return out + (self.filters,)
+    def kernel_shape(self, channels):
+        return self.filter_size + (channels, self.filters)
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.pads, self.out_spatial = self._geometry(self.input_shape)
         self.workspace = Workspace()
-        channels = self.input_shape[-1]
-        self.add_param("kernel", self.filter_size + (channels, self.filters), self.kernel_initializer)
-        if self.use_bias:
-            self.add_param("bias", (self.filters,), self.bias_initializer)
 
     def forward(self, x, training=False):
         self.check_input(x)
@@ -139,9 +154,7 @@ class Convolutional(ConvolutionLayer):
             cols = im2col(self._x, self.filter_size, self.stride, self.pads, self.out_spatial)
         dx, dkernel, dbias = conv_backward(dz, cols, self.params["kernel"], self._x.shape,
                                            self.stride, self.pads, self.input_grad_needed)
-        self.grads["kernel"] = dkernel
-        if self.use_bias:
-            self.grads["bias"] = dbias
+        self.store_gradients(dkernel, dbias)
         return dx
 
 

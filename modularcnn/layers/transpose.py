@@ -70,17 +70,8 @@ class Conv2DTranspose(ConvolutionLayer):
             pads = self.pad
         return pads, out
 
-    def compute_output_shape(self, input_shape):
-        _, out = self._geometry(input_shape)
-        return out + (self.filters,)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.pads, self.out_spatial = self._geometry(self.input_shape)
-        channels = self.input_shape[-1]
-        self.add_param("kernel", self.filter_size + (self.filters, channels), self.kernel_initializer)
-        if self.use_bias:
-            self.add_param("bias", (self.filters,), self.bias_initializer)
+    def kernel_shape(self, channels):
+        return self.filter_size + (self.filters, channels)
 
     def forward(self, x, training=False):
         self.check_input(x)
@@ -93,9 +84,7 @@ class Conv2DTranspose(ConvolutionLayer):
         """Backward from ``dL/dz``, the gradient before the activation (used by fused losses)."""
         dx, dkernel, dbias = conv_transpose_backward(dz, self._x, self.params["kernel"], self.stride,
                                                      self.pads, self.input_grad_needed)
-        self.grads["kernel"] = dkernel
-        if self.use_bias:
-            self.grads["bias"] = dbias
+        self.store_gradients(dkernel, dbias)
         return dx
 
 
