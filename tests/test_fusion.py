@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from modularcnn import Net, gradcheck
-from modularcnn.fusion import ConvReluPool, can_fuse, execution_plan
+from modularcnn.fusion import (
+    ConvReluPool,
+    PatchConvReluPool,
+    SlotMajorConvReluPool,
+    WinogradConvReluPool,
+    can_fuse,
+    execution_plan,
+)
 from modularcnn.layers import Activation, Convolutional, Dense, Flatten, MaxPooling
 
 
@@ -26,13 +33,16 @@ def run(net, x, fusion):
 
 
 @pytest.mark.parametrize("channels, pad, kernel, use_bias", [
-    (1, 1, 3, True),      # one channel: the transposed window matrix
-    (3, 1, 3, True),
-    (2, 0, 3, False),     # valid padding: 6x4 output
+    (1, 1, 3, True),      # one channel: patches
+    (3, 1, 3, True),      # 3x3, a few channels: slot-major
+    (12, 1, 3, True),     # 3x3, many channels: Winograd
+    (12, 0, 3, False),    # Winograd, valid padding: 6x4 output
+    (12, ((0, 2), (1, 1)), 3, True),  # Winograd, asymmetric padding
     (1, 2, 5, False),     # LeNet's first layer shape family
     (1, ((0, 1), (1, 1)), (2, 3), True),  # one channel: 3x4 patches, asymmetric padding
     (1, (1, 0), (3, 1), True),   # one channel, a one-column kernel
-    (5, "same", 4, True), # asymmetric "same" padding
+    (5, "same", 4, True), # slot-major, asymmetric "same" padding
+    (2, (2, 1), (5, 3), True),   # slot-major, non-square kernel
 ])
 def test_fused_step_matches_the_layers_exactly(channels, pad, kernel, use_bias):
     net = pair_net(channels, pad, kernel, use_bias)
@@ -47,18 +57,27 @@ def test_fused_step_matches_the_layers_exactly(channels, pad, kernel, use_bias):
         np.testing.assert_allclose(g_fused[key], g_plain[key], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("channels, batch", [(2, 2), (1, 1)])
-def test_fused_step_passes_the_gradient_check(channels, batch):
-    net = pair_net(channels, 1, height=6, width=10)
+@pytest.mark.parametrize("channels, kernel, layout", [
+    (1, 3, PatchConvReluPool), (12, 3, WinogradConvReluPool), (11, 3, SlotMajorConvReluPool),
+    (12, (3, 5), SlotMajorConvReluPool),
+])
+def test_the_layout_follows_the_kernel_and_channels(channels, kernel, layout):
+    assert type(execution_plan(pair_net(channels, 1, kernel).layers)[0]) is layout
+
+
+@pytest.mark.parametrize("channels, kernel, batch", [(2, 3, 2), (12, 3, 1), (1, 3, 1), (2, 5, 1)])
+def test_fused_step_passes_the_gradient_check(channels, kernel, batch):
+    net = pair_net(channels, kernel // 2, kernel, height=6, width=10)
     assert isinstance(execution_plan(net.layers)[0], ConvReluPool)
     assert max(gradcheck(net, batch_size=batch).values()) < 1e-6
 
 
-def test_ties_and_dead_units_route_like_the_layers():
-    net = pair_net(1, 1, use_bias=False, height=4, width=4)
+@pytest.mark.parametrize("channels", [1, 2, 12])
+def test_ties_and_dead_units_route_like_the_layers(channels):
+    net = pair_net(channels, 1, use_bias=False, height=4, width=4)
     net.layers[0].params["kernel"][:] = 0
     net.layers[0].params["kernel"][1, 1, 0, :] = 1   # output = input: ties wherever the input ties
-    x = np.ones((2, 4, 4, 1))
+    x = np.ones((2, 4, 4, channels))
     x[1] = -1                                          # all negative: ReLU kills every unit
     (y_fused, dx_fused, _), (y_plain, dx_plain, _) = run(net, x, True), run(net, x, False)
     np.testing.assert_array_equal(y_fused, y_plain)
@@ -98,9 +117,9 @@ def test_float32_is_preserved_and_training_matches_unfused():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-def test_large_inference_batches_go_in_slices_with_the_same_results(monkeypatch, channels):
-    net = pair_net(channels, 1)
+@pytest.mark.parametrize("channels, kernel", [(1, 3), (12, 3), (3, 3)])
+def test_large_inference_batches_go_in_slices_with_the_same_results(monkeypatch, channels, kernel):
+    net = pair_net(channels, kernel // 2, kernel)
     x = np.random.default_rng(2).standard_normal((7,) + net.input_shape)
     step = execution_plan(net.layers)[0]
     whole = net.predict(x, batch_size=7)
@@ -108,7 +127,7 @@ def test_large_inference_batches_go_in_slices_with_the_same_results(monkeypatch,
     dx = net.backward(np.ones_like(y))
     grads = {key: g.copy() for key, g in net.layers[0].grads.items()}
     # Windows of two samples per slice: 7 samples go as 2 + 2 + 2 + 1.
-    monkeypatch.setattr(Convolutional, "INFERENCE_WINDOW_BYTES", 2 * step.window_values(1) * 8)
+    monkeypatch.setattr(Convolutional, "INFERENCE_WINDOW_BYTES", 2 * step.scratch_values(1) * 8)
     slices = []
     original = type(step)._forward
     monkeypatch.setattr(type(step), "_forward", lambda self, x: slices.append(len(x)) or original(self, x))
