@@ -218,6 +218,16 @@ def test_a_worker_error_is_reported_with_its_message(monkeypatch):
         net.fit(x, y, epochs=1, batch_size=16, verbose=0, workers=2)
 
 
+def test_workers_get_one_blas_thread_and_keep_their_freed_memory(monkeypatch):
+    x, y = data()
+    command = [sys.executable, "-c", "import os, sys, json; sys.stdin.readline(); "
+               "names = ('OPENBLAS_NUM_THREADS', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_'); "
+               "print('error ' + json.dumps(' '.join(os.environ[n] for n in names)), flush=True)"]
+    monkeypatch.setattr(parallel, "WORKER_COMMAND", command)
+    with pytest.raises(WorkerError, match=f"failed: 1 {32 * 2**20} {256 * 2**20}$"):
+        small_net().fit(x, y, epochs=1, batch_size=16, verbose=0, workers=2)
+
+
 class InterruptAt(Callback):
     def __init__(self, step):
         super().__init__()
