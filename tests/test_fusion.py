@@ -59,6 +59,26 @@ def test_fused_step_matches_the_layers_exactly(channels, pad, kernel, use_bias):
         np.testing.assert_allclose(g_fused[key], g_plain[key], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("samples_per_chunk", [1, 2])
+def test_winograd_training_in_chunks_of_samples_matches_the_layers(monkeypatch, samples_per_chunk):
+    net = pair_net(12, 1, height=6, width=4)
+    step = execution_plan(net.layers)[0]
+    assert isinstance(step, WinogradConvReluPool)
+    per_sample = 16 * 3 * 2 * (12 + 4) * 8          # 16 transforms of 3x2 tiles, 12 + 4 channels
+    monkeypatch.setattr(WinogradConvReluPool, "CHUNK_BYTES", samples_per_chunk * per_sample)
+    x = np.random.default_rng(4).standard_normal((5,) + net.input_shape)
+    expected_sizes = {1: [1, 1, 1, 1, 1], 2: [1, 2, 2]}[samples_per_chunk]
+    assert [part.stop - part.start for part in step._chunks(x)] == expected_sizes
+    y_fused, dx_fused, g_fused = run(net, x, True)
+    y_plain, dx_plain, g_plain = run(net, x, False)
+    np.testing.assert_allclose(y_fused, y_plain, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx_fused, dx_plain, rtol=1e-12, atol=1e-12)
+    for key in g_fused:
+        np.testing.assert_allclose(g_fused[key], g_plain[key], rtol=1e-10, atol=1e-12)
+    net.fusion = True
+    assert max(gradcheck(net, batch_size=3).values()) < 1e-6
+
+
 @pytest.mark.parametrize("channels, kernel, layout", [
     (1, 3, PatchConvReluPool), (12, 3, WinogradConvReluPool), (11, 3, SlotMajorConvReluPool),
     (12, (3, 5), SlotMajorConvReluPool),

@@ -11,6 +11,7 @@ from modularcnn.kernels.pooling import (
     max_pool_forward,
 )
 from modularcnn.kernels.windows import output_spatial_shape
+from modularcnn.kernels.workspace import Workspace
 
 from . import naive
 
@@ -97,3 +98,22 @@ def test_pool_backward_preserves_float32():
     y, counts = avg_pool_forward(x, (2, 2), (2, 2), pads, (2, 2))
     assert y.dtype == np.float32
     assert avg_pool_backward(y, counts, x.shape, (2, 2), (2, 2), pads).dtype == np.float32
+
+
+def test_workspace_scratch_arrays_are_carved_from_one_growing_buffer():
+    workspace = Workspace()
+    big = workspace.get("cols", (4, 6), np.float32)
+    small = workspace.get("cols", (2, 3), np.float32)     # a smaller batch: the same memory
+    assert small.shape == (2, 3) and small.flags.c_contiguous and np.shares_memory(big, small)
+    bigger = workspace.get("cols", (5, 6), np.float32)    # grows: new memory, the old view intact
+    assert not np.shares_memory(big, bigger)
+    assert not np.shares_memory(workspace.get("cols", (2, 3), np.float64), bigger)  # per dtype
+
+
+def test_workspace_filled_arrays_keep_their_shape_and_fill():
+    workspace = Workspace()
+    padded = workspace.get("padded", (2, 3), np.float32, fill=0)
+    padded[1] = 7
+    assert workspace.get("padded", (2, 3), np.float32, fill=0) is padded   # kept as it was left
+    other = workspace.get("padded", (3, 2), np.float32, fill=0)
+    assert other.shape == (3, 2) and not other.any()

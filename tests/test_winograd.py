@@ -20,7 +20,7 @@ def tiles_of(padded_shape):
 def winograd_conv(xp, kernel, workspace=None):
     """The convolution of the padded ``xp`` as ``(N, Ho, Wo, F)``, through the transforms."""
     th, tw = tiles_of(xp.shape)
-    transformed = winograd.input_transform(xp, (th, tw), workspace)
+    transformed = winograd.input_transform(xp, (th, tw), workspace=workspace)
     blocks = winograd.output_transform(transformed @ winograd.kernel_transform(kernel), workspace)
     filters = kernel.shape[-1]
     return (blocks.reshape(2, 2, len(xp), th, tw, filters).transpose(2, 3, 0, 4, 1, 5)
@@ -89,9 +89,11 @@ def test_float32_stays_float32_and_is_close_to_the_direct_result():
     np.testing.assert_allclose(y, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
 
 
-def test_workspace_arrays_are_reused_between_calls():
-    workspace = Workspace()
-    xp = np.ones((1, 6, 6, 2), dtype=np.float32)
-    first = winograd.input_transform(xp, (2, 2), workspace)
-    assert winograd.input_transform(xp * 2, (2, 2), workspace) is first
-    assert np.all(first[0] == 0) and first.shape == (16, 4, 2)  # Bᵀ d B of a constant tile: corners 0
+def test_results_go_into_the_given_arrays():
+    xp = np.ones((2, 6, 6, 2), dtype=np.float32)
+    out = np.full((16, 8, 2), np.nan, dtype=np.float32)
+    assert winograd.input_transform(xp, (2, 2), out, Workspace()) is out
+    assert np.all(out[0] == 0) and np.all(out[5] == 4)  # a tile of ones: corner 0, centre 4
+    d_input = np.full((2, 6, 6, 2), np.nan, dtype=np.float32)
+    assert winograd.input_transform_adjoint(out, d_input.shape, (2, 2), d_input) is d_input
+    assert np.isfinite(d_input).all()                     # every element written, none left over

@@ -21,15 +21,12 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .windows import padded_shape, pad_spatial, unpad_spatial, window_slices
+from .workspace import scratch
 
 
 def kernel_offsets(kernel_size):
     """Every offset inside a window, in the row-major order of the kernel's axes."""
     return list(itertools.product(*(range(k) for k in kernel_size)))
-
-
-def _scratch(workspace, name, shape, dtype):
-    return np.empty(shape, dtype) if workspace is None else workspace.get(name, shape, dtype)
 
 
 def sliding_windows(xp, kernel_size, stride, out_shape):
@@ -59,11 +56,11 @@ def im2col(x, kernel_size, stride, pads, out_shape, workspace=None):
     rows = batch * math.prod(out_shape)
     if channels == 1:
         offsets = kernel_offsets(kernel_size)
-        cols_t = _scratch(workspace, "cols_t", (len(offsets), rows), x.dtype)
+        cols_t = scratch(workspace, "cols_t", (len(offsets), rows), x.dtype)
         for tap, offset in enumerate(offsets):
             cols_t[tap].reshape(batch, *out_shape, 1)[...] = xp[window_slices(offset, stride, out_shape)]
         return cols_t.T
-    cols = _scratch(workspace, "cols", (batch, *out_shape, *kernel_size, channels), x.dtype)
+    cols = scratch(workspace, "cols", (batch, *out_shape, *kernel_size, channels), x.dtype)
     np.copyto(cols, sliding_windows(xp, kernel_size, stride, out_shape))
     return cols.reshape(rows, -1)
 

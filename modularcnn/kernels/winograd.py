@@ -28,11 +28,7 @@ so the first pass reads long runs (the column pass reads ``C`` values at a time)
 
 import numpy as np
 
-
-def _scratch(workspace, name, shape, dtype):
-    """A scratch array: from ``workspace`` when given (reused between batches; a fresh multi-megabyte
-    array every batch costs a page fault per 4 KiB when it is first written), else a new one."""
-    return np.empty(shape, dtype) if workspace is None else workspace.get(name, shape, dtype)
+from .workspace import scratch
 
 
 def _along(first, second, third, fourth, out):
@@ -43,16 +39,17 @@ def _along(first, second, third, fourth, out):
     np.subtract(second, fourth, out=out[3])
 
 
-def input_transform(xp, tiles, workspace=None):
+def input_transform(xp, tiles, out=None, workspace=None):
     """``V = Bᵀ d B`` for every 4×4 tile ``d`` of ``xp`` (N, 2·th+2, 2·tw+2, C): ``(16, T, C)``.
 
-    ``tiles`` is ``(th, tw)``. With a ``workspace`` the result lives there.
+    ``tiles`` is ``(th, tw)``; the result goes into ``out`` when given, temporaries into ``workspace``.
     """
     batch, _, width, channels = xp.shape
     th, tw = tiles
-    rows = _scratch(workspace, "winograd_rows", (4, batch, th, width, channels), xp.dtype)  # Bᵀ d
+    rows = scratch(workspace, "winograd_rows", (4, batch, th, width, channels), xp.dtype)  # Bᵀ d
     _along(*(xp[:, r:r + 2 * th:2] for r in range(4)), out=rows)
-    out = _scratch(workspace, "winograd_input", (16, batch * th * tw, channels), xp.dtype)
+    if out is None:
+        out = np.empty((16, batch * th * tw, channels), xp.dtype)
     planes = out.reshape(4, 4, batch, th, tw, channels)
     _along(*(rows[:, :, :, s:s + 2 * tw:2] for s in range(4)), out=planes.transpose(1, 0, 2, 3, 4, 5))
     return out
@@ -87,13 +84,13 @@ def output_transform(products, workspace=None):
     """The outputs ``Y = Aᵀ M A`` from ``M`` (16, T, F): the four planes ``(4, T, F)`` of positions
     ``(0, 0), (0, 1), (1, 0), (1, 1)`` of every 2×2 output block (in ``workspace`` when given)."""
     m = products.reshape(4, 4, *products.shape[1:])
-    rows = _scratch(workspace, "winograd_output_rows", (2, 4, *products.shape[1:]),
+    rows = scratch(workspace, "winograd_output_rows", (2, 4, *products.shape[1:]),
                     products.dtype)                                    # Aᵀ M
     np.add(m[0], m[1], out=rows[0])
     rows[0] += m[2]
     np.subtract(m[1], m[2], out=rows[1])
     rows[1] -= m[3]
-    y = _scratch(workspace, "winograd_output", (2, 2, *products.shape[1:]), products.dtype)
+    y = scratch(workspace, "winograd_output", (2, 2, *products.shape[1:]), products.dtype)
     np.add(rows[:, 0], rows[:, 1], out=y[:, 0])
     y[:, 0] += rows[:, 2]
     np.subtract(rows[:, 1], rows[:, 2], out=y[:, 1])
@@ -105,12 +102,12 @@ def output_transform_adjoint(dy, workspace=None):
     """The gradient of ``M``, ``(16, T, F)``, from that of the four output planes ``dy`` (4, T, F)
     (``A dY Aᵀ``; in ``workspace`` when given)."""
     blocks = dy.reshape(2, 2, *dy.shape[1:])
-    rows = _scratch(workspace, "winograd_d_output_rows", (4, 2, *dy.shape[1:]), dy.dtype)  # A dY
+    rows = scratch(workspace, "winograd_d_output_rows", (4, 2, *dy.shape[1:]), dy.dtype)  # A dY
     rows[0] = blocks[0]
     np.add(blocks[0], blocks[1], out=rows[1])
     np.subtract(blocks[0], blocks[1], out=rows[2])
     np.negative(blocks[1], out=rows[3])
-    out = _scratch(workspace, "winograd_d_products", (16, *dy.shape[1:]), dy.dtype)
+    out = scratch(workspace, "winograd_d_products", (16, *dy.shape[1:]), dy.dtype)
     d = out.reshape(4, 4, *dy.shape[1:])
     d[:, 0] = rows[:, 0]
     np.add(rows[:, 0], rows[:, 1], out=d[:, 1])
@@ -142,15 +139,17 @@ def _scatter_along(d_first, d_second, d_third, d_fourth, target, axis):
     at(3)[...] -= d_fourth
 
 
-def input_transform_adjoint(d_transformed, padded_shape, tiles, workspace=None):
+def input_transform_adjoint(d_transformed, padded_shape, tiles, out=None, workspace=None):
     """The gradient of the padded input ``(N, 2·th+2, 2·tw+2, C)`` from that of ``V``, ``(16, T, C)``:
-    ``B dV Bᵀ`` for every tile, summed where tiles overlap. The result is a new array."""
+    ``B dV Bᵀ`` for every tile, summed where tiles overlap. It is written into ``out`` when given (every
+    element is), else into a new array; temporaries go into ``workspace``."""
     batch, height, width, channels = padded_shape
     th, tw = tiles
     d = d_transformed.reshape(4, 4, batch, th, tw, channels)
-    rows = _scratch(workspace, "winograd_d_rows", (4, batch, th, width, channels),
-                    d_transformed.dtype)
+    rows = scratch(workspace, "winograd_d_rows", (4, batch, th, width, channels),
+                   d_transformed.dtype)
     _scatter_along(d[:, 0], d[:, 1], d[:, 2], d[:, 3], rows, axis=3)   # columns, for each row
-    dxp = np.empty(padded_shape, d_transformed.dtype)
-    _scatter_along(rows[0], rows[1], rows[2], rows[3], dxp, axis=1)
-    return dxp
+    if out is None:
+        out = np.empty(padded_shape, d_transformed.dtype)
+    _scatter_along(rows[0], rows[1], rows[2], rows[3], out, axis=1)
+    return out
