@@ -31,7 +31,7 @@ import numpy as np
 
 from .activations import ReLU
 from .kernels.conv import col2im, conv_input_gradient, sliding_windows
-from .kernels.windows import pad_spatial, unpad_spatial
+from .kernels.windows import pad_spatial, padded_shape
 from .kernels import winograd
 from .layers.convolutional import Convolutional, in_sample_slices
 from .layers.pooling import MaxPooling
@@ -303,7 +303,8 @@ class WinogradConvReluPool(SlotMajorConvReluPool):
             return super()._forward(x)
         conv, workspace = self.conv, self.conv.workspace
         tiles = self.pooled_shape[0] * self.pooled_shape[1]
-        xp = pad_spatial(x, conv.pads, workspace=workspace)
+        split = winograd.split_columns(x, conv.pads, workspace.get(
+            "winograd_split", self._split_shape(x.shape), x.dtype, fill=0))     # zero border
         kernel = winograd.kernel_transform(conv.params["kernel"])                 # (16, C, F)
         y = np.empty((len(x) * tiles, conv.filters), x.dtype)
         chunks = []
@@ -312,39 +313,48 @@ class WinogradConvReluPool(SlotMajorConvReluPool):
             # Kept for the backward pass: one array per chunk.
             transformed = workspace.get(f"winograd_input{k}", (16, rows.stop - rows.start,
                                                                x.shape[-1]), x.dtype)
-            winograd.input_transform(xp[part], self.pooled_shape, transformed, workspace)
+            winograd.input_transform(split[part], self.pooled_shape, transformed, workspace)
             products = workspace.get("winograd_products", (16, len(transformed[0]), conv.filters),
                                      x.dtype)
             np.matmul(transformed, kernel, out=products)
             y[rows], mask = self._pool_activate(winograd.output_transform(products, workspace))
             chunks.append((part, rows, transformed, mask))
-        self._cache = (xp.shape, kernel, chunks)
+        self._cache = (x.shape, kernel, chunks)
         return y.reshape(len(x), *self.pooled_shape, conv.filters)
+
+    def _split_shape(self, x_shape):
+        """Shape of the padded input with its even and odd columns apart: ``(N, Hp, 2, Wp/2, C)``."""
+        _, height, width, channels = padded_shape(x_shape, self.conv.pads)
+        return (x_shape[0], height, 2, width // 2, channels)
 
     def _backward(self, dy):
         if not self._winograd:
             return super()._backward(dy)
         conv, workspace = self.conv, self.conv.workspace
-        padded_shape, kernel, chunks = self._cache
+        x_shape, kernel, chunks = self._cache
         dy = dy.reshape(-1, conv.filters)
         d_kernel = np.zeros_like(kernel)                                          # (16, C, F)
         d_bias = np.zeros(conv.filters, dy.dtype)
-        dxp = np.empty(padded_shape, dy.dtype) if conv.input_grad_needed else None
+        d_split = None
+        if conv.input_grad_needed:
+            d_split = workspace.get("winograd_d_split", self._split_shape(x_shape), dy.dtype)
         for part, rows, transformed, mask in chunks:
             d_slots, d_chunk_bias = self._slot_gradients(dy[rows], mask)
             d_bias += d_chunk_bias
             d_products = winograd.output_transform_adjoint(d_slots, workspace)    # (16, q, F)
             d_kernel += np.matmul(transformed.transpose(0, 2, 1), d_products)
-            if dxp is not None:
+            if d_split is not None:
                 d_transformed = workspace.get("winograd_d_input", transformed.shape,
                                               transformed.dtype)
                 np.matmul(d_products, kernel.transpose(0, 2, 1), out=d_transformed)
-                winograd.input_transform_adjoint(d_transformed, dxp[part].shape,
-                                                 self.pooled_shape, dxp[part], workspace)
+                winograd.input_transform_adjoint(d_transformed, d_split[part].shape,
+                                                 self.pooled_shape, d_split[part], workspace)
         conv.grads["kernel"] = winograd.kernel_transform_adjoint(d_kernel)
         if conv.use_bias:
             conv.grads["bias"] = d_bias
-        return None if dxp is None else unpad_spatial(dxp, conv.pads)
+        if d_split is None:
+            return None
+        return winograd.merge_columns(d_split, conv.pads, np.empty(x_shape, dy.dtype))
 
 
 def execution_plan(layers, fuse=True):

@@ -16,14 +16,18 @@ method's arithmetic, at the price of the transforms (additions over planes of th
 MNIST example's second layer (32 channels, 64 filters, batch 32) the three products took 3.8 ms instead
 of 7.7 ms, already at the core's peak, and the whole fused step went from 11.4 to 9.7 ms.
 
-Shapes: the padded input ``xp`` is ``(N, 2·th + 2, 2·tw + 2, C)``; it has ``th × tw`` tiles per sample,
+Shapes: the padded input is ``(N, 2·th + 2, 2·tw + 2, C)``; it has ``th × tw`` tiles per sample,
 ``T = N·th·tw`` in all, in the row-major order ``(n, i, j)``. Tile ``(n, i, j)`` reads rows ``2i .. 2i+3``
 and columns ``2j .. 2j+3`` and gives outputs ``(2i + a, 2j + b)`` for ``a, b`` in ``{0, 1}``.
 Transformed arrays keep the 16 basis elements first: ``V`` is ``(16, T, C)``, ``U`` is ``(16, C, F)``,
 ``M`` is ``(16, T, F)``, and the outputs are the four planes ``(4, T, F)`` of positions ``(a, b)``.
 
-Each transform works one axis at a time, rows first: a row of the padded input is one contiguous run,
-so the first pass reads long runs (the column pass reads ``C`` values at a time).
+Each transform works one axis at a time. Along rows, the four rows of every tile are whole rows of the
+input, long contiguous runs. Along columns, a tile's columns ``2j .. 2j+3`` are ``C`` values apart,
+and NumPy handles runs of ``C`` values several times slower than long runs. So the padded input is
+stored with its even and odd columns apart, *split*: ``(N, Hp, 2, Wp/2, C)``. Then the columns
+``2j, 2j+1, 2j+2, 2j+3`` of all tiles ``j`` of a row are four contiguous runs (even ``j``, odd ``j``,
+even ``j+1``, odd ``j+1``), and only :func:`split_columns` and :func:`merge_columns` move runs of ``C``.
 """
 
 import numpy as np
@@ -39,19 +43,55 @@ def _along(first, second, third, fourth, out):
     np.subtract(second, fourth, out=out[3])
 
 
-def input_transform(xp, tiles, out=None, workspace=None):
-    """``V = Bᵀ d B`` for every 4×4 tile ``d`` of ``xp`` (N, 2·th+2, 2·tw+2, C): ``(16, T, C)``.
+def _column_parities(width, pad_before):
+    """For each parity ``p`` of the padded columns: ``(first, count, slot)`` — the input columns
+    ``first, first + 2, ...`` (``count`` of them) land at padded columns ``2·slot + p, 2·(slot+1) + p, ...``."""
+    parities = []
+    for parity in (0, 1):
+        first = (parity - pad_before) % 2
+        count = len(range(first, width, 2))
+        parities.append((first, count, (first + pad_before) // 2))
+    return parities
+
+
+def split_columns(x, pads, out):
+    """Pad ``x`` (N, H, W, C) by ``pads`` (as convolutions give them) into ``out``, split:
+    ``out[n, r, p, k]`` is padded cell ``(r, 2k + p)``. Only the interior is written: ``out`` must
+    hold zeros elsewhere (a workspace array filled once)."""
+    (top, _), (left, _) = pads
+    rows = slice(top, top + x.shape[1])
+    for parity, (first, count, slot) in enumerate(_column_parities(x.shape[2], left)):
+        out[:, rows, parity, slot:slot + count] = x[:, :, first::2]
+    return out
+
+
+def merge_columns(split, pads, out):
+    """The inverse of :func:`split_columns`: the interior of ``split`` (N, Hp, 2, Wp/2, C) as
+    ``out`` (N, H, W, C)."""
+    (top, _), (left, _) = pads
+    rows = slice(top, top + out.shape[1])
+    for parity, (first, count, slot) in enumerate(_column_parities(out.shape[2], left)):
+        out[:, :, first::2] = split[:, rows, parity, slot:slot + count]
+    return out
+
+
+def input_transform(split, tiles, out=None, workspace=None):
+    """``V = Bᵀ d B`` for every 4×4 tile ``d`` of the split padded input ``split`` (N, 2·th+2, 2,
+    tw+1, C): ``(16, T, C)``.
 
     ``tiles`` is ``(th, tw)``; the result goes into ``out`` when given, temporaries into ``workspace``.
     """
-    batch, _, width, channels = xp.shape
+    batch, _, _, half_width, channels = split.shape
     th, tw = tiles
-    rows = scratch(workspace, "winograd_rows", (4, batch, th, width, channels), xp.dtype)  # Bᵀ d
-    _along(*(xp[:, r:r + 2 * th:2] for r in range(4)), out=rows)
+    rows = scratch(workspace, "winograd_rows", (4, batch, th, 2, half_width, channels),
+                   split.dtype)                                        # Bᵀ d, whole rows
+    _along(*(split[:, r:r + 2 * th:2] for r in range(4)), out=rows)
     if out is None:
-        out = np.empty((16, batch * th * tw, channels), xp.dtype)
+        out = np.empty((16, batch * th * tw, channels), split.dtype)
     planes = out.reshape(4, 4, batch, th, tw, channels)
-    _along(*(rows[:, :, :, s:s + 2 * tw:2] for s in range(4)), out=planes.transpose(1, 0, 2, 3, 4, 5))
+    even, odd = rows[:, :, :, 0], rows[:, :, :, 1]
+    _along(even[..., :tw, :], odd[..., :tw, :], even[..., 1:, :], odd[..., 1:, :],
+           out=planes.transpose(1, 0, 2, 3, 4, 5))
     return out
 
 
@@ -116,40 +156,36 @@ def output_transform_adjoint(dy, workspace=None):
     return out
 
 
-def _scatter_along(d_first, d_second, d_third, d_fourth, target, axis):
-    """Add ``B [d_first .. d_fourth]`` (the input transform's adjoint along ``axis``) to the 4-wide
-    windows at stride 2 of ``target``, whose length along ``axis`` is ``2·tiles + 2``.
+def _scatter(d_first, d_second, d_third, d_fourth, at, tail):
+    """Add ``B [d_first .. d_fourth]`` (the input transform's adjoint along one axis) to the four
+    offsets of every tile: ``at`` holds the four target views, ``tail`` the cells past the last tile's
+    first two (only offsets 2 and 3 reach them).
 
-    Offsets 0 and 1 of consecutive windows never overlap, so they are assigned; 2 and 3 are added.
+    Offsets 0 and 1 of consecutive tiles never overlap, so they are assigned; 2 and 3 are added.
     """
-    tiles = d_first.shape[axis]
-
-    def at(offset):
-        index = [slice(None)] * target.ndim
-        index[axis] = slice(offset, offset + 2 * tiles, 2)
-        return target[tuple(index)]
-
-    tail = [slice(None)] * target.ndim
-    tail[axis] = slice(2 * tiles, None)
-    target[tuple(tail)] = 0                        # the last two cells only receive additions
-    at(0)[...] = d_first
-    np.subtract(d_second, d_third, out=at(1))
-    at(1)[...] += d_fourth
-    at(2)[...] += d_second + d_third - d_first
-    at(3)[...] -= d_fourth
+    tail[...] = 0
+    at[0][...] = d_first
+    np.subtract(d_second, d_third, out=at[1])
+    at[1][...] += d_fourth
+    at[2][...] += d_second + d_third - d_first
+    at[3][...] -= d_fourth
 
 
-def input_transform_adjoint(d_transformed, padded_shape, tiles, out=None, workspace=None):
-    """The gradient of the padded input ``(N, 2·th+2, 2·tw+2, C)`` from that of ``V``, ``(16, T, C)``:
-    ``B dV Bᵀ`` for every tile, summed where tiles overlap. It is written into ``out`` when given (every
-    element is), else into a new array; temporaries go into ``workspace``."""
-    batch, height, width, channels = padded_shape
+def input_transform_adjoint(d_transformed, split_shape, tiles, out=None, workspace=None):
+    """The gradient of the split padded input ``(N, 2·th+2, 2, tw+1, C)`` from that of ``V``,
+    ``(16, T, C)``: ``B dV Bᵀ`` for every tile, summed where tiles overlap. It is written into ``out``
+    when given (every element is), else into a new array; temporaries go into ``workspace``."""
+    batch, height, _, half_width, channels = split_shape
     th, tw = tiles
     d = d_transformed.reshape(4, 4, batch, th, tw, channels)
-    rows = scratch(workspace, "winograd_d_rows", (4, batch, th, width, channels),
+    rows = scratch(workspace, "winograd_d_rows", (4, batch, th, 2, half_width, channels),
                    d_transformed.dtype)
-    _scatter_along(d[:, 0], d[:, 1], d[:, 2], d[:, 3], rows, axis=3)   # columns, for each row
+    even, odd = rows[:, :, :, 0], rows[:, :, :, 1]
+    _scatter(d[:, 0], d[:, 1], d[:, 2], d[:, 3],                       # columns, for each row
+             at=(even[..., :tw, :], odd[..., :tw, :], even[..., 1:, :], odd[..., 1:, :]),
+             tail=rows[..., tw:, :])
     if out is None:
-        out = np.empty(padded_shape, d_transformed.dtype)
-    _scatter_along(rows[0], rows[1], rows[2], rows[3], out, axis=1)
+        out = np.empty(split_shape, d_transformed.dtype)
+    _scatter(rows[0], rows[1], rows[2], rows[3],
+             at=[out[:, r:r + 2 * th:2] for r in range(4)], tail=out[:, 2 * th:])
     return out
