@@ -47,7 +47,8 @@ def can_fuse(conv, pool):
 
 
 def pool_slots(slots):
-    """Max over the four slot planes ``slots`` (4, ...), overwriting them; returns ``(pooled, route)``.
+    """Max over the four slot planes ``slots`` (4, ...), overwriting them; returns ``(pooled, route)``,
+    where ``pooled`` is ``slots[0]``.
 
     ``route`` holds three boolean masks: which of each pair won (right over left in both rows, then
     bottom over top), ties going to the first, as in the unfused pool.
@@ -58,7 +59,7 @@ def pool_slots(slots):
     right_won_bottom = np.greater(bottom_right, bottom_left)
     np.maximum(bottom_left, bottom_right, out=bottom_left)
     bottom_won = np.greater(bottom_left, top_left)
-    pooled = np.maximum(top_left, bottom_left)
+    pooled = np.maximum(top_left, bottom_left, out=top_left)
     return pooled, (right_won_top, right_won_bottom, bottom_won)
 
 
@@ -232,7 +233,8 @@ class PatchConvReluPool(ConvReluPool):
         np.copyto(cols_t, patches)
         cols_t = cols_t.reshape(patches.shape[0] * patches.shape[1], -1)          # (P, Q)
         expanded = self._expanded_kernel()                                           # (4F, P)
-        slots = (expanded @ cols_t).reshape(4, filters, -1)                          # (4, F, Q)
+        slots = conv.workspace.get("patch_slots", (4, filters, cols_t.shape[1]), x.dtype)
+        np.matmul(expanded, cols_t, out=slots.reshape(4 * filters, -1))               # (4, F, Q)
         pooled, route = pool_slots(slots)
         if conv.use_bias:
             pooled += conv.params["bias"][:, None]
