@@ -11,7 +11,7 @@ on a quarter of the values; both commute with the maximum (``max(z) + b = max(z 
 Three layouts, chosen by the kernel and the number of input channels ``C`` (measured with
 ``Net.profile``):
 
-- **3×3 kernels, 12 channels or more, training** (:class:`WinogradConvReluPool`): Winograd's
+- **3×3 kernels, 6 channels or more, training** (:class:`WinogradConvReluPool`): Winograd's
   F(2×2, 3×3) (:mod:`modularcnn.kernels.winograd`) computes outputs in 2×2 blocks, which are exactly
   the pool windows; its four output planes are the four slots, and the products do 16/36 of the
   arithmetic.
@@ -279,13 +279,14 @@ class WinogradConvReluPool(SlotMajorConvReluPool):
     """
 
     #: With fewer input channels the products are too narrow to repay the transforms. Forward and
-    #: backward of a batch of 32 against the slot-major layout: 8 channels 1.55 against 1.28 ms,
-    #: 12 channels 2.03 against 2.28 ms, 32 channels (and 64 filters) 9.7 against 11.4 ms.
-    MIN_CHANNELS = 12
+    #: backward of a 14×14 batch of 32 against the slot-major layout: 4 channels (32 filters) 1.36
+    #: against 1.34 ms, 6 channels (16 filters) 1.08 against 1.18 ms, 32 channels (64 filters) 6.8
+    #: against 9.7 ms.
+    MIN_CHANNELS = 6
     #: A batch goes through in chunks of samples whose transformed input and products take about this
     #: many bytes, so that each product is transformed while it is still in the core's cache (L2).
-    #: Measured for the Keras example's second layer, batch 32, forward and backward: 7.6 ms in one
-    #: go, 6.2 ms in chunks of 8 samples (2.4 MB), 6.5 ms in chunks of 4.
+    #: Measured for the Keras example's second layer, batch 32, forward and backward: 8.9 ms in one
+    #: go, 6.4 ms in chunks of 8 samples (2.4 MB), 6.7 ms in chunks of 4.
     CHUNK_BYTES = 5 * 2**19
 
     def forward(self, x, training=False):

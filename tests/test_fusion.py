@@ -80,7 +80,7 @@ def test_winograd_training_in_chunks_of_samples_matches_the_layers(monkeypatch, 
 
 
 @pytest.mark.parametrize("channels, kernel, layout", [
-    (1, 3, PatchConvReluPool), (12, 3, WinogradConvReluPool), (11, 3, SlotMajorConvReluPool),
+    (1, 3, PatchConvReluPool), (6, 3, WinogradConvReluPool), (5, 3, SlotMajorConvReluPool),
     (12, (3, 5), SlotMajorConvReluPool),
 ])
 def test_the_layout_follows_the_kernel_and_channels(channels, kernel, layout):
