@@ -20,7 +20,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .windows import padded_shape, pad_spatial, unpad_spatial, window_slices
+from .windows import pad_spatial, padded_shape, unpad_spatial, window_slices
 from .workspace import scratch
 
 

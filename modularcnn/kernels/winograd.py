@@ -126,7 +126,7 @@ def output_transform(products, workspace=None):
     ``(0, 0), (0, 1), (1, 0), (1, 1)`` of every 2×2 output block (in ``workspace`` when given)."""
     m = products.reshape(4, 4, *products.shape[1:])
     rows = scratch(workspace, "winograd_output_rows", (2, 4, *products.shape[1:]),
-                    products.dtype)                                    # Aᵀ M
+                   products.dtype)                                     # Aᵀ M
     np.add(m[0], m[1], out=rows[0])
     rows[0] += m[2]
     np.subtract(m[1], m[2], out=rows[1])
@@ -176,7 +176,7 @@ def input_transform_adjoint(d_transformed, split_shape, tiles, out=None, workspa
     """The gradient of the split padded input ``(N, 2·th+2, 2, tw+1, C)`` from that of ``V``,
     ``(16, T, C)``: ``B dV Bᵀ`` for every tile, summed where tiles overlap. It is written into ``out``
     when given (every element is), else into a new array; temporaries go into ``workspace``."""
-    batch, height, _, half_width, channels = split_shape
+    batch, _, _, half_width, channels = split_shape
     th, tw = tiles
     d = d_transformed.reshape(4, 4, batch, th, tw, channels)
     rows = scratch(workspace, "winograd_d_rows", (4, batch, th, 2, half_width, channels),
