@@ -27,8 +27,6 @@ Ties in the pool go to the first slot in row-major order, as in the unfused laye
 False`` turns fusion off (the tests compare both ways).
 """
 
-import itertools
-
 import numpy as np
 
 from .activations import ReLU
@@ -301,7 +299,7 @@ class WinogradConvReluPool(SlotMajorConvReluPool):
         per_sample = 16 * tiles * (x.shape[-1] + self.conv.filters) * x.itemsize
         count = -(-len(x) * per_sample // self.CHUNK_BYTES)
         bounds = [len(x) * k // count for k in range(count + 1)]
-        return [slice(lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
+        return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
 
     def _forward(self, x):
         if not self._winograd:
