@@ -15,9 +15,10 @@ Three layouts, chosen by the kernel and the number of input channels ``C`` (meas
   F(2×2, 3×3) (:mod:`modularcnn.kernels.winograd`) computes outputs in 2×2 blocks, which are exactly
   the pool windows; its four output planes are the four slots, and the products do 16/36 of the
   arithmetic.
-- **Other kernels, several channels** (:class:`SlotMajorConvReluPool`): im2col rows are ordered by
-  slot first — row ``(a, b, n, i, j)`` holds the window of output pixel ``(2i + a, 2j + b)`` of sample ``n`` — so the
-  product with the kernel, ``(4Q, K) @ (K, F)``, is four ``(Q, F)`` planes, already channels-last.
+- **Several channels otherwise, and in inference** (:class:`SlotMajorConvReluPool`): im2col rows
+  are ordered by slot first — row ``(a, b, n, i, j)`` holds the window of output pixel
+  ``(2i + a, 2j + b)`` of sample ``n`` — so the product with the kernel, ``(4Q, K) @ (K, F)``, is four
+  ``(Q, F)`` planes, already channels-last.
 - **One channel** (:class:`PatchConvReluPool`): a window row would be ``kw`` single values, each copied on
   its own. Instead, each pool window reads one ``(kh+1) × (kw+1)`` *patch* (the union of its four
   windows, at stride 2), a quarter of the copying; the kernel is expanded to four shifted copies padded
