@@ -47,21 +47,23 @@ def can_fuse(conv, pool):
             and conv.out_spatial[0] % 2 == 0 and conv.out_spatial[1] % 2 == 0)
 
 
-def pool_slots(slots):
+def pool_slots(slots, route=True):
     """Max over the four slot planes ``slots`` (4, ...), overwriting them; returns ``(pooled, route)``,
     where ``pooled`` is ``slots[0]``.
 
     ``route`` holds three boolean masks: which of each pair won (right over left in both rows, then
-    bottom over top), ties going to the first, as in the unfused pool.
+    bottom over top), ties going to the first, as in the unfused pool. It is None when not asked for.
     """
     top_left, top_right, bottom_left, bottom_right = slots
-    right_won_top = np.greater(top_right, top_left)
+    masks = None
+    if route:
+        masks = (np.greater(top_right, top_left), np.greater(bottom_right, bottom_left))
     np.maximum(top_left, top_right, out=top_left)
-    right_won_bottom = np.greater(bottom_right, bottom_left)
     np.maximum(bottom_left, bottom_right, out=bottom_left)
-    bottom_won = np.greater(bottom_left, top_left)
+    if route:
+        masks += (np.greater(bottom_left, top_left),)
     pooled = np.maximum(top_left, bottom_left, out=top_left)
-    return pooled, (right_won_top, right_won_bottom, bottom_won)
+    return pooled, masks
 
 
 def unpool_slots(d, route, out=None):
@@ -107,20 +109,23 @@ class ConvReluPool:
         bounds memory (10,000 images in batches of 1,000 would otherwise need 225 MB for the Keras
         example CNN's second layer)."""
         self.conv.check_input(x)
-        self._unsliced_input = None
+        self._training = training
         if training:
+            self._inference_input = None
             return self._forward(x)
-        y, sliced = in_sample_slices(self._forward, x, self.scratch_values(1) * x.itemsize,
-                                     (*self.pooled_shape, self.conv.filters),
-                                     self.conv.INFERENCE_WINDOW_BYTES)
-        if sliced:
-            self._unsliced_input = x  # a backward pass needs the whole batch's windows: redone then
+        # Inference keeps nothing for a backward pass (no pool routes or ReLU masks: a single image
+        # takes 8 operations fewer); a backward pass after it redoes the forward pass in training mode.
+        self._inference_input = x
+        y, _ = in_sample_slices(self._forward, x, self.scratch_values(1) * x.itemsize,
+                                (*self.pooled_shape, self.conv.filters),
+                                self.conv.INFERENCE_WINDOW_BYTES)
         return y
 
     def backward(self, dy):
-        if self._unsliced_input is not None:
-            self._forward(self._unsliced_input)
-            self._unsliced_input = None
+        if self._inference_input is not None:
+            self._training = True
+            self._forward(self._inference_input)
+            self._inference_input = None
         return self._backward(dy)
 
     # The two layouts with channels-last slot planes (4, Q, F) share what follows the product.
@@ -128,13 +133,14 @@ class ConvReluPool:
     def _pool_activate(self, slots):
         """Pool the slot planes ``slots`` (4, Q, F), then add the bias and apply ReLU.
 
-        Returns ``(y, mask)``: the output rows ``(Q, F)`` and what the backward pass needs of them.
+        Returns ``(y, mask)``: the output rows ``(Q, F)`` and what the backward pass needs of them
+        (None in inference).
         """
-        pooled, route = pool_slots(slots)
+        pooled, route = pool_slots(slots, route=self._training)
         if self.conv.use_bias:
             pooled += self.conv.params["bias"]
-        positive = pooled > 0
-        return np.maximum(pooled, 0, out=pooled), (route, positive)
+        mask = (route, pooled > 0) if self._training else None
+        return np.maximum(pooled, 0, out=pooled), mask
 
     def _slot_gradients(self, dy, mask):
         """The gradient of the slot planes, ``(4, Q, F)`` (in the workspace), from ``dy`` (N, Ho/2, Wo/2,
@@ -236,10 +242,10 @@ class PatchConvReluPool(ConvReluPool):
         expanded = self._expanded_kernel()                                           # (4F, P)
         slots = conv.workspace.get("patch_slots", (4, filters, cols_t.shape[1]), x.dtype)
         np.matmul(expanded, cols_t, out=slots.reshape(4 * filters, -1))               # (4, F, Q)
-        pooled, route = pool_slots(slots)
+        pooled, route = pool_slots(slots, route=self._training)
         if conv.use_bias:
             pooled += conv.params["bias"][:, None]
-        positive = pooled > 0
+        positive = pooled > 0 if self._training else None
         np.maximum(pooled, 0, out=pooled)
         self._cache = (x.shape, cols_t, expanded, route, positive)
         return np.ascontiguousarray(pooled.T).reshape(len(x), *self.pooled_shape, filters)
@@ -290,10 +296,6 @@ class WinogradConvReluPool(SlotMajorConvReluPool):
     #: go, 6.4 ms in chunks of 8 samples (2.4 MB), 6.7 ms in chunks of 4.
     CHUNK_BYTES = 5 * 2**19
 
-    def forward(self, x, training=False):
-        self._winograd = training
-        return super().forward(x, training)
-
     def _chunks(self, x):
         """Slices of samples of ``x`` (N, H, W, C) of nearly equal sizes, about ``CHUNK_BYTES`` each."""
         tiles = self.pooled_shape[0] * self.pooled_shape[1]
@@ -303,7 +305,7 @@ class WinogradConvReluPool(SlotMajorConvReluPool):
         return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
 
     def _forward(self, x):
-        if not self._winograd:
+        if not self._training:
             return super()._forward(x)
         conv, workspace = self.conv, self.conv.workspace
         tiles = self.pooled_shape[0] * self.pooled_shape[1]
@@ -332,8 +334,6 @@ class WinogradConvReluPool(SlotMajorConvReluPool):
         return (x_shape[0], height, 2, width // 2, channels)
 
     def _backward(self, dy):
-        if not self._winograd:
-            return super()._backward(dy)
         conv, workspace = self.conv, self.conv.workspace
         x_shape, kernel, chunks = self._cache
         dy = dy.reshape(-1, conv.filters)

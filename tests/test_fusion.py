@@ -139,6 +139,28 @@ def test_float32_is_preserved_and_training_matches_unfused():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("channels, kernel, layout", [
+    (1, 3, PatchConvReluPool), (12, 3, WinogradConvReluPool), (3, 5, SlotMajorConvReluPool),
+])
+def test_a_backward_pass_after_inference_matches_one_after_training(channels, kernel, layout):
+    net = pair_net(channels, kernel // 2, kernel)
+    x = np.random.default_rng(5).standard_normal((3,) + net.input_shape)
+    results = []
+    for training in (True, False):
+        y = net.forward(x, training=training)
+        step = net._plan[0]
+        assert type(step) is layout
+        if not training:
+            assert step._inference_input is x       # nothing else kept: redone by the backward pass
+        dx = net.backward(np.cos(np.arange(y.size)).reshape(y.shape))
+        results.append((y, dx, {key: g.copy() for key, g in net.layers[0].grads.items()}))
+    (y_t, dx_t, g_t), (y_i, dx_i, g_i) = results
+    np.testing.assert_allclose(y_i, y_t, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx_i, dx_t, rtol=1e-12, atol=1e-12)
+    for key in g_t:
+        np.testing.assert_allclose(g_i[key], g_t[key], rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("channels, kernel", [(1, 3), (12, 3), (3, 3)])
 def test_large_inference_batches_go_in_slices_with_the_same_results(monkeypatch, channels, kernel):
     net = pair_net(channels, kernel // 2, kernel)
