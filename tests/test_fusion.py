@@ -124,16 +124,18 @@ def test_other_pairs_run_unfused(make):
     net.forward(np.ones((2, 8, 6, 1)), training=True)
 
 
-def test_float32_is_preserved_and_training_matches_unfused():
+@pytest.mark.parametrize("channels", [1, 3, 12])    # patches, slot-major, Winograd
+def test_float32_is_preserved_and_training_matches_unfused(channels):
     rng = np.random.default_rng(0)
-    x = rng.random((64, 8, 6, 1)).astype(np.float32)
+    x = rng.random((64, 8, 6, channels)).astype(np.float32)
     y = rng.integers(0, 3, 64)
     weights = []
     for fusion in (True, False):
-        net = pair_net(1, 1, dtype="float32", seed=3)
+        net = pair_net(channels, 1, dtype="float32", seed=3)
         net.fusion = fusion
         assert net.predict(x).dtype == np.float32
         net.fit(x, y, epochs=2, batch_size=16, verbose=0)
+        assert all(w.dtype == np.float32 for w in net.get_weights())
         weights.append(net.get_weights())
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
