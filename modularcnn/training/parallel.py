@@ -51,7 +51,7 @@ SPIN_SECONDS = 0.005
 WORKER_COMMAND = (sys.executable, "-m", "modularcnn.training.worker")
 #: glibc's allocator gives freed memory at the top of its heap back to the system once more than a
 #: threshold is free, and each multi-megabyte array of the next step then takes a page fault per 4 KiB
-#: when first written: measured, 700 faults and a fifth of a training step. A worker's arrays have the
+#: when first written: measured, 740 faults and an eighth of a cnn32 step. A worker's arrays have the
 #: same sizes every step, so it keeps them (arrays below 32 MiB come from the heap, which is trimmed
 #: only above 256 MiB free). Other allocators ignore these variables.
 _MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}
