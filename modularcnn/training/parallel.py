@@ -50,11 +50,12 @@ SPIN_SECONDS = 0.005
 #: How a worker process is started (tests replace it to simulate failing workers).
 WORKER_COMMAND = (sys.executable, "-m", "modularcnn.training.worker")
 #: glibc's allocator gives freed memory at the top of its heap back to the system once more than a
-#: threshold is free, and each multi-megabyte array of the next step then takes a page fault per 4 KiB
-#: when first written: measured, 740 faults and an eighth of a cnn32 step. A worker's arrays have the
-#: same sizes every step, so it keeps them (arrays below 32 MiB come from the heap, which is trimmed
-#: only above 256 MiB free). Other allocators ignore these variables.
-_MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}
+#: threshold is free, and each multi-megabyte array of the next step then takes a page fault per
+#: 4 KiB when first written: measured, 740 faults and an eighth of a cnn32 step. A worker's arrays
+#: have the same sizes every step, so it keeps them (arrays below 32 MiB come from the heap, which is
+#: trimmed only above 256 MiB free). Other allocators ignore these variables.
+_MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
+                    "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}
 _BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                           "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
