@@ -4,8 +4,7 @@ import math
 
 import numpy as np
 
-from .. import activations
-from .base import Layer, register_layer
+from .base import ActivatedLayer, Layer, register_layer
 
 
 @register_layer
@@ -60,35 +59,26 @@ class Reshape(Layer):
 
 
 @register_layer
-class Activation(Layer):
+class Activation(ActivatedLayer):
     """Apply an activation function element-wise (softmax: over the last axis).
 
     ``Activation("relu")``, ``Activation("leakyrelu", alpha=0.1)``; names in
-    :func:`modularcnn.activations.names`.
+    :func:`modularcnn.activations.names`. The pre-activation is this layer's input.
     """
 
     def __init__(self, activation, alpha=None, **kwargs):
-        super().__init__(**kwargs)
-        self.activation = activations.get(activation, alpha=alpha)
+        super().__init__(activation=activation, alpha=alpha, **kwargs)
 
     def forward(self, x, training=False):
         self.check_input(x)
+        # Not the in-place activate(): x belongs to the layer below (or the caller).
         a = self.activation.forward(x)
         self.preactivation, self._a = x, a
         return a
 
-    def backward(self, dy):
-        return self.activation.backward(dy, self.preactivation, self._a)
-
     def backward_preactivation(self, dz):
         """The gradient before the activation is the gradient of this layer's input."""
         return dz
-
-    def get_config(self):
-        config = {**super().get_config(), "activation": self.activation.name}
-        if hasattr(self.activation, "alpha"):
-            config["alpha"] = self.activation.alpha
-        return config
 
 
 @register_layer
