@@ -1,5 +1,6 @@
-"""Configurable objects — initialisers, losses, optimizers, schedules — and their look-up by name or
-serialised config: ``get("adam")``, ``get({"class_name": "Adam", "config": {...}})``, ``serialize(obj)``."""
+"""Configurable objects — initialisers, losses, optimizers, schedules, metrics — and their look-up by
+name or serialised config: ``get("adam")``, ``get({"class_name": "Adam", "config": {...}})``,
+``serialize(obj)``."""
 
 
 class Configurable:
@@ -51,10 +52,9 @@ class Catalog:
         """An object from a name (default settings), an instance, a class or a serialised dict."""
         if isinstance(identifier, self.base):
             return identifier
-        if isinstance(identifier, type) and issubclass(identifier, self.base):
-            return identifier()
-        if isinstance(identifier, str):
-            cls = self.lookup(identifier)
+        is_class = isinstance(identifier, type) and issubclass(identifier, self.base)
+        if is_class or isinstance(identifier, str):
+            cls = identifier if is_class else self.lookup(identifier)
             try:
                 return cls()
             except TypeError as err:

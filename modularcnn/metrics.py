@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 
+from .catalog import Catalog, Configurable
 from .mathutils import align_to, as_float_array
 
 __all__ = [
@@ -276,7 +277,7 @@ _ALIASES = {
 _TOP_K_NAME = re.compile(r"top_(\d+)_accuracy")
 
 
-class Metric:
+class Metric(Configurable):
     """A named batch metric: one of this module's functions with fixed keyword options.
 
     ``Metric("top_k_accuracy", name="top_3_accuracy", k=3)(y_true, y_pred) -> float``
@@ -311,13 +312,6 @@ class Metric:
     def get_config(self):
         return {"function": self.function, "name": self.name, **self.options}
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        return f"Metric({self.function!r}, name={self.name!r}, **{self.options!r})"
-
 
 def _all_names():
     return sorted(set(_ALIASES) | {"top_<k>_accuracy"})
@@ -347,24 +341,14 @@ def get(identifier):
         if match and int(match.group(1)) >= 1:
             return Metric("top_k_accuracy", name=name, k=int(match.group(1)))
         raise ValueError(f"Unknown metric {identifier!r}. Valid names: {', '.join(_all_names())}.")
-    if isinstance(identifier, dict):
-        if identifier.get("class_name") != "Metric":
-            raise ValueError(
-                "A metric config dict needs 'class_name': 'Metric' and a 'config'; "
-                f"received {identifier!r}."
-            )
-        try:
-            return Metric.from_config(identifier.get("config") or {})
-        except TypeError as err:
-            raise ValueError(f"Invalid metric config: {err}") from None
-    raise ValueError(
-        f"Expected a metric name, Metric or config dict, received {type(identifier).__name__}: "
-        f"{identifier!r}."
-    )
+    return _CATALOG.get(identifier)
 
 
 def serialize(metric):
     """Return ``{"class_name": "Metric", "config": ...}``; ``get`` turns it back into a Metric."""
-    if not isinstance(metric, Metric):
-        raise ValueError(f"Expected a Metric, received {type(metric).__name__}.")
-    return {"class_name": "Metric", "config": metric.get_config()}
+    return _CATALOG.serialize(metric)
+
+
+# Names are this module's own (aliases with options, top_<k>_accuracy); instances and configs go
+# through the catalog like every other configurable object.
+_CATALOG = Catalog("metric", Metric, (Metric,))

@@ -35,8 +35,8 @@ def compile(net, optimizer="adam", loss="cross_entropy", metrics=("accuracy",)):
         metrics = (metrics,)
     net.optimizer = optimizers.get(optimizer)
     net.loss = losses.get(loss)
-    net.metrics = [(m if isinstance(m, str) else getattr(metrics_module.get(m), "name", "metric"),
-                    metrics_module.get(m)) for m in (metrics or ())]
+    chosen = [(m, metrics_module.get(m)) for m in (metrics or ())]
+    net.metrics = [(m if isinstance(m, str) else metric.name, metric) for m, metric in chosen]
     net.compiled = True
     net._objective = None
 
