@@ -99,8 +99,9 @@ def test_ties_and_dead_units_route_like_the_layers(channels):
     net = pair_net(channels, 1, use_bias=False, height=4, width=4)
     net.layers[0].params["kernel"][:] = 0
     net.layers[0].params["kernel"][1, 1, 0, :] = 1   # output = input: ties wherever the input ties
-    x = np.ones((2, 4, 4, channels))
+    x = np.ones((3, 4, 4, channels))
     x[1] = -1                                          # all negative: ReLU kills every unit
+    x[2, ..., 0] = np.tile([[1, 2], [2, 0]], (2, 2))   # top-right and bottom-left tie in each window
     (y_fused, dx_fused, _), (y_plain, dx_plain, _) = run(net, x, True), run(net, x, False)
     np.testing.assert_array_equal(y_fused, y_plain)
     # The gradient reaches exactly the same cells (the sums may differ in the last bit).

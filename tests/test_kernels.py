@@ -89,6 +89,16 @@ def test_max_pool_ties_go_to_the_first_cell_only():
     np.testing.assert_array_equal(dx[0, :, :, 0], [[1, 0], [0, 0]])
 
 
+@pytest.mark.parametrize("height", [2, 3])     # the 2x2 path, and the general one (odd height)
+def test_max_pool_partial_ties_go_to_the_first_cell_in_row_major_order(height):
+    x = np.zeros((1, height, 2, 1))
+    x[0, :2, :, 0] = [[1, 2], [2, 0]]            # top-right and bottom-left tie for the maximum
+    pads = ((0, 0), (0, 0))
+    y, route = max_pool_forward(x, (2, 2), (2, 2), pads, (1, 1))
+    dx = max_pool_backward(np.ones_like(y), route, x.shape, (2, 2), (2, 2), pads)
+    np.testing.assert_array_equal(dx[0, :2, :, 0], [[0, 1], [0, 0]])
+
+
 def test_pool_backward_preserves_float32():
     x = np.random.default_rng(5).standard_normal((2, 4, 4, 3)).astype(np.float32)
     pads = ((0, 0), (0, 0))

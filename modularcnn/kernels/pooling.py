@@ -4,9 +4,10 @@ Both loop over the ``prod(pool)`` offsets inside a window (4 for a 2×2 pool), e
 strided slice of shape ``(N, *O, C)``; overlapping windows (e.g. 3 with stride 2) need nothing special.
 Max pooling remembers which offset won as a small integer per output (not a float mask the size of the
 input); ties go to the first offset, as in NumPy's ``argmax`` and PyTorch. The usual 2×2 pool with
-stride 2 has its own path, two pairwise maxima with boolean masks, about four times faster; it breaks
-a tie first between the window's rows, then its columns. Either way each window's gradient goes to
-exactly one cell.
+stride 2 has its own path, pairwise maxima over the four *quarters* of the windows (one plane per cell
+of the window) with boolean masks, about four times faster; the fused conv + pool steps
+(:mod:`modularcnn.fusion`) use the same two functions on planes they compute directly. Ties go to the
+first cell in row-major order on every path, and each window's gradient goes to exactly one cell.
 """
 
 import numpy as np
@@ -21,33 +22,45 @@ def _is_plain_2x2(x_shape, pool_size, stride, pads):
             and not any(b or a for b, a in pads) and x_shape[1] % 2 == 0 and x_shape[2] % 2 == 0)
 
 
-def _max_pool_2x2_forward(x):
-    """2×2 max pool as two pairwise maxima: rows first (long contiguous runs), then columns.
+def window_quarters(a):
+    """The four cells of every 2×2 window of ``a`` (N, H, W, C), H and W even, as four views
+    ``(N, H/2, W/2, C)`` in row-major order: top-left, top-right, bottom-left, bottom-right."""
+    n, h, w, c = a.shape
+    cells = a.reshape(n, h // 2, 2, w // 2, 2, c)
+    return [cells[:, :, row, :, column] for row in (0, 1) for column in (0, 1)]
 
-    Returns ``y`` (N, H/2, W/2, C) and the two boolean "second one won" masks the backward needs.
+
+def max_of_quarters(quarters, route=True, overwrite=False):
+    """Maximum over the four ``quarters`` of 2×2 windows (same-shape arrays, in row-major order).
+
+    Returns ``(pooled, route)``. ``route`` holds three boolean masks, which of each pair won (right over
+    left in both rows, then bottom over top), so ties go to the first cell in row-major order; it is
+    None when not asked for. With ``overwrite`` the top-left and bottom-left quarters (scratch arrays
+    of the caller) hold the row maxima, and ``pooled`` is the top-left one.
     """
-    n, h, w, c = x.shape
-    pairs = np.ascontiguousarray(x).reshape(n, h // 2, 2, w // 2, 2, c)
-    top, bottom = pairs[:, :, 0], pairs[:, :, 1]                 # (N, H/2, W/2, 2, C)
-    bottom_won = np.greater(bottom, top)
-    row_max = np.maximum(top, bottom)
-    left, right = row_max[..., 0, :], row_max[..., 1, :]          # (N, H/2, W/2, C)
-    right_won = np.greater(right, left)
-    return np.maximum(left, right), (bottom_won, right_won)
+    top_left, top_right, bottom_left, bottom_right = quarters
+    masks = None
+    if route:
+        masks = (np.greater(top_right, top_left), np.greater(bottom_right, bottom_left))
+    top = np.maximum(top_left, top_right, out=top_left if overwrite else None)
+    bottom = np.maximum(bottom_left, bottom_right, out=bottom_left if overwrite else None)
+    if route:
+        masks += (np.greater(bottom, top),)
+    return np.maximum(top, bottom, out=top), masks
 
 
-def _max_pool_2x2_backward(dy, masks, x_shape):
-    """Route ``dy`` back through the column choice, then the row choice (multiplications by masks)."""
-    bottom_won, right_won = masks
-    n, h, w, c = x_shape
-    by_column = np.empty(bottom_won.shape, dtype=dy.dtype)       # (N, H/2, W/2, 2, C)
-    np.multiply(dy, right_won, out=by_column[..., 1, :])
-    np.subtract(dy, by_column[..., 1, :], out=by_column[..., 0, :])
-    dx = np.empty(x_shape, dtype=dy.dtype)
-    pairs = dx.reshape(n, h // 2, 2, w // 2, 2, c)
-    np.multiply(by_column, bottom_won, out=pairs[:, :, 1])
-    np.subtract(by_column, pairs[:, :, 1], out=pairs[:, :, 0])
-    return dx
+def route_to_quarters(d, route, out):
+    """Send the pooled gradient ``d`` to the winning cell of each window: writes the four arrays of
+    ``out`` (quarters in row-major order, like ``d`` in shape) and returns ``out``. ``d`` is only read."""
+    right_won_top, right_won_bottom, bottom_won = route
+    top_left, top_right, bottom_left, bottom_right = out
+    np.multiply(d, bottom_won, out=bottom_left)           # the bottom row's share
+    np.subtract(d, bottom_left, out=top_left)             # the top row's share
+    np.multiply(top_left, right_won_top, out=top_right)
+    top_left -= top_right
+    np.multiply(bottom_left, right_won_bottom, out=bottom_right)
+    bottom_left -= bottom_right
+    return out
 
 
 def max_pool_forward(x, pool_size, stride, pads, out_shape, workspace=None):
@@ -56,7 +69,7 @@ def max_pool_forward(x, pool_size, stride, pads, out_shape, workspace=None):
     ``route`` is opaque to callers and goes back into :func:`max_pool_backward`.
     """
     if _is_plain_2x2(x.shape, pool_size, stride, pads):
-        return _max_pool_2x2_forward(x)
+        return max_of_quarters(window_quarters(x))
     xp = pad_spatial(x, pads, value=-np.inf, workspace=workspace)
     offsets = _offsets(pool_size)
     y = xp[window_slices(offsets[0], stride, out_shape)].copy()
@@ -76,7 +89,9 @@ def max_pool_forward(x, pool_size, stride, pads, out_shape, workspace=None):
 def max_pool_backward(dy, route, x_shape, pool_size, stride, pads):
     """Route ``dy`` (N, *O, C) to the input cell that was each window's maximum: ``(N, *S, C)``."""
     if _is_plain_2x2(x_shape, pool_size, stride, pads):
-        return _max_pool_2x2_backward(dy, route, x_shape)
+        dx = np.empty(x_shape, dtype=dy.dtype)
+        route_to_quarters(dy, route, window_quarters(dx))
+        return dx
     argmax = route
     dxp = np.zeros(padded_shape(x_shape, pads), dtype=dy.dtype)
     out_shape = dy.shape[1:-1]
