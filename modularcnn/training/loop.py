@@ -90,9 +90,7 @@ def _stop_on_interrupt():
 
 def train_step(net, objective, x, y):
     """One optimisation step on a prepared batch; returns ``(loss, outputs)``."""
-    outputs = net.forward(x, training=True)
-    value, grad, from_preactivation = objective.value_and_gradient(outputs, y)
-    net.backward(grad, input_gradient=False, preactivation=from_preactivation)
+    value, outputs = objective.backpropagate(x, y)
     net.optimizer.apply(net.trainable_params(), net.trainable_grads())
     return value, outputs
 

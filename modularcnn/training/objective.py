@@ -25,6 +25,7 @@ class Objective:
     """
 
     def __init__(self, net):
+        self.net = net
         self.loss = net.loss
         self.last = net.layers[-1]
         self.mode = "plain"
@@ -55,3 +56,17 @@ class Objective:
             return value, grad, False
         value, grad = self.loss.value_and_gradient(y, outputs)
         return value, grad, False
+
+    def backpropagate(self, x, y, weight=1.0):
+        """Forward pass of ``x`` in training mode, the loss against ``y``, and the backward pass, which
+        leaves the gradient of ``weight`` × the loss in every layer's ``grads``.
+
+        Returns ``(loss, outputs)``. A data-parallel worker weighs its rows' mean loss by their share
+        of the batch, so that the workers' gradients add up to the whole batch's.
+        """
+        outputs = self.net.forward(x, training=True)
+        value, grad, from_preactivation = self.value_and_gradient(outputs, y)
+        if weight != 1:
+            grad = grad * grad.dtype.type(weight)
+        self.net.backward(grad, input_gradient=False, preactivation=from_preactivation)
+        return value, outputs

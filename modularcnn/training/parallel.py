@@ -284,12 +284,8 @@ def _worker_network(header, shared):
 
 
 def _worker_step(net, objective, shared, grads, index, lo, hi, rows):
-    x, y = shared["x"][lo:hi], shared["y"][lo:hi]
-    outputs = net.forward(x, training=True)
-    value, grad, from_preactivation = objective.value_and_gradient(outputs, y)
     share = (hi - lo) / rows  # the loss is a mean over these rows: weigh it by their share
-    net.backward(grad * grad.dtype.type(share), input_gradient=False,
-                 preactivation=from_preactivation)
+    value, outputs = objective.backpropagate(shared["x"][lo:hi], shared["y"][lo:hi], weight=share)
     for key, gradient in net.trainable_grads().items():
         np.copyto(grads[key], gradient)
     shared["outputs"][lo:hi] = outputs
