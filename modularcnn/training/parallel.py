@@ -239,14 +239,14 @@ class DataParallel:
         for worker, _, _ in busy:
             worker.receive()
         grads = [self.grads[worker.index] for worker, _, _ in busy]
-        for key, total in self.total.items():
-            if len(grads) == 1:
-                np.copyto(total, grads[0][key])
-            else:
-                np.add(grads[0][key], grads[1][key], out=total)
+        total = grads[0]  # the optimizer only reads the gradients
+        if len(grads) > 1:
+            total = self.total
+            for key, summed in total.items():
+                np.add(grads[0][key], grads[1][key], out=summed)
                 for more in grads[2:]:
-                    total += more[key]
-        self.net.optimizer.apply(self.params, self.total)
+                    summed += more[key]
+        self.net.optimizer.apply(self.params, total)
         loss = float(sum(self.shared["loss"][worker.index] for worker, _, _ in busy))
         return loss, self.shared["outputs"][:rows].copy()
 
