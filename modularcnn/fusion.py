@@ -95,26 +95,35 @@ class ConvReluPool:
             self._inference_input = None
         return self._backward(dy)
 
-    # The two layouts with channels-last slot planes (4, Q, F) share what follows the product.
+    #: Whether the slot planes are ``(4, F, Q)`` (filters first) rather than ``(4, Q, F)``.
+    filters_first = False
+
+    # Every layout shares what follows the product: pool, bias and ReLU, and their backward.
 
     def _pool_activate(self, slots):
-        """Pool the slot planes ``slots`` (4, Q, F), then add the bias and apply ReLU.
+        """Pool the slot planes ``slots`` (4, Q, F) or (4, F, Q), then add the bias and apply ReLU.
 
-        Returns ``(y, mask)``: the output rows ``(Q, F)`` and what the backward pass needs of them
+        Returns ``(y, mask)``: the output ``(Q, F)`` or ``(F, Q)`` and what the backward pass needs of it
         (None in inference).
         """
         pooled, route = max_of_quarters(slots, route=self._training, overwrite=True)
         if self.conv.use_bias:
-            pooled += self.conv.params["bias"]
+            bias = self.conv.params["bias"]
+            pooled += bias[:, None] if self.filters_first else bias
         mask = (route, pooled > 0) if self._training else None
         return np.maximum(pooled, 0, out=pooled), mask
 
     def _slot_gradients(self, dy, mask):
-        """The gradient of the slot planes, ``(4, Q, F)`` (in the workspace), from ``dy`` (N, Ho/2, Wo/2,
-        F) and the ``mask`` of :meth:`_pool_activate`; returns it with the bias gradient ``(F,)``."""
+        """The gradient of the slot planes (in the workspace, shaped like them) from ``dy`` (N, Ho/2,
+        Wo/2, F) and the ``mask`` of :meth:`_pool_activate`; returns it with the bias gradient ``(F,)``."""
         route, positive = mask
-        d = dy.reshape(-1, self.conv.filters) * positive              # through the ReLU, (Q, F)
-        d_bias = np.ones(len(d), dtype=d.dtype) @ d
+        rows = dy.reshape(-1, self.conv.filters)                      # (Q, F)
+        if self.filters_first:
+            d = np.multiply(rows.T, positive, order="C")              # through the ReLU, (F, Q)
+            d_bias = d @ np.ones(d.shape[1], dtype=d.dtype)
+        else:
+            d = rows * positive
+            d_bias = np.ones(len(d), dtype=d.dtype) @ d
         d_slots = self.conv.workspace.get("d_slots", (4, *d.shape), d.dtype)
         return route_to_quarters(d, route, d_slots), d_bias
 
@@ -154,9 +163,7 @@ class SlotMajorConvReluPool(ConvReluPool):
         kernel = conv.params["kernel"]
         filters = kernel.shape[-1]
         d_slots, d_bias = self._slot_gradients(dy, mask)              # (4, Q, F)
-        if conv.use_bias:
-            conv.grads["bias"] = d_bias
-        conv.grads["kernel"] = (cols.T @ d_slots.reshape(-1, filters)).reshape(kernel.shape)
+        conv.store_gradients((cols.T @ d_slots.reshape(-1, filters)).reshape(kernel.shape), d_bias)
         if not conv.input_grad_needed:
             return None
         # Back to channels-last row order, (N, Ho, Wo, F), for the input gradient.
@@ -172,6 +179,8 @@ class PatchConvReluPool(ConvReluPool):
     With ``P = (kh+1)(kw+1)`` patch cells and ``Q`` pool windows, the patch matrix is ``(P, Q)`` (each
     row one contiguous copy), the expanded kernel ``(4F, P)`` and the slot planes ``(4, F, Q)``.
     """
+
+    filters_first = True
 
     def _patches(self, xp):
         """View of ``xp`` (N, Hp, Wp, 1) as ``(kh+1, kw+1, N, Ho/2, Wo/2)``: patch cell, then pool window."""
@@ -209,24 +218,17 @@ class PatchConvReluPool(ConvReluPool):
         expanded = self._expanded_kernel()                                           # (4F, P)
         slots = conv.workspace.get("patch_slots", (4, filters, cols_t.shape[1]), x.dtype)
         np.matmul(expanded, cols_t, out=slots.reshape(4 * filters, -1))               # (4, F, Q)
-        pooled, route = max_of_quarters(slots, route=self._training, overwrite=True)
-        if conv.use_bias:
-            pooled += conv.params["bias"][:, None]
-        positive = pooled > 0 if self._training else None
-        np.maximum(pooled, 0, out=pooled)
-        self._cache = (x.shape, cols_t, expanded, route, positive)
+        pooled, mask = self._pool_activate(slots)                                   # (F, Q)
+        self._cache = (x.shape, cols_t, expanded, mask)
         return np.ascontiguousarray(pooled.T).reshape(len(x), *self.pooled_shape, filters)
 
     def _backward(self, dy):
         conv = self.conv
-        x_shape, cols_t, expanded, route, positive = self._cache
+        x_shape, cols_t, expanded, mask = self._cache
         kh, kw = self.kernel_size
         filters = conv.filters
-        d = np.multiply(dy.reshape(-1, filters).T, positive, order="C")  # through the ReLU, (F, Q)
-        if conv.use_bias:
-            conv.grads["bias"] = d @ np.ones(d.shape[1], dtype=d.dtype)
-        d_slots = route_to_quarters(d, route, conv.workspace.get("d_slots", (4, *d.shape), d.dtype))
-        d_slots = d_slots.reshape(4 * filters, -1)                    # (4F, Q)
+        d_slots, d_bias = self._slot_gradients(dy, mask)
+        d_slots = d_slots.reshape(4 * filters, -1)                                  # (4F, Q)
         # The same product either way round; OpenBLAS was measured faster with the longer side first
         # (0.37 against 0.63 ms for 32 filters and 3x3 kernels, a batch of 32).
         if 4 * filters >= cols_t.shape[0]:
@@ -236,7 +238,7 @@ class PatchConvReluPool(ConvReluPool):
         d_expanded = d_expanded.reshape(2, 2, filters, kh + 1, kw + 1)
         # Each slot saw the kernel at its own shift: fold the four shifted copies back onto the kernel.
         d_kernel = sum(d_expanded[a, b, :, a:a + kh, b:b + kw] for a in (0, 1) for b in (0, 1))
-        conv.grads["kernel"] = np.ascontiguousarray(d_kernel.transpose(1, 2, 0))[:, :, None, :]
+        conv.store_gradients(np.ascontiguousarray(d_kernel.transpose(1, 2, 0))[:, :, None, :], d_bias)
         if not conv.input_grad_needed:
             return None
         # The patches are windows of size (kh+1, kw+1) at stride 2: col2im sums their gradients back.
@@ -321,9 +323,7 @@ class WinogradConvReluPool(SlotMajorConvReluPool):
                 np.matmul(d_products, kernel.transpose(0, 2, 1), out=d_transformed)
                 winograd.input_transform_adjoint(d_transformed, d_split[part].shape,
                                                  self.pooled_shape, d_split[part], workspace)
-        conv.grads["kernel"] = winograd.kernel_transform_adjoint(d_kernel)
-        if conv.use_bias:
-            conv.grads["bias"] = d_bias
+        conv.store_gradients(winograd.kernel_transform_adjoint(d_kernel), d_bias)
         if d_split is None:
             return None
         return winograd.merge_columns(d_split, conv.pads, np.empty(x_shape, dy.dtype))
