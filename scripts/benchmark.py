@@ -225,19 +225,17 @@ def child(framework, model_name, threads, train_samples, epochs, seed):
     data = load_mnist(train_samples)
     if framework == "modularcnn":
         figures = measure_modularcnn(model_name, data, epochs, seed, threads)
-    else:
-        figures = measure_torch(model_name, data, epochs, seed, threads)
-    train_s, predict_s, latency_ms, accuracy = figures
-    if framework == "torch":
-        import torch
-
-        blas, blas_threads = f"torch {torch.__version__.split('+')[0]} intra-op", torch.get_num_threads()
-        workers = 0
-    else:
         blas, blas_threads = blas_description()
         workers = threads if threads > 1 else 0
         if workers:  # the training ran in the workers, each with a one-thread BLAS
             blas_threads = 1
+    else:
+        figures = measure_torch(model_name, data, epochs, seed, threads)
+        import torch
+
+        blas, blas_threads = f"torch {torch.__version__.split('+')[0]} intra-op", torch.get_num_threads()
+        workers = 0
+    train_s, predict_s, latency_ms, accuracy = figures
     print(json.dumps({
         "framework": framework, "model": model_name, "train_s_per_epoch": train_s,
         "predict_s": predict_s, "latency_ms": latency_ms, "peak_rss_mb": memory.total_mb(),
