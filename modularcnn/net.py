@@ -335,22 +335,27 @@ class Net:
 
     # -- saving ----------------------------------------------------------------------------------
 
-    def save(self, path):
+    def save(self, path, *, epoch=None, checkpoint=None):
         """Write the whole network to one HDF5 file; :func:`modularcnn.load_model` reads it back.
 
         The file holds the architecture, weights, compile settings, optimizer state and the random
         generator's state, so training continues exactly. It is replaced atomically: an interrupted
-        save leaves the previous file intact.
+        save leaves the previous file intact. ``epoch`` (epochs trained; default from ``history``)
+        and ``checkpoint`` (a JSON-able dict, e.g. ``ModelCheckpoint``'s best score) are stored with
+        it and read back by :func:`modularcnn.saving.file_info`.
         """
         from .saving import save_model  # imported here: saving imports modules that import this one
 
-        save_model(self, path)
+        save_model(self, path, epoch=epoch, checkpoint=checkpoint)
 
-    def save_weights(self, path):
-        """Write only the layers' arrays (moving statistics included) to an HDF5 file, atomically."""
+    def save_weights(self, path, *, epoch=None, checkpoint=None):
+        """Write only the layers' arrays (moving statistics included) to an HDF5 file, atomically.
+
+        ``epoch`` and ``checkpoint`` are stored as in :meth:`save`.
+        """
         from .saving import save_weights
 
-        save_weights(self, path)
+        save_weights(self, path, epoch=epoch, checkpoint=checkpoint)
 
     def load_weights(self, path):
         """Copy arrays saved by :meth:`save_weights` (or :meth:`save`) into this network, in place.

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import losses, metrics as metrics_module, optimizers
 from ..callbacks import CallbackList, History
-from ..progress import ProgressLogger
+from ..callbacks.progress import ProgressLogger
 from .data import (
     as_inputs,
     as_targets,

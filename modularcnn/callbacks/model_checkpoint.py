@@ -4,9 +4,9 @@ import math
 import os
 import string
 
-from ..callbacks import _Monitoring
 from ..errors import ModelFileError
-from .model_io import file_info, save_model, save_weights
+from ..saving.model_io import file_info
+from .monitoring import _Monitoring
 
 
 class ModelCheckpoint(_Monitoring):
@@ -93,8 +93,10 @@ class ModelCheckpoint(_Monitoring):
         folder = os.path.dirname(path)
         if folder:
             os.makedirs(folder, exist_ok=True)
-        save = save_weights if self.save_weights_only else save_model
-        save(self.model, path, epoch=epoch + 1, checkpoint=record)
+        # Through the model's own methods, as Keras's ModelCheckpoint does: a network class that
+        # saves differently is saved its way, and saving never needs to know about callbacks.
+        save = self.model.save_weights if self.save_weights_only else self.model.save
+        save(path, epoch=epoch + 1, checkpoint=record)
         self.last_path = path
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: {message}saving {'weights' if self.save_weights_only else 'model'}"

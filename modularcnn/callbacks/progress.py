@@ -9,7 +9,7 @@ write carriage returns and hundreds of redraws; there the bar is replaced by at 
 import sys
 import time
 
-from .callbacks import Callback
+from .base import Callback
 
 LINES_PER_EPOCH = 4
 
