@@ -4,8 +4,8 @@
 >>> from modularcnn.layers import Convolutional, MaxPooling, Flatten, Dense
 """
 
-from . import activations, initializers, layers
-from .errors import ModelFileError, ShapeError
+from . import activations, initializers, layers, validation
+from .errors import ArgumentError, ModelFileError, ShapeError
 from .gradcheck import GradientCheckError, gradcheck
 from .net import Net
 from .saving import load_model
@@ -14,6 +14,6 @@ from .version import __version__
 
 __all__ = [
     "Net", "layers", "activations", "initializers", "gradcheck", "GradientCheckError",
-    "ModelFileError", "ShapeError", "load_model", "__version__",
+    "ArgumentError", "ModelFileError", "ShapeError", "validation", "load_model", "__version__",
     "plot_history", "plot_predictions", "plot_confusion_matrix",
 ]

@@ -11,3 +11,11 @@ class ModelFileError(ValueError):
 
 class ShapeError(ValueError):
     """An array or a layer whose shape does not fit where it is used."""
+
+
+class ArgumentError(ValueError):
+    """A constructor or method argument of the wrong type or out of range (see :mod:`modularcnn.validation`).
+
+    The message names the owner (``"Dense"``, ``"Net.fit"``), the argument, what was expected and what
+    came, e.g. ``Dense: units must be a positive int, got 28.7``.
+    """

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import summary as _summary
 from . import training as _training
+from . import validation
 from .fusion import execution_plan, step_layers
 from .layers.base import Layer, get_layer_class, snake_case
 
@@ -40,14 +41,17 @@ class Net:
     """
 
     def __init__(self, input_shape=None, name=None, seed=None, dtype="float32", layers=None):
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise ValueError(f"Net: dtype must be a floating type such as 'float32', got {dtype}")
+        dtype = validation.float_dtype(dtype, "dtype", "Net")
+        seed = validation.seed(seed, "seed", "Net")
+        if name is not None and not isinstance(name, str):
+            validation.fail("Net", "name", "a string", name)
+        if layers is not None and not isinstance(layers, (list, tuple)):
+            validation.fail("Net", "layers", "a list of Layer instances", layers)
         self.name = name or "net"
         self.seed = seed
         self.dtype = dtype
         self.rng = np.random.default_rng(seed)
-        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.input_shape = validation.shape_tuple(input_shape, "input_shape", "Net", allow_none=True)
         self.layers = []
         self.trainable = True
         #: Run Convolutional(relu) + 2×2 MaxPooling pairs as one fused step (same results, faster).
@@ -82,7 +86,13 @@ class Net:
         layer.rng = self.rng
         layer.dtype = self.dtype
         if not (layer.built and layer.input_shape == shape):
-            layer.build(shape)
+            try:
+                layer.build(shape)
+            except BaseException:
+                # A failed build (a shape it cannot take, a parameter over the size bound) must not
+                # leave a half-built layer behind.
+                layer.built, layer.params, layer.output_shape = False, {}, None
+                raise
         if self.input_shape is None:
             self.input_shape = shape
         self.layers.append(layer)

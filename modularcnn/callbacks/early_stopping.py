@@ -1,5 +1,6 @@
 """``EarlyStopping``: end training when a logged figure stops improving."""
 
+from .. import validation
 from .monitoring import _Monitoring
 
 
@@ -14,10 +15,12 @@ class EarlyStopping(_Monitoring):
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto", baseline=None,
                  restore_best_weights=False, start_from_epoch=0, verbose=0):
         super().__init__(monitor, min_delta, mode)
-        self.patience = int(patience)
-        self.baseline = baseline
-        self.restore_best_weights = bool(restore_best_weights)
-        self.start_from_epoch = int(start_from_epoch)
+        self.patience = validation.non_negative_int(patience, "patience", "EarlyStopping")
+        self.baseline = validation.real(baseline, "baseline", "EarlyStopping", allow_none=True)
+        self.restore_best_weights = validation.boolean(restore_best_weights, "restore_best_weights",
+                                                       "EarlyStopping")
+        self.start_from_epoch = validation.non_negative_int(start_from_epoch, "start_from_epoch",
+                                                            "EarlyStopping")
         self.verbose = verbose
         self.wait = 0
         self.stopped_epoch = None
@@ -25,6 +28,7 @@ class EarlyStopping(_Monitoring):
         self.best_weights = None
 
     def on_train_begin(self, logs=None):
+        self.check_monitor()
         self.wait = 0
         self.best = self.baseline
         self.best_epoch = None

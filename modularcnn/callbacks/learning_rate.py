@@ -2,6 +2,7 @@
 
 import math
 
+from .. import validation
 from .base import Callback
 from .monitoring import _Monitoring
 
@@ -41,17 +42,17 @@ class ReduceLROnPlateau(_Monitoring):
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, mode="auto", min_delta=1e-4,
                  cooldown=0, min_lr=0.0, verbose=0):
         super().__init__(monitor, min_delta, mode)
-        if not 0 < factor < 1:
-            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor!r}")
-        self.factor = float(factor)
-        self.patience = int(patience)
-        self.cooldown = int(cooldown)
-        self.min_lr = float(min_lr)
+        self.factor = validation.real(factor, "factor", "ReduceLROnPlateau", minimum=0, maximum=1,
+                                      min_inclusive=False, max_inclusive=False)
+        self.patience = validation.non_negative_int(patience, "patience", "ReduceLROnPlateau")
+        self.cooldown = validation.non_negative_int(cooldown, "cooldown", "ReduceLROnPlateau")
+        self.min_lr = validation.non_negative_number(min_lr, "min_lr", "ReduceLROnPlateau")
         self.verbose = verbose
         self.wait = 0
         self.cooldown_counter = 0
 
     def on_train_begin(self, logs=None):
+        self.check_monitor()
         self.best, self.wait, self.cooldown_counter = None, 0, 0
 
     def on_epoch_end(self, epoch, logs=None):

@@ -6,65 +6,53 @@ many output positions are there. Keeping both answers in one place keeps shape i
 in agreement.
 """
 
-import numbers
-
 import numpy as np
+
+from .. import validation
 
 PADDING_MODES = ("valid", "same")
 
 
-def normalize_tuple(value, rank, name):
+def normalize_tuple(value, rank, name, owner="argument"):
     """Return ``value`` as a tuple of ``rank`` positive ints (an int is repeated).
+
+    ``owner`` names the layer in the error (an :class:`~modularcnn.errors.ArgumentError`).
 
     >>> normalize_tuple(3, 2, "filter_size")
     (3, 3)
     """
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        values = (int(value),) * rank
-    else:
-        try:
-            values = tuple(value)
-        except TypeError:
-            raise ValueError(f"{name} must be an int or a tuple of {rank} ints, got {value!r}") from None
-        if len(values) != rank or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values
-        ):
-            raise ValueError(f"{name} must be an int or a tuple of {rank} ints, got {value!r}")
-        values = tuple(int(v) for v in values)
-    if any(v < 1 for v in values):
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return values
+    return validation.int_tuple(value, rank, name, owner)
 
 
-def normalize_padding(pad, rank):
+def normalize_padding(pad, rank, owner="argument"):
     """Check a padding specification: ``"valid"``, ``"same"``, an int, a tuple of ints, or of pairs.
 
     Returns ``"valid"``, ``"same"``, or a tuple of ``rank`` ``(before, after)`` pairs of non-negative ints.
     """
+    expected = (f"'valid', 'same', a non-negative int, or {rank} non-negative ints or "
+                "(before, after) pairs")
     if isinstance(pad, str):
         mode = pad.lower()
         if mode not in PADDING_MODES:
-            raise ValueError(f"padding must be 'valid', 'same' or an int, got {pad!r}")
+            validation.fail(owner, "padding", expected, pad)
         return mode
-    if isinstance(pad, numbers.Integral) and not isinstance(pad, bool):
+    if validation.is_integer(pad):
         pairs = ((int(pad), int(pad)),) * rank
     else:
-        try:
-            items = tuple(pad)
-        except TypeError:
-            raise ValueError(f"padding must be 'valid', 'same' or an int, got {pad!r}") from None
-        if len(items) != rank:
-            raise ValueError(f"padding must have {rank} entries, got {pad!r}")
+        if not isinstance(pad, (tuple, list)) or len(pad) != rank:
+            validation.fail(owner, "padding", expected, pad)
         pairs = []
-        for item in items:
-            if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+        for item in pad:
+            if validation.is_integer(item):
                 pairs.append((int(item), int(item)))
+            elif (isinstance(item, (tuple, list)) and len(item) == 2
+                  and all(validation.is_integer(p) for p in item)):
+                pairs.append((int(item[0]), int(item[1])))
             else:
-                before, after = item
-                pairs.append((int(before), int(after)))
+                validation.fail(owner, "padding", expected, pad)
         pairs = tuple(pairs)
     if any(p < 0 for pair in pairs for p in pair):
-        raise ValueError(f"padding must not be negative, got {pad!r}")
+        validation.fail(owner, "padding", expected, pad)
     return pairs
 
 

@@ -20,7 +20,8 @@ import re
 
 import numpy as np
 
-from .. import activations, initializers
+from .. import activations, initializers, validation
+from ..errors import ArgumentError
 from ..kernels.windows import output_spatial_shape, resolve_padding
 
 _REGISTRY = {}
@@ -100,22 +101,15 @@ class Layer:
     samples_independent = True
 
     def __init__(self, input_shape=None, name=None, trainable=True):
-        if input_shape is not None:
-            try:
-                input_shape = tuple(int(d) for d in input_shape)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"input_shape must be a tuple of ints without the batch axis, got {input_shape!r}"
-                ) from None
-            if any(d < 1 for d in input_shape):
-                raise ValueError(f"input_shape must have positive sizes, got {input_shape!r}")
+        owner = type(self).__name__
+        input_shape = validation.shape_tuple(input_shape, "input_shape", owner, allow_none=True)
         if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name)):
-            raise ValueError(f"layer name must be letters, digits, '_', '.' or '-', got {name!r}")
+            validation.fail(owner, "name", "letters, digits, '_', '.' or '-'", name)
         self.requested_input_shape = input_shape
         self.input_shape = input_shape
         self.output_shape = None
         self.name = name
-        self.trainable = bool(trainable)
+        self.trainable = validation.boolean(trainable, "trainable", owner)
         self.params = {}
         self.grads = {}
         self.built = False
@@ -151,7 +145,14 @@ class Layer:
     def add_param(self, name, shape, initializer, trainable=True):
         """Create ``params[name]`` with ``initializer(shape, rng, dtype)``; checks what it returns."""
         init = initializers.get(initializer)
-        value = np.asarray(init(tuple(shape), self.random, self.dtype))
+        validation.array_elements(shape, f"parameter {name!r}", self.describe())
+        try:
+            value = np.asarray(init(tuple(shape), self.random, self.dtype))
+        except MemoryError:
+            raise ArgumentError(
+                f"{self.describe()}: not enough memory for parameter {name!r} of shape {tuple(shape)} "
+                f"({np.dtype(self.dtype).itemsize * int(np.prod(shape, dtype=np.float64)):,.0f} bytes)"
+            ) from None
         if value.shape != tuple(shape):
             raise ValueError(
                 f"{self.describe()}: initializer {init!r} returned shape {value.shape} for {name!r}, "

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from .. import initializers
+from .. import initializers, validation
 from ..kernels.conv import conv_backward, conv_forward, im2col
 from ..kernels.workspace import Workspace
 from ..kernels.windows import normalize_padding, normalize_tuple
@@ -25,17 +25,15 @@ class ConvolutionLayer(ActivatedLayer):
         super().__init__(activation=activation, alpha=alpha, input_shape=input_shape, name=name,
                          trainable=trainable)
         kind = type(self).__name__
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"{kind}: filters must be a positive int, got {filters!r}")
-        self.filters = filters
+        self.filters = validation.positive_int(filters, "filters", kind)
         self.filter_size = normalize_tuple(
             pick_alias(kind, "filter_size", filter_size, "kernel_size", kernel_size, 3),
-            self.rank, "filter_size")
+            self.rank, "filter_size", kind)
         self.stride = normalize_tuple(
-            pick_alias(kind, "stride", stride, "strides", strides, 1), self.rank, "stride")
+            pick_alias(kind, "stride", stride, "strides", strides, 1), self.rank, "stride", kind)
         self.pad = normalize_padding(
-            pick_alias(kind, "pad", pad, "padding", padding, self.default_pad), self.rank)
-        self.use_bias = bool(use_bias)
+            pick_alias(kind, "pad", pad, "padding", padding, self.default_pad), self.rank, kind)
+        self.use_bias = validation.boolean(use_bias, "use_bias", kind)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
 

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 
+from .. import validation
 from .base import ActivatedLayer, Layer, register_layer
 
 
@@ -29,10 +30,15 @@ class Reshape(Layer):
 
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
+        expected = "a tuple of positive ints with at most one -1"
+        if not isinstance(target_shape, (tuple, list)) or not all(
+                validation.is_integer(d) for d in target_shape):
+            validation.fail("Reshape", "target_shape", expected, target_shape)
         self.target_shape = tuple(int(d) for d in target_shape)
         if sum(d == -1 for d in self.target_shape) > 1 or any(d < 1 and d != -1 for d in self.target_shape):
-            raise ValueError(f"Reshape: target_shape must be positive ints and at most one -1, "
-                             f"got {target_shape!r}")
+            validation.fail("Reshape", "target_shape", expected, target_shape)
+        validation.shape_tuple([abs(d) for d in self.target_shape], "target_shape", "Reshape",
+                               min_rank=0)
 
     def compute_output_shape(self, input_shape):
         size = math.prod(input_shape)
@@ -88,9 +94,7 @@ class Dropout(Layer):
 
     def __init__(self, rate, **kwargs):
         super().__init__(**kwargs)
-        if not 0 <= rate < 1:
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
-        self.rate = float(rate)
+        self.rate = validation.probability(rate, "rate", "Dropout")
 
     def forward(self, x, training=False):
         self.check_input(x)

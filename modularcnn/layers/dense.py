@@ -1,10 +1,8 @@
 """The fully connected layer."""
 
-import numbers
-
 import numpy as np
 
-from .. import initializers
+from .. import initializers, validation
 from .base import ActivatedLayer, register_layer
 
 
@@ -31,13 +29,9 @@ class Dense(ActivatedLayer):
             if units_in is not None and units_in != units:
                 raise ValueError(f"Dense: units_in={units_in!r} disagrees with the first argument {units!r}")
             units_in, units = units, units_out
-        for label, value in (("units", units), ("units_in", units_in)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-                                      or value < 1):
-                raise ValueError(f"Dense: {label} must be a positive int, got {value!r}")
-        self.units = int(units)
-        self.units_in = None if units_in is None else int(units_in)
-        self.use_bias = bool(use_bias)
+        self.units = validation.positive_int(units, "units", "Dense")
+        self.units_in = validation.positive_int(units_in, "units_in", "Dense", allow_none=True)
+        self.use_bias = validation.boolean(use_bias, "use_bias", "Dense")
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
 

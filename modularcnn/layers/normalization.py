@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .. import initializers
+from .. import initializers, validation
 from .base import Layer, register_layer
 
 
@@ -22,12 +22,8 @@ class BatchNormalization(Layer):
     def __init__(self, momentum=0.99, epsilon=1e-3, beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones", **kwargs):
         super().__init__(**kwargs)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"BatchNormalization: momentum must be in [0, 1], got {momentum!r}")
-        if not epsilon > 0:
-            raise ValueError(f"BatchNormalization: epsilon must be positive, got {epsilon!r}")
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
+        self.momentum = validation.probability(momentum, "momentum", "BatchNormalization", allow_one=True)
+        self.epsilon = validation.positive_number(epsilon, "epsilon", "BatchNormalization")
         self.initializers = {
             "gamma": initializers.get(gamma_initializer),
             "beta": initializers.get(beta_initializer),

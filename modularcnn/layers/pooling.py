@@ -27,11 +27,12 @@ class _Pooling(Layer):
                  trainable=True, strides=None, padding=None):
         super().__init__(input_shape=input_shape, name=name, trainable=trainable)
         kind = type(self).__name__
-        self.pool_size = normalize_tuple(pool_size, self.rank, "pool_size")
+        self.pool_size = normalize_tuple(pool_size, self.rank, "pool_size", kind)
         self.stride = normalize_tuple(
-            pick_alias(kind, "stride", stride, "strides", strides, self.pool_size), self.rank, "stride")
+            pick_alias(kind, "stride", stride, "strides", strides, self.pool_size), self.rank, "stride",
+            kind)
         self.pad = normalize_padding(pick_alias(kind, "pad", pad, "padding", padding, "valid"),
-                                     self.rank)
+                                     self.rank, kind)
 
     def _geometry(self, input_shape):
         pads, out = self.window_geometry(input_shape, self.pool_size, self.stride, self.pad)

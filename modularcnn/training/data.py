@@ -4,11 +4,9 @@ Everything here runs before the first weight update, so that bad input raises a 
 what was expected and what came, with nothing partially trained.
 """
 
-import numbers
-
 import numpy as np
 
-from .. import losses
+from .. import losses, validation
 
 
 def as_inputs(net, x, what="x"):
@@ -25,12 +23,52 @@ def as_inputs(net, x, what="x"):
     return x
 
 
-def _integral(values):
-    if values.dtype.kind in "iu":
-        return True
-    if values.dtype.kind == "f":
-        return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
-    return values.dtype.kind == "b"
+def _first_bad(bad):
+    """``"index 3 (value nan)"``-style position of the first True in a boolean mask, or None."""
+    positions = np.argwhere(bad)
+    if len(positions) == 0:
+        return None
+    return tuple(int(i) for i in positions[0])
+
+
+def _check_class_ids(ids, what):
+    """Class ids must be whole, finite numbers; the message quotes the first one that is not."""
+    if ids.dtype.kind in "iub":
+        return
+    bad = ~np.isfinite(ids)
+    bad[~bad] = ids[~bad] != np.round(ids[~bad])
+    position = _first_bad(bad)
+    if position is not None:
+        raise ValueError(f"{what}: class ids must be whole numbers, got {ids[position].item()!r} at index "
+                         f"{position[0]}")
+
+
+#: How far a one-hot (or soft-label) row's sum may stray from 1: float32 rounding of ten soft labels
+#: is ~1e-7, a typo in a hand-made row is ~0.1.
+ROW_SUM_TOLERANCE = 1e-3
+
+
+def _check_distributions(y, what):
+    """One-hot or soft-label rows ``(N, K)``: finite, each value in [0, 1], each row summing to 1.
+
+    Checked because softmax cross-entropy's gradient ``p - y`` is only right for rows that sum to 1:
+    anything else trains to a wrong (or, with NaN, a NaN) network without an error.
+    """
+    finite = np.isfinite(y)
+    position = _first_bad(~finite)
+    if position is not None:
+        raise ValueError(f"{what}: one-hot labels contain {y[position].item()} at index {position}")
+    position = _first_bad((y < 0) | (y > 1))
+    if position is not None:
+        raise ValueError(f"{what}: one-hot labels must lie in [0, 1], got {y[position].item()} at index "
+                         f"{position}")
+    if y.shape[1] == 1:
+        return  # a one-unit output: nothing to normalise over
+    sums = y.sum(axis=1, dtype=np.float64)
+    position = _first_bad(np.abs(sums - 1) > ROW_SUM_TOLERANCE)
+    if position is not None:
+        raise ValueError(f"{what}: each one-hot (or soft-label) row must sum to 1, row {position[0]} "
+                         f"sums to {sums[position]:.6g}; give class ids (N,) for hard labels")
 
 
 def as_targets(net, loss, y, count, what="y"):
@@ -55,8 +93,7 @@ def as_targets(net, loss, y, count, what="y"):
             raise ValueError(f"cross-entropy needs a (N, K) output, but the network outputs (N, {out})")
         if y.ndim == 1 or (y.shape[1:] == (1,) and classes > 1):
             ids = y.reshape(count)
-            if not _integral(ids):
-                raise ValueError(f"{what}: class ids must be whole numbers, got values such as {ids[:3]}")
+            _check_class_ids(ids, what)
             low, high = ids.min(), ids.max()
             if low < 0 or high >= classes:
                 raise ValueError(
@@ -68,6 +105,7 @@ def as_targets(net, loss, y, count, what="y"):
             raise ValueError(
                 f"{what}: expected class ids ({count},) or one-hot rows ({count}, {classes}), got {y.shape}"
             )
+        _check_distributions(y, what)
         return y.astype(net.dtype, copy=False)
     expected = (count,) + out
     if y.shape != expected:
@@ -95,9 +133,7 @@ def class_ids(y):
 
 def check_validation_split(fraction):
     """``fraction`` as a float in [0, 1), or a ValueError."""
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 <= fraction < 1:
-        raise ValueError(f"validation_split must be a number in [0, 1), got {fraction!r}")
-    return float(fraction)
+    return validation.probability(fraction, "validation_split", "Net.fit")
 
 
 def validation_split_indices(y, fraction, rng):
@@ -130,7 +166,6 @@ def validation_split_indices(y, fraction, rng):
     return np.flatnonzero(mask), val
 
 
-def check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
+def check_batch_size(batch_size, owner="Net.fit"):
+    """``batch_size`` as a positive int (0 is refused everywhere, not replaced by a default)."""
+    return validation.positive_int(batch_size, "batch_size", owner)

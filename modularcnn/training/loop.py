@@ -5,14 +5,13 @@ exposes them as methods with the same arguments.
 """
 
 import contextlib
-import numbers
 import signal
 import threading
 
 import numpy as np
 
-from .. import losses, metrics as metrics_module, optimizers
-from ..callbacks import CallbackList, History
+from .. import losses, metrics as metrics_module, optimizers, validation
+from ..callbacks import Callback, CallbackList, History
 from ..callbacks.progress import ProgressLogger
 from .data import (
     as_inputs,
@@ -99,13 +98,13 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
         callbacks=None, verbose=1, initial_epoch=0, augment=None, workers="auto"):
     """Train ``net``; see :meth:`Net.fit`. Returns the :class:`~modularcnn.callbacks.History`."""
     objective = _objective(net)
-    for label, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ValueError(f"{label} must be a non-negative int, got {value!r}")
+    epochs = validation.non_negative_int(epochs, "epochs", "Net.fit")
+    initial_epoch = validation.non_negative_int(initial_epoch, "initial_epoch", "Net.fit")
     batch_size = check_batch_size(batch_size)
     validation_split = check_validation_split(validation_split)
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    verbose = validation.integer(verbose, "verbose", "Net.fit", minimum=0, maximum=2)
+    shuffle = validation.boolean(shuffle, "shuffle", "Net.fit")
+    user_callbacks = callback_list(callbacks)
     if augment is not None and not callable(augment):
         raise ValueError(f"augment must be callable as augment(x_batch, rng=...), got {augment!r}")
     x = as_inputs(net, x)
@@ -131,10 +130,11 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
     largest_batch = min(batch_size, count)
     workers = resolve_workers(net, workers, largest_batch, steps * (epochs - initial_epoch))
     history = History()
-    user_callbacks = list(callbacks or [])
     progress = [ProgressLogger(verbose)] if verbose else []
+    logged = ["loss"] + [name for name, _ in net.metrics]
+    logged += [f"val_{name}" for name in logged] if x_val is not None else []
     params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "samples": count,
-              "verbose": verbose, "do_validation": x_val is not None}
+              "verbose": verbose, "do_validation": x_val is not None, "metrics": logged + ["lr"]}
     hooks = CallbackList([history] + user_callbacks + progress, model=net, params=params)
     net.history = history
     net.stop_training = False
@@ -183,6 +183,21 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
     return history
 
 
+def callback_list(callbacks):
+    """``fit``'s ``callbacks`` argument as a list: None, one Callback (as Keras accepts), or a list of them."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    if not isinstance(callbacks, (list, tuple)):
+        validation.fail("Net.fit", "callbacks", "a Callback or a list of Callback instances", callbacks)
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            validation.fail("Net.fit", "callbacks", "a list of Callback instances (one item is not)",
+                            callback)
+    return list(callbacks)
+
+
 def _batches(count, batch_size):
     for start in range(0, count, batch_size):
         yield slice(start, min(start + batch_size, count))
@@ -191,7 +206,9 @@ def _batches(count, batch_size):
 def evaluate(net, x, y, batch_size=None, verbose=0, _prepared=False):
     """Loss and every metric over ``(x, y)`` in inference mode: ``{"loss": ..., "accuracy": ...}``."""
     objective = _objective(net)
-    batch_size = check_batch_size(batch_size or DEFAULT_EVAL_BATCH)
+    batch_size = check_batch_size(DEFAULT_EVAL_BATCH if batch_size is None else batch_size,
+                                  "Net.evaluate")
+    verbose = validation.integer(verbose, "verbose", "Net.evaluate", minimum=0, maximum=2)
     if not _prepared:
         x = as_inputs(net, x)
         y = as_targets(net, net.loss, y, len(x))
@@ -208,7 +225,8 @@ def evaluate(net, x, y, batch_size=None, verbose=0, _prepared=False):
 
 def predict(net, x, batch_size=None):
     """Outputs for ``x`` in inference mode, ``(N, *output_shape)``: probabilities after a softmax."""
-    batch_size = check_batch_size(batch_size or DEFAULT_EVAL_BATCH)
+    batch_size = check_batch_size(DEFAULT_EVAL_BATCH if batch_size is None else batch_size,
+                                  "Net.predict")
     x = as_inputs(net, x)
     result = np.empty((len(x),) + tuple(net.output_shape), dtype=net.dtype)
     for batch in _batches(len(x), batch_size):
@@ -236,4 +254,6 @@ def train_on_batch(net, x, y):
 
 def test_on_batch(net, x, y):
     """Loss and metrics on one batch in inference mode, without updating anything."""
-    return evaluate(net, x, y, batch_size=len(np.asarray(x)) or 1)
+    x = as_inputs(net, x)
+    return evaluate(net, x, as_targets(net, _objective(net).loss, y, len(x)), batch_size=len(x),
+                    _prepared=True)
