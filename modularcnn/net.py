@@ -266,7 +266,8 @@ class Net:
         _training.compile(self, optimizer, loss, metrics)
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
-            shuffle=True, callbacks=None, verbose=1, initial_epoch=0, augment=None, workers="auto"):
+            shuffle=True, callbacks=None, verbose=1, initial_epoch=0, augment=None, workers="auto",
+            strategy=None):
         """Train with mini-batches; returns a :class:`~modularcnn.callbacks.History`.
 
         Parameters
@@ -292,19 +293,39 @@ class Net:
             ``augment(x_batch, rng=...) -> x_batch`` applied to every training batch, e.g. an
             :class:`~modularcnn.augment.ImageAugmenter`; validation data is never augmented.
         workers : "auto", 1 or int >= 2
-            Processes that share every batch (:mod:`modularcnn.training.parallel`): each computes the
-            gradients of its rows with a one-thread BLAS, and they are summed before the update, so
-            the result matches one process up to float rounding. ``"auto"`` uses one per CPU core
-            (``OMP_NUM_THREADS`` when set) for fits of at least 200 batches, and one process for
-            shorter fits or networks that cannot be split (batch normalization, custom layers or
-            losses); 1 always trains in this process.
+            Shorthand for the strategy: processes that share every batch
+            (:mod:`modularcnn.training.strategies.local`). Each computes the gradients of its rows
+            with a one-thread BLAS, and they are summed before the update; batch normalization sums
+            its statistics over all of them (synchronised), so the result matches one process up to
+            float rounding. ``"auto"`` uses one per CPU core (``OMP_NUM_THREADS`` when set) for fits
+            of at least ``AUTO_MIN_STEPS`` (100) batches of at least 16 rows per worker, or any fit
+            once the network has workers running; 1 always trains in this process. ``N`` is refused
+            above 4 per CPU core and never starts more workers than a batch has rows. The workers
+            stay with the network for later ``fit`` and ``train_on_batch`` calls and stop when it is
+            deleted, at exit, or with ``modularcnn.training.strategies.close_pool(net)``.
 
-        Ctrl-C stops after the current batch, keeps the weights and returns the history so far.
+            What still trains in one process (``"auto"``) or is refused (``N``): a layer whose
+            training output depends on other samples without taking its sums through
+            ``batch_reducer`` (``syncs_batch_statistics``), and a custom layer or loss a worker
+            cannot rebuild: one not registered with ``@register_layer``, or defined in ``__main__``
+            (a script or notebook) or inside a function; defined in an importable module, it trains
+            in parallel (the worker imports that module by name).
+        strategy : Strategy or str, optional
+            Where each step runs (:mod:`modularcnn.training.strategies`): ``"single"``, ``"local"``
+            (with ``workers`` as its count) or an instance such as ``LocalWorkers(2)``; it overrides
+            the ``workers`` rules (:func:`~modularcnn.training.strategies.choose_strategy`).
+
+        A worker that is stopped or hung (silent for 30 s while it should answer) raises
+        ``WorkerError`` instead of waiting forever; the weights of the last finished step are kept.
+        Ctrl-C stops after the current batch, keeps the weights and returns the history so far; when
+        the batch cannot finish within 2 s (a stopped worker), or on a second Ctrl-C, it raises
+        ``KeyboardInterrupt``.
         """
         return _training.fit(self, x, y, epochs=epochs, batch_size=batch_size,
                              validation_split=validation_split, validation_data=validation_data,
                              shuffle=shuffle, callbacks=callbacks, verbose=verbose,
-                             initial_epoch=initial_epoch, augment=augment, workers=workers)
+                             initial_epoch=initial_epoch, augment=augment, workers=workers,
+                             strategy=strategy)
 
     def train(self, x, y, epochs=50, learn_rate=1e-4, val_size=0.1, batch_size=32, **fit_kwargs):
         """The seed's one-liner: Adam at ``learn_rate`` (unless compiled otherwise), ``val_size`` held out.

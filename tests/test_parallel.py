@@ -11,7 +11,6 @@ import pytest
 from modularcnn import Net
 from modularcnn.callbacks import Callback
 from modularcnn.layers import (
-    BatchNormalization,
     Convolutional,
     Dense,
     Dropout,
@@ -20,8 +19,10 @@ from modularcnn.layers import (
     MaxPooling,
     Residual,
 )
-from modularcnn.training import parallel
-from modularcnn.training.parallel import WorkerError, resolve_workers
+from modularcnn.training import transport
+from modularcnn.training.strategies import policy as parallel
+from modularcnn.training.strategies import resolve_workers
+from modularcnn.training.transport import WorkerError
 
 
 def small_net(loss="sparse_categorical_crossentropy", outputs=3, activation="softmax",
@@ -137,8 +138,21 @@ class Doubling(Layer):
         return 2 * dy
 
 
+class Centring(Layer):
+    """Subtracts the batch mean without taking it through batch_reducer: cannot be split."""
+
+    samples_independent = False
+
+    def forward(self, x, training=False):
+        return x - x.mean(axis=0)
+
+    def backward(self, dy):
+        return dy - dy.mean(axis=0)
+
+
+# Batch normalization used to be here: it now trains with workers (test_strategies.py).
 @pytest.mark.parametrize("extra, message", [
-    ([BatchNormalization()], "BatchNormalization"),
+    ([Centring()], "Centring.*needs statistics over the whole batch"),
     ([Doubling()], "custom Doubling"),
 ])
 def test_networks_that_cannot_be_split_refuse_workers_but_train_on_auto(extra, message):
@@ -199,7 +213,7 @@ def test_a_dying_worker_raises_and_keeps_the_weights(monkeypatch, command, messa
     x, y = data()
     net = small_net()
     before = net.get_weights()
-    monkeypatch.setattr(parallel, "WORKER_COMMAND", command)
+    monkeypatch.setattr(transport, "WORKER_COMMAND", command)
     with pytest.raises(WorkerError, match=message):
         net.fit(x, y, epochs=1, batch_size=16, verbose=0, workers=2)
     for layer in net.layers:
@@ -213,7 +227,7 @@ def test_a_worker_error_is_reported_with_its_message(monkeypatch):
     net = small_net()
     command = [sys.executable, "-c", "import sys, json; sys.stdin.readline(); "
                "print('error ' + json.dumps('ZeroDivisionError: simulated'), flush=True)"]
-    monkeypatch.setattr(parallel, "WORKER_COMMAND", command)
+    monkeypatch.setattr(transport, "WORKER_COMMAND", command)
     with pytest.raises(WorkerError, match="worker 0 failed: ZeroDivisionError: simulated"):
         net.fit(x, y, epochs=1, batch_size=16, verbose=0, workers=2)
 
@@ -223,7 +237,7 @@ def test_workers_get_one_blas_thread_and_keep_their_freed_memory(monkeypatch):
     command = [sys.executable, "-c", "import os, sys, json; sys.stdin.readline(); "
                "names = ('OPENBLAS_NUM_THREADS', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_'); "
                "print('error ' + json.dumps(' '.join(os.environ[n] for n in names)), flush=True)"]
-    monkeypatch.setattr(parallel, "WORKER_COMMAND", command)
+    monkeypatch.setattr(transport, "WORKER_COMMAND", command)
     with pytest.raises(WorkerError, match=f"failed: 1 {32 * 2**20} {256 * 2**20}$"):
         small_net().fit(x, y, epochs=1, batch_size=16, verbose=0, workers=2)
 

@@ -96,9 +96,11 @@ class Layer:
     #: Entries of ``params`` that are state, not weights (e.g. moving statistics).
     non_trainable_params = ()
     #: False when a sample's output in training depends on the other samples of the batch (batch
-    #: normalization): such a layer cannot see the batch a slice at a time, so ``fit`` keeps it in one
-    #: process (:mod:`modularcnn.training.parallel`).
+    #: normalization). Such a layer can see the batch a slice at a time only when it takes every
+    #: whole-batch quantity through ``self.batch_reducer`` and says so with ``syncs_batch_statistics``
+    #: (:mod:`modularcnn.layers.batch_statistics`); otherwise ``fit`` keeps it in one process.
     samples_independent = True
+    syncs_batch_statistics = False
 
     def __init__(self, input_shape=None, name=None, trainable=True):
         owner = type(self).__name__

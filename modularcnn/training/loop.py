@@ -5,8 +5,6 @@ exposes them as methods with the same arguments.
 """
 
 import contextlib
-import signal
-import threading
 
 import numpy as np
 
@@ -20,8 +18,10 @@ from .data import (
     check_validation_split,
     validation_split_indices,
 )
+from .interrupt import stop_on_interrupt
 from .objective import Objective
-from .parallel import DataParallel, resolve_workers
+from .strategies import SingleProcess, choose_strategy, pool_of
+from .strategies.local import LocalWorkers
 
 DEFAULT_EVAL_BATCH = 256
 
@@ -40,12 +40,16 @@ def compile(net, optimizer="adam", loss="cross_entropy", metrics=("accuracy",)):
     net._objective = None
 
 
-def _objective(net):
+def objective_of(net):
+    """The network's :class:`Objective`, compiling it with the defaults first when needed."""
     if not net.compiled:
         compile(net)
     if getattr(net, "_objective", None) is None or net._objective.last is not net.layers[-1]:
         net._objective = Objective(net)
     return net._objective
+
+
+_objective = objective_of  # the name the profiler imports
 
 
 class _Totals:
@@ -69,35 +73,10 @@ def _metric_values(net, y, outputs):
     return [float(metric(y, outputs)) for _, metric in net.metrics]
 
 
-@contextlib.contextmanager
-def _stop_on_interrupt():
-    """While training, Ctrl-C sets a flag instead of raising, so the current batch finishes cleanly."""
-    state = {"interrupted": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield state
-        return
-
-    def handler(signum, frame):
-        state["interrupted"] = True
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield state
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def train_step(net, objective, x, y):
-    """One optimisation step on a prepared batch; returns ``(loss, outputs)``."""
-    value, outputs = objective.backpropagate(x, y)
-    net.optimizer.apply(net.trainable_params(), net.trainable_grads())
-    return value, outputs
-
-
 def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-        callbacks=None, verbose=1, initial_epoch=0, augment=None, workers="auto"):
+        callbacks=None, verbose=1, initial_epoch=0, augment=None, workers="auto", strategy=None):
     """Train ``net``; see :meth:`Net.fit`. Returns the :class:`~modularcnn.callbacks.History`."""
-    objective = _objective(net)
+    objective_of(net)
     epochs = validation.non_negative_int(epochs, "epochs", "Net.fit")
     initial_epoch = validation.non_negative_int(initial_epoch, "initial_epoch", "Net.fit")
     batch_size = check_batch_size(batch_size)
@@ -128,7 +107,7 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
     count = len(x)
     steps = -(-count // batch_size)
     largest_batch = min(batch_size, count)
-    workers = resolve_workers(net, workers, largest_batch, steps * (epochs - initial_epoch))
+    strategy = choose_strategy(net, strategy, workers, largest_batch, steps * (epochs - initial_epoch))
     history = History()
     progress = [ProgressLogger(verbose)] if verbose else []
     logged = ["loss"] + [name for name, _ in net.metrics]
@@ -140,13 +119,8 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
     net.stop_training = False
 
     with contextlib.ExitStack() as stack:
-        interrupt = stack.enter_context(_stop_on_interrupt())
-        if workers:
-            parallel = stack.enter_context(DataParallel(net, workers, largest_batch, y[:1]))
-            step_function = parallel.train_step
-        else:
-            def step_function(x_batch, y_batch):
-                return train_step(net, objective, x_batch, y_batch)
+        interrupt = stack.enter_context(stop_on_interrupt())
+        step_function = stack.enter_context(strategy.open(net, largest_batch, y[:1]))
         hooks.call("on_train_begin", None)
         for epoch in range(initial_epoch, epochs):
             hooks.call("on_epoch_begin", epoch, None)
@@ -205,7 +179,7 @@ def _batches(count, batch_size):
 
 def evaluate(net, x, y, batch_size=None, verbose=0, _prepared=False):
     """Loss and every metric over ``(x, y)`` in inference mode: ``{"loss": ..., "accuracy": ...}``."""
-    objective = _objective(net)
+    objective = objective_of(net)
     batch_size = check_batch_size(DEFAULT_EVAL_BATCH if batch_size is None else batch_size,
                                   "Net.evaluate")
     verbose = validation.integer(verbose, "verbose", "Net.evaluate", minimum=0, maximum=2)
@@ -243,11 +217,18 @@ def predict_classes(net, x, batch_size=None):
 
 
 def train_on_batch(net, x, y):
-    """One optimisation step on ``(x, y)``; returns ``{"loss": ..., metric: ...}`` for that batch."""
-    objective = _objective(net)
+    """One optimisation step on ``(x, y)``; returns ``{"loss": ..., metric: ...}`` for that batch.
+
+    It runs in the network's worker pool when an earlier parallel ``fit`` left one running (and the
+    batch has a row for each worker), else in this process.
+    """
+    objective_of(net)
     x = as_inputs(net, x)
     y = as_targets(net, net.loss, y, len(x))
-    value, outputs = train_step(net, objective, x, y)
+    pool = pool_of(net)
+    strategy = LocalWorkers(pool.size) if pool is not None and len(x) >= pool.size else SingleProcess()
+    with stop_on_interrupt(), strategy.open(net, len(x), y[:1]) as step:
+        value, outputs = step(x, y)
     return dict(zip(["loss"] + [name for name, _ in net.metrics],
                     [value] + _metric_values(net, y, outputs)))
 

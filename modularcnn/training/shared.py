@@ -3,10 +3,17 @@
 The block is a temporary file (in ``/dev/shm`` where it exists, so it never touches a disk) mapped with
 ``mmap``: the creating process and every process that attaches by path see the same bytes, so writing
 an array in one process is reading it in the others, with no copy and no serialisation. Used by
-data-parallel training (:mod:`modularcnn.training.parallel`) for the weights, the batch and the
-gradients.
+data-parallel training (:mod:`modularcnn.training.strategies.local`) for the weights, the batch and
+the gradients.
+
+Nothing may be left behind, even when the creating process is killed. The creator deletes the file as
+soon as every worker has mapped it (the mappings stay valid), and the file's name carries the
+creator's process id (``modularcnn-<pid>-*.shared``), so that a worker whose parent died — its input
+ended — deletes every file of that parent (:func:`remove_files_of`), including one created while the
+workers were still starting.
 """
 
+import glob
 import math
 import mmap
 import os
@@ -42,6 +49,20 @@ def _folder_for(size):
     return None
 
 
+def _prefix(pid):
+    return f"modularcnn-{pid}-"
+
+
+def remove_files_of(pid):
+    """Delete every shared block created by process ``pid`` (call it only once ``pid`` is dead)."""
+    for folder in ("/dev/shm", tempfile.gettempdir()):
+        for path in glob.glob(os.path.join(folder, _prefix(pid) + "*.shared")):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
 class SharedArrays:
     """A mapping name -> array over one shared memory block.
 
@@ -59,13 +80,15 @@ class SharedArrays:
             if create:
                 handle.truncate(size)
             self._map = mmap.mmap(handle.fileno(), size)
+            self._inode = os.fstat(handle.fileno()).st_ino
         self.arrays = {name: np.ndarray(shape, dtype, buffer=self._map, offset=offset)
                        for name, shape, dtype, offset in placed}
 
     @classmethod
     def create(cls, specs):
         _, size = _layout(specs)
-        handle, path = tempfile.mkstemp(prefix="modularcnn-", suffix=".shared", dir=_folder_for(size))
+        handle, path = tempfile.mkstemp(prefix=_prefix(os.getpid()), suffix=".shared",
+                                        dir=_folder_for(size))
         os.close(handle)
         try:
             return cls(path, specs, create=True)
@@ -90,6 +113,17 @@ class SharedArrays:
                 self.path = None
             except OSError:
                 pass  # Windows cannot delete a mapped file: close() tries again
+
+    def unlink_if_still_there(self):
+        """Delete the file this mapping came from, if it is still there (not a newer file at that path).
+
+        A worker calls it when its parent is gone: a parent killed while the workers attach leaves it.
+        """
+        try:
+            if self.path is not None and os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
+        except OSError:
+            pass
 
     def close(self):
         self.arrays = {}
