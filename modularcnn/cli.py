@@ -306,6 +306,23 @@ def command_summary(args):
     return 0
 
 
+def command_convert(args):
+    """Any model file we read (ours, or Keras's) -> ours (``.h5``) or a Keras 3 archive (``.keras``)."""
+    net = _load_model(args.model)
+    net.save(args.output)
+    print(f"Wrote {args.output} ({net.count_params():,} parameters, {len(net.layers)} layers)")
+    return 0
+
+
+def command_export(args):
+    """A model file -> an ONNX model (needs the ``onnx`` extra)."""
+    net = _load_model(args.model)
+    net.export_onnx(args.output, opset=args.opset)
+    print(f"Wrote {args.output} (ONNX opset {args.opset}, input (batch, "
+          f"{', '.join(map(str, net.input_shape))}) channels-last)")
+    return 0
+
+
 # -- the parser -----------------------------------------------------------------------------------
 
 
@@ -401,6 +418,24 @@ def build_parser():
                                   description="Print the summary table of a saved model.")
     summary.add_argument("model", metavar="MODEL.h5")
     summary.set_defaults(handler=command_summary)
+
+    convert = commands.add_parser(
+        "convert", help="convert a model file (ours or Keras's) to ours (.h5) or to Keras (.keras)",
+        description="Read MODEL (a modularcnn .h5, a Keras .keras archive or a Keras .h5 file, "
+                    "recognised by content) and write it to OUTPUT: a Keras 3 archive if OUTPUT ends "
+                    "in .keras, a modularcnn HDF5 file otherwise.")
+    convert.add_argument("model", metavar="MODEL")
+    convert.add_argument("output", metavar="OUTPUT")
+    convert.set_defaults(handler=command_convert)
+
+    export = commands.add_parser(
+        "export", help="export a model file to ONNX (pip install modularcnn[onnx])",
+        description="Write MODEL as an ONNX model with a dynamic batch axis and channels-last "
+                    "input, as modularcnn takes it.")
+    export.add_argument("model", metavar="MODEL")
+    export.add_argument("output", metavar="OUTPUT.onnx")
+    export.add_argument("--opset", type=_number(int, 13), default=17, help="default: 17")
+    export.set_defaults(handler=command_export)
     return parser
 
 

@@ -22,6 +22,7 @@ from .. import initializers, losses, optimizers
 from .. import metrics as metrics_module
 from ..errors import ModelFileError
 from ..layers.base import Layer, get_layer_class
+from . import keras_format
 from .hdf5_format import FileContents, read_file, to_json, write_file
 
 __all__ = ["file_info", "load_model", "load_weights", "save_model", "save_weights"]
@@ -35,6 +36,9 @@ __all__ = ["file_info", "load_model", "load_weights", "save_model", "save_weight
 def save_model(net, path, *, epoch=None, checkpoint=None):
     """Write the whole network to the HDF5 file ``path``, atomically (replacing any file there).
 
+    A path ending in ``.keras`` gets a Keras 3 archive instead (architecture and weights, which
+    ``keras.models.load_model`` opens; see :mod:`.keras_format`), as in Keras.
+
     Parameters
     ----------
     net : Net
@@ -44,6 +48,9 @@ def save_model(net, path, *, epoch=None, checkpoint=None):
     checkpoint : dict, optional
         JSON data recorded by :class:`~modularcnn.callbacks.ModelCheckpoint` (monitor, best score).
     """
+    if os.fspath(path).endswith(".keras"):
+        keras_format.save_keras(net, path)
+        return
     training_config = optimizer_state = None
     if net.compiled:
         training_config = {
@@ -107,6 +114,10 @@ def encode_rng_state(generator):
 def load_model(path, custom_objects=None):
     """Rebuild the network saved by :func:`save_model` (or ``Net.save``) at ``path``.
 
+    Files written by Keras open too, recognised by their content: ``.keras`` archives, Keras HDF5
+    model files (Keras 2, tf.keras and Keras 3); see :mod:`.keras_format` for what is supported.
+    Those come back uncompiled.
+
     Parameters
     ----------
     path : str or os.PathLike
@@ -139,6 +150,8 @@ def load_model(path, custom_objects=None):
     """
     if custom_objects is not None and not isinstance(custom_objects, dict):
         raise ValueError(f"custom_objects must be a dict of name -> object, got {custom_objects!r}")
+    if keras_format.is_keras_file(path):
+        return keras_format.load_keras_model(path)
     contents = read_file(path)
     where = os.fspath(path)
 
@@ -364,6 +377,9 @@ def load_weights(net, path):
     changed. Arrays are copied into the existing ones in place (``np.copyto``), so optimizer state
     keyed by ``"layer/weight"`` stays attached. Floating dtypes are converted (float64 -> float32).
     """
+    if keras_format.is_keras_file(path):
+        keras_format.load_keras_weights(net, path)
+        return
     contents = read_file(path)
     for target, source in _matched_weight_pairs(net, contents.weights):
         np.copyto(target, source, casting="same_kind")

@@ -1,0 +1,486 @@
+"""Keras layer configs <-> modularcnn layers: the one table both directions of the Keras bridge use.
+
+Reading (:func:`layers_from_keras`) turns the ``{"class_name", "config"}`` entries of a Keras model
+(both dialects: Keras 2 / tf.keras and Keras 3) into modularcnn layers; writing (:func:`keras_layers_of`)
+turns a network's layers into Keras 3 entries. Nothing is imported, evaluated or unpickled: a config is
+plain JSON data matched against the table below.
+
+Every option of a Keras layer is either *translated*, *irrelevant to the numbers* (names, dtypes,
+initialisers: the weights come from the file), or *refused*: an option we do not implement with a value
+other than Keras's default raises :class:`~modularcnn.errors.ModelFileError` naming the layer and the
+option, so a model is never silently run differently from Keras. Regularisers and constraints do not
+change predictions; they are dropped with a warning (unless the layer takes them).
+
+Keras's weights and ours share layouts (``kernel`` ``(kh, kw, C, F)``, Dense ``(in, out)``, transposed
+kernels ``(kh, kw, F, C)``, batch norm ``gamma, beta, moving_mean, moving_variance``), so arrays are
+copied as they are.
+"""
+
+import inspect
+import warnings
+
+from ..errors import ModelFileError
+from ..layers.base import registered_layers, snake_case
+
+#: Config keys that never change what a layer computes from its weights.
+_IRRELEVANT = {"name", "trainable", "dtype", "seed", "autocast", "build_config", "input_dim",
+               "input_length", "sparse", "ragged", "optional", "input_shape", "batch_input_shape",
+               "batch_shape", "batch_size", "dtype_policy", "quantization_config"}
+#: Keys whose value is dropped (with a warning) when the modularcnn layer does not take them.
+_TRAINING_ONLY = ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
+                  "bias_constraint", "beta_regularizer", "gamma_regularizer", "beta_constraint",
+                  "gamma_constraint", "depthwise_regularizer", "pointwise_regularizer",
+                  "depthwise_constraint", "pointwise_constraint", "alpha_regularizer",
+                  "alpha_constraint")
+
+#: Keras activation names -> modularcnn's, with the argument Keras's function uses by default.
+_ACTIVATIONS = {"linear": ("linear", None), "relu": ("relu", None), "sigmoid": ("sigmoid", None),
+                "tanh": ("tanh", None), "softmax": ("softmax", None), "elu": ("elu", 1.0),
+                "leaky_relu": ("leakyrelu", 0.2)}
+
+
+class KerasConfig:
+    """One Keras layer's config, consumed key by key; :meth:`finish` refuses what nobody consumed."""
+
+    def __init__(self, class_name, config, where):
+        self.class_name, self.where = class_name, where
+        self.config = dict(config)
+        self.used = set(_IRRELEVANT)
+
+    def error(self, message):
+        return ModelFileError(f"{self.where}: Keras layer {self.class_name} "
+                              f"{self.config.get('name', '')!r}: {message}")
+
+    def take(self, key, default=None):
+        self.used.add(key)
+        return self.config.get(key, default)
+
+    def require(self, key, allowed, ours=None):
+        """The value of ``key``, refused unless it is one of ``allowed`` (Keras's defaults we match)."""
+        value = self.take(key)
+        normalised = _plain(value)
+        if normalised is None and None not in allowed:
+            return allowed[0]
+        if normalised not in [_plain(a) for a in allowed]:
+            raise self.error(f"{key}={value!r} is not supported{ours or ''}; supported: "
+                             f"{', '.join(repr(a) for a in allowed)}")
+        return normalised
+
+    def finish(self):
+        """Refuse options nobody consumed; drop initialisers (the weights come from the file) and,
+        with a warning, regularisers and constraints (they do not change predictions)."""
+        for key, value in self.config.items():
+            if key in self.used or key.endswith("_initializer"):
+                continue
+            if key in _TRAINING_ONLY:
+                if value is not None:
+                    warnings.warn(f"{self.where}: {self.class_name} {self.config.get('name')!r}: "
+                                  f"{key} is dropped (it does not change predictions)", stacklevel=4)
+                continue
+            raise self.error(f"option {key}={value!r} is not supported")
+
+
+def _keyword_arguments(layer_class):
+    try:
+        return set(inspect.signature(layer_class.__init__).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _plain(value):
+    """Lists as tuples (recursively), so JSON values compare with Python defaults."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def _activation(cfg, key="activation"):
+    """Keras's activation (a name, or Keras 3's serialised function) as ``(name, alpha)``."""
+    value = cfg.take(key, "linear")
+    if isinstance(value, dict):  # Keras 3 may serialise built-in functions as objects
+        if value.get("module") not in ("keras.activations", "keras.src.activations", None):
+            raise cfg.error(f"custom activation {value!r} is not supported")
+        value = value.get("config", value.get("class_name"))
+    if value is None:
+        value = "linear"
+    if not isinstance(value, str) or value.lower() not in _ACTIVATIONS:
+        raise cfg.error(f"activation {value!r} is not supported; supported: {', '.join(_ACTIVATIONS)}")
+    return _ACTIVATIONS[value.lower()]
+
+
+def _activation_kwargs(cfg):
+    name, alpha = _activation(cfg)
+    return {"activation": name, **({} if alpha is None else {"alpha": alpha})}
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading: one function per family of Keras layers, each returning ``(our class name, kwargs)``
+# ------------------------------------------------------------------------------------------------
+
+def _ones(rank):
+    return (1,) * rank
+
+
+def _read_conv(cfg, rank, transposed=False):
+    cfg.require("data_format", ["channels_last"], " (modularcnn is channels-last)")
+    cfg.require("dilation_rate", [_ones(rank), 1])
+    if not transposed:
+        cfg.require("groups", [1])
+    else:
+        cfg.require("output_padding", [None])
+    padding = cfg.require("padding", ["valid", "same"])
+    kernel_size = cfg.take("kernel_size")
+    strides = cfg.take("strides", 1)
+    return {"filters": cfg.take("filters"), "kernel_size": list(_plain(kernel_size))
+            if isinstance(kernel_size, (list, tuple)) else kernel_size,
+            "strides": list(strides) if isinstance(strides, (list, tuple)) else strides,
+            "padding": padding, "use_bias": bool(cfg.take("use_bias", True)),
+            **_activation_kwargs(cfg)}
+
+
+def _read_pool(cfg, rank):
+    cfg.require("data_format", ["channels_last", None], " (modularcnn is channels-last)")
+    pool_size = cfg.take("pool_size", 2)
+    strides = cfg.take("strides")
+    return {"pool_size": list(pool_size) if isinstance(pool_size, (list, tuple)) else pool_size,
+            "strides": None if strides is None else
+            (list(strides) if isinstance(strides, (list, tuple)) else strides),
+            "padding": cfg.require("padding", ["valid", "same"])}
+
+
+def _read_global_pool(cfg):
+    cfg.require("data_format", ["channels_last", None], " (modularcnn is channels-last)")
+    cfg.require("keepdims", [False])
+    return {}
+
+
+def _read_dense(cfg):
+    cfg.require("lora_rank", [None])
+    return {"units": cfg.take("units"), "use_bias": bool(cfg.take("use_bias", True)),
+            **_activation_kwargs(cfg)}
+
+
+def _read_batch_norm(cfg, input_rank):
+    axis = _plain(cfg.take("axis", -1))
+    if isinstance(axis, tuple) and len(axis) == 1:
+        axis = axis[0]
+    if axis not in (-1, input_rank):  # Keras 2 writes the last axis as [3] for images
+        raise cfg.error(f"axis={axis!r} is not supported: only the last (channels) axis, "
+                        f"-1 or {input_rank}")
+    cfg.require("center", [True])
+    cfg.require("scale", [True])
+    cfg.require("synchronized", [False, None])
+    cfg.require("renorm", [False, None])
+    cfg.take("renorm_clipping")
+    cfg.take("renorm_momentum")
+    cfg.take("fused")
+    cfg.take("virtual_batch_size")
+    cfg.take("adjustment")
+    return {"momentum": cfg.take("momentum", 0.99), "epsilon": cfg.take("epsilon", 1e-3)}
+
+
+def _read_upsampling(cfg, rank):
+    cfg.require("data_format", ["channels_last", None], " (modularcnn is channels-last)")
+    size = cfg.take("size", 2)
+    kwargs = {"size": list(size) if isinstance(size, (list, tuple)) else size}
+    if rank == 2:
+        kwargs["interpolation"] = cfg.take("interpolation", "nearest")
+    return kwargs
+
+
+def _read_activation_layer(cfg):
+    return "Activation", _activation_kwargs(cfg)
+
+
+def _read_leaky_relu(cfg):
+    # Keras 3 calls the slope negative_slope (default 0.3), Keras 2 alpha (default 0.3).
+    slope = cfg.take("negative_slope", cfg.take("alpha", 0.3))
+    return "Activation", {"activation": "leakyrelu", "alpha": float(slope)}
+
+
+def _read_elu(cfg):
+    return "Activation", {"activation": "elu", "alpha": float(cfg.take("alpha", 1.0))}
+
+
+def _read_relu(cfg):
+    cfg.require("max_value", [None])
+    cfg.require("negative_slope", [0, 0.0])
+    cfg.require("threshold", [0, 0.0])
+    return "Activation", {"activation": "relu"}
+
+
+def _read_softmax(cfg, input_rank):
+    axis = _plain(cfg.take("axis", -1))
+    if axis not in (-1, input_rank):
+        raise cfg.error(f"axis={axis!r} is not supported: only the last axis")
+    return "Activation", {"activation": "softmax"}
+
+
+def _read_flatten(cfg):
+    cfg.require("data_format", ["channels_last", None], " (modularcnn is channels-last)")
+    return {}
+
+
+def _read_dropout(cfg):
+    cfg.require("noise_shape", [None])
+    return {"rate": cfg.take("rate")}
+
+
+def _read_reshape(cfg):
+    return {"target_shape": list(cfg.take("target_shape"))}
+
+
+_CONV = {f"Conv{r}D": (f"Conv{r}D", lambda c, _, r=r: _read_conv(c, r)) for r in (1, 2, 3)}
+_CONV.update({f"Conv{r}DTranspose": (f"Conv{r}DTranspose",
+                                     lambda c, _, r=r: _read_conv(c, r, transposed=True))
+              for r in (1, 2, 3)})
+_CONV["Convolution2D"] = _CONV["Conv2D"]
+_POOL = {}
+for _r in (1, 2, 3):
+    for _kind, _ours in (("MaxPooling", "MaxPooling"), ("AveragePooling", "AveragePooling")):
+        _entry = (f"{_ours}{_r}D", lambda c, _, r=_r: _read_pool(c, r))
+        _POOL[f"{_kind}{_r}D"] = _entry
+        _POOL[f"{'MaxPool' if _kind == 'MaxPooling' else 'AvgPool'}{_r}D"] = _entry
+
+#: Keras class name -> (our class name or None when the reader names it, reader(cfg, input_rank)).
+_READERS = {
+    **_CONV, **_POOL,
+    "Dense": ("Dense", lambda c, _: _read_dense(c)),
+    "Flatten": ("Flatten", lambda c, _: _read_flatten(c)),
+    "Reshape": ("Reshape", lambda c, _: _read_reshape(c)),
+    "Dropout": ("Dropout", lambda c, _: _read_dropout(c)),
+    "BatchNormalization": ("BatchNormalization", _read_batch_norm),
+    "GlobalAveragePooling2D": ("GlobalAveragePooling2D", lambda c, _: _read_global_pool(c)),
+    "GlobalMaxPooling2D": ("GlobalMaxPooling2D", lambda c, _: _read_global_pool(c)),
+    "UpSampling1D": ("UpSampling1D", lambda c, _: _read_upsampling(c, 1)),
+    "UpSampling2D": ("UpSampling2D", lambda c, _: _read_upsampling(c, 2)),
+    "UpSampling3D": ("UpSampling3D", lambda c, _: _read_upsampling(c, 3)),
+    "Activation": (None, lambda c, _: _read_activation_layer(c)),
+    "LeakyReLU": (None, lambda c, _: _read_leaky_relu(c)),
+    "ELU": (None, lambda c, _: _read_elu(c)),
+    "ReLU": (None, lambda c, _: _read_relu(c)),
+    "Softmax": (None, _read_softmax),
+}
+
+
+#: Read only as part of the layer after them (ZeroPadding + a "valid" convolution: explicit padding).
+_FOLDED = {"ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"}
+
+
+def supported_keras_layers():
+    """The Keras layer class names that :func:`layer_from_keras` reads, sorted."""
+    return sorted(set(_READERS) | {"InputLayer"} | _FOLDED)
+
+
+def unwrap_entry(entry, where):
+    """``(class_name, config)`` of a serialised Keras object, refusing custom and unknown ones."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) \
+            or not isinstance(entry.get("config"), dict):
+        raise ModelFileError(f"{where}: a layer entry must be {{'class_name': str, 'config': dict}}, "
+                             f"got {str(entry)[:80]!r}")
+    class_name = entry["class_name"]
+    module = entry.get("module")
+    registered = entry.get("registered_name")
+    custom = (module is not None and not str(module).startswith("keras")) or \
+        (registered not in (None, class_name) and registered != "function")
+    if class_name == "Lambda":
+        raise ModelFileError(f"{where}: layer {entry['config'].get('name')!r} is a Lambda layer, whose "
+                             "code cannot be loaded safely (it would have to be executed); rebuild it "
+                             "from modularcnn layers")
+    if custom or (class_name not in _READERS and class_name not in {"InputLayer"} | _FOLDED):
+        raise ModelFileError(
+            f"{where}: layer {entry['config'].get('name')!r} is of type {class_name!r}"
+            f"{' (a custom object, ' + str(registered or module) + ')' if custom else ''}, which "
+            f"modularcnn cannot load; supported Keras layers: {', '.join(supported_keras_layers())}")
+    return class_name, entry["config"]
+
+
+def layer_from_keras(class_name, config, input_rank, where, padding=None):
+    """A new modularcnn layer for one Keras layer entry (not InputLayer).
+
+    ``input_rank`` is the rank of the per-sample input the layer gets (for ``axis`` arguments);
+    ``padding`` replaces a convolution's ``"valid"`` by explicit pads (a ZeroPadding folded into it).
+    """
+    cfg = KerasConfig(class_name, config, where)
+    ours, reader = _READERS[class_name]
+    result = reader(cfg, input_rank)
+    if ours is None:
+        ours, kwargs = result
+    else:
+        kwargs = result
+    if padding is not None:
+        kwargs["padding"] = padding
+    layer_class = registered_layers()[ours]
+    cfg.finish()
+    # The weights come from the file: built with zeros, the layers draw nothing at random, and zeros
+    # are allocated lazily, so a config declaring a huge layer costs no memory before it is refused.
+    kwargs.update({key: "zeros" for key in _keyword_arguments(layer_class)
+                   if key.endswith("_initializer")})
+    name = config.get("name")
+    try:
+        return layer_class(**kwargs, name=name if isinstance(name, str) and name else None)
+    except (TypeError, ValueError) as error:
+        raise cfg.error(f"cannot be built as {ours}({kwargs}): {error}") from None
+
+
+def input_shape_of(class_name, config):
+    """The per-sample input shape a Keras 2/3 entry declares (InputLayer or a first layer), or None."""
+    for key in ("batch_shape", "batch_input_shape"):
+        shape = config.get(key)
+        if isinstance(shape, (list, tuple)) and len(shape) >= 2:
+            return tuple(shape[1:])
+    shape = config.get("input_shape")
+    if class_name == "InputLayer" and isinstance(shape, (list, tuple)):
+        return tuple(shape)
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Writing: our layer -> Keras 3 entries (one layer may need a few)
+# ------------------------------------------------------------------------------------------------
+
+def _policy(dtype):
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": dtype.name},
+            "registered_name": None}
+
+
+def _entry(class_name, name, config, layer, input_shape=None):
+    entry = {"module": "keras.layers", "class_name": class_name,
+             "config": {"name": name, "trainable": layer.trainable, "dtype": _policy(layer.dtype),
+                        **config},
+             "registered_name": None}
+    if input_shape is not None:
+        entry["build_config"] = {"input_shape": [None, *input_shape]}
+    return entry
+
+
+def _keras_activation(layer):
+    """``(activation string for the layer itself, extra Keras layer after it or None)``."""
+    function = layer.activation
+    key = type(function).__name__.lower()
+    alpha = getattr(function, "alpha", None)
+    if key in ("linear", "relu", "sigmoid", "tanh", "softmax"):
+        return key, None
+    if key == "leakyrelu":
+        return "linear", ("LeakyReLU", {"negative_slope": alpha})
+    if key == "elu" and alpha == 1.0:
+        return "elu", None
+    if key == "elu":
+        return "linear", ("ELU", {"alpha": alpha})
+    raise ValueError(f"{layer.describe()}: activation {key!r} has no Keras equivalent here")
+
+
+def _symmetric_padding(layer):
+    """Keras ``padding`` for our conv/pool pads, or ``("valid", explicit pads)`` needing a ZeroPadding."""
+    if isinstance(layer.pad, str):
+        return layer.pad, None
+    return "valid", layer.pads
+
+
+def keras_layers_of(layer):
+    """The Keras 3 layers computing what ``layer`` does: ``[(class_name, config, takes_weights)]``.
+
+    Usually one; a convolution with explicit padding becomes ``ZeroPadding`` + a ``"valid"``
+    convolution, and a leaky-ReLU activation its own ``LeakyReLU`` layer. Exactly one item takes the
+    layer's weights. Raises ``ValueError`` for a layer (or option) with no Keras equivalent.
+    """
+    kind = type(layer).__name__
+    rank = getattr(layer, "rank", None)
+    items = []
+    if kind in ("Convolutional", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose",
+                "Conv2DTranspose", "Conv3DTranspose"):
+        transposed = "Transpose" in kind
+        padding, explicit = _symmetric_padding(layer)
+        if explicit is not None:
+            if transposed:
+                raise ValueError(f"{layer.describe()}: explicit padding of a transposed convolution "
+                                 "has no Keras equivalent; use 'valid' or 'same'")
+            items.append((f"ZeroPadding{rank}D", {"padding": [list(p) for p in explicit],
+                                                  "data_format": "channels_last"}, False))
+        activation, after = _keras_activation(layer)
+        config = {"filters": layer.filters, "kernel_size": list(layer.filter_size),
+                  "strides": list(layer.stride), "padding": padding,
+                  "data_format": "channels_last", "dilation_rate": [1] * rank,
+                  "activation": activation, "use_bias": layer.use_bias}
+        if transposed:
+            config["output_padding"] = None
+        else:
+            config["groups"] = 1
+        items.append((f"Conv{rank}D{'Transpose' if transposed else ''}", config, True))
+        if after:
+            items.append((*after, False))
+    elif kind == "Dense":
+        activation, after = _keras_activation(layer)
+        items.append(("Dense", {"units": layer.units, "activation": activation,
+                                "use_bias": layer.use_bias}, True))
+        if after:
+            items.append((*after, False))
+    elif kind in ("MaxPooling", "MaxPooling1D", "MaxPooling2D", "MaxPool2D", "MaxPooling3D",
+                  "AveragePooling", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D"):
+        if not isinstance(layer.pad, str):
+            raise ValueError(f"{layer.describe()}: explicit pooling padding has no Keras equivalent; "
+                             "use 'valid' or 'same'")
+        family = "MaxPooling" if kind.startswith("Max") else "AveragePooling"
+        items.append((f"{family}{rank}D", {"pool_size": list(layer.pool_size),
+                                           "strides": list(layer.stride), "padding": layer.pad,
+                                           "data_format": "channels_last"}, True))
+    elif kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+        items.append((kind, {"data_format": "channels_last", "keepdims": False}, True))
+    elif kind == "Flatten":
+        items.append(("Flatten", {"data_format": "channels_last"}, True))
+    elif kind == "Reshape":
+        items.append(("Reshape", {"target_shape": list(layer.target_shape)}, True))
+    elif kind == "Dropout":
+        items.append(("Dropout", {"rate": layer.rate, "noise_shape": None, "seed": None}, True))
+    elif kind == "Activation":
+        activation, after = _keras_activation(layer)
+        items.append(after + (True,) if after else ("Activation", {"activation": activation}, True))
+    elif kind == "BatchNormalization":
+        items.append(("BatchNormalization", {"axis": -1, "momentum": layer.momentum,
+                                             "epsilon": layer.epsilon, "center": True,
+                                             "scale": True}, True))
+    elif kind in ("UpSampling1D", "UpSampling2D", "UpSampling3D"):
+        config = {"size": list(layer.size) if rank != 1 else layer.size[0]}
+        if rank == 2:
+            config.update(data_format="channels_last", interpolation=layer.interpolation)
+        elif rank == 3:
+            config["data_format"] = "channels_last"
+        items.append((kind, config, True))
+    else:
+        raise ValueError(f"{layer.describe()}: {kind} cannot be written to a Keras file; layers that "
+                         f"can: {', '.join(sorted(WRITABLE))}")
+    return items
+
+
+#: Our layer classes :func:`keras_layers_of` translates.
+WRITABLE = {"Convolutional", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+            "Conv3DTranspose", "Dense", "MaxPooling", "MaxPooling1D", "MaxPooling2D", "MaxPool2D",
+            "MaxPooling3D", "AveragePooling", "AveragePooling1D", "AveragePooling2D",
+            "AveragePooling3D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Reshape",
+            "Dropout", "Activation", "BatchNormalization", "UpSampling1D", "UpSampling2D",
+            "UpSampling3D"}
+
+
+def keras_entries(net):
+    """Keras 3 Sequential ``layers`` entries for ``net`` and, in the same order, the arrays of each.
+
+    Returns ``(entries, weights)``: ``weights[i]`` is the list of arrays (Keras's variable order) of
+    entry ``i``, which is also the order of ``layers/<path>/vars/<k>`` in a ``.weights.h5`` file.
+    """
+    entries, weights = [], []
+    used = {layer.name for layer in net.layers}
+    shape = net.input_shape
+    for layer in net.layers:
+        for position, (class_name, config, takes_weights) in enumerate(keras_layers_of(layer)):
+            if takes_weights:
+                name = layer.name
+            else:
+                name = f"{layer.name}_{snake_case(class_name)}"
+                while name in used:
+                    name += "_"
+                used.add(name)
+            entries.append(_entry(class_name, name, config, layer, input_shape=shape if position == 0
+                                  else None))
+            weights.append(list(layer.params.values()) if takes_weights else [])
+        shape = layer.output_shape
+    return entries, weights

@@ -1,0 +1,134 @@
+"""Write the Keras fixtures under tests/data/keras: small models saved by real Keras, and what Keras
+predicted for a fixed input, so that the tests check our Keras reader without Keras installed.
+
+Needs Keras 3 (``pip install keras torch==2.13.0``; it runs on the torch backend)::
+
+    KERAS_BACKEND=torch python scripts/make_keras_fixtures.py
+
+Every model gets random weights with non-trivial biases and batch-norm statistics (a model fresh from
+its initialisers has zero biases, unit variances and would hide mistakes in the copying). For each
+model ``NAME`` it writes ``NAME.keras`` (Keras 3 archive), ``NAME.h5`` (Keras's HDF5 model format),
+``NAME.weights.h5`` (weights only) and ``NAME.npz`` (``x`` and Keras's ``y``).
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "keras"
+
+
+def models(keras):
+    """``{name: model}``: together they use every Keras layer and option the reader supports."""
+    L = keras.layers
+    return {
+        "conv2d_stack": keras.Sequential([
+            keras.Input((9, 8, 3)),
+            L.Conv2D(4, 3, padding="same", activation="relu", name="conv"),
+            L.BatchNormalization(),
+            L.MaxPooling2D(),
+            L.Conv2D(5, (2, 3), strides=(1, 2), activation="tanh"),
+            L.AveragePooling2D(pool_size=2, strides=1, padding="same"),
+            L.Flatten(),
+            L.Dropout(0.3),
+            L.Dense(6, activation="sigmoid"),
+            L.Dense(3, activation="softmax"),
+        ], name="conv2d_stack"),
+        "strided_same": keras.Sequential([
+            keras.Input((11, 10, 2)),
+            L.Conv2D(3, 4, strides=2, padding="same"),
+            L.LeakyReLU(negative_slope=0.15),
+            L.ZeroPadding2D(((1, 2), (2, 1))),
+            L.Conv2D(4, 3, strides=(2, 1), activation="elu"),
+            L.MaxPooling2D(pool_size=3, strides=2, padding="same"),
+            L.GlobalAveragePooling2D(),
+            L.Dense(4),
+            L.Softmax(),
+        ]),
+        "activations": keras.Sequential([
+            keras.Input((7, 5, 2)),
+            L.Conv2D(3, 1),
+            L.ReLU(),
+            L.Conv2D(3, 2, activation="leaky_relu"),
+            L.ELU(alpha=0.7),
+            L.Activation("tanh"),
+            L.GlobalMaxPooling2D(),
+            L.Dense(2, activation="sigmoid", use_bias=False),
+        ]),
+        "transpose_upsample": keras.Sequential([
+            keras.Input((5, 4, 3)),
+            L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu"),
+            L.UpSampling2D(size=(1, 2)),
+            L.Conv2DTranspose(2, 2, strides=1, padding="valid"),
+            L.Reshape((-1,)),
+            L.Dense(3),
+        ]),
+        "conv1d": keras.Sequential([
+            keras.Input((16, 3)),
+            L.Conv1D(4, 3, padding="same", activation="relu"),
+            L.MaxPooling1D(2),
+            L.Conv1D(5, 3, strides=2),
+            L.BatchNormalization(),
+            L.UpSampling1D(2),
+            L.AveragePooling1D(2),
+            L.Flatten(),
+            L.Dense(2),
+        ]),
+        "conv3d": keras.Sequential([
+            keras.Input((6, 5, 4, 2)),
+            L.Conv3D(3, 2, padding="same", activation="relu"),
+            L.MaxPooling3D(2),
+            L.Conv3D(2, (1, 2, 2)),
+            L.Flatten(),
+            L.Dense(3),
+        ]),
+        "mlp": keras.Sequential([
+            keras.Input((12,)),
+            L.Dense(8, activation="relu"),
+            L.BatchNormalization(momentum=0.9, epsilon=1e-2),
+            L.Dense(5, activation="tanh"),
+            L.Dense(4),
+            L.Activation("softmax"),
+        ]),
+    }
+
+
+def randomise(model, rng):
+    """Random weights everywhere; batch-norm variances positive."""
+    for layer in model.layers:
+        values = []
+        for variable in layer.weights:
+            shape = tuple(variable.shape)
+            if "variance" in variable.path:
+                values.append(rng.uniform(0.5, 2.0, shape).astype("float32"))
+            else:
+                values.append(rng.normal(0, 0.5, shape).astype("float32"))
+        if values:
+            layer.set_weights(values)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    import keras
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name, model in models(keras).items():
+        randomise(model, rng)
+        x = rng.normal(0, 1, (3, *model.input_shape[1:])).astype("float32")
+        y = np.asarray(model.predict(x, verbose=0))
+        model.save(args.out / f"{name}.keras")
+        model.save(args.out / f"{name}.h5")
+        model.save_weights(args.out / f"{name}.weights.h5")
+        np.savez(args.out / f"{name}.npz", x=x, y=y)
+        print(f"{name}: {len(model.layers)} layers, output {y.shape}, keras {keras.__version__}")
+
+
+if __name__ == "__main__":
+    main()
