@@ -373,11 +373,23 @@ class Net:
         generator's state, so training continues exactly. It is replaced atomically: an interrupted
         save leaves the previous file intact. ``epoch`` (epochs trained; default from ``history``)
         and ``checkpoint`` (a JSON-able dict, e.g. ``ModelCheckpoint``'s best score) are stored with
-        it and read back by :func:`modularcnn.saving.file_info`.
+        it and read back by :func:`modularcnn.saving.file_info`. A path ending in ``.keras`` gets a
+        Keras 3 archive instead (architecture and weights), which ``keras.models.load_model`` opens.
         """
         from .saving import save_model  # imported here: saving imports modules that import this one
 
         save_model(self, path, epoch=epoch, checkpoint=checkpoint)
+
+    def export_onnx(self, path, opset=17):
+        """Write the network as an ONNX model for onnxruntime and other serving stacks.
+
+        The model takes what :meth:`predict` takes — a channels-last batch ``(batch, *input_shape)``,
+        the batch axis dynamic — and returns what it returns, in inference mode. Needs the ``onnx``
+        package (``pip install modularcnn[onnx]``); see :mod:`modularcnn.export.onnx`.
+        """
+        from .export import export_onnx  # the optional onnx package is imported only here
+
+        return export_onnx(self, path, opset=opset)
 
     def save_weights(self, path, *, epoch=None, checkpoint=None):
         """Write only the layers' arrays (moving statistics included) to an HDF5 file, atomically.

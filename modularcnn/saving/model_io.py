@@ -150,9 +150,9 @@ def load_model(path, custom_objects=None):
     """
     if custom_objects is not None and not isinstance(custom_objects, dict):
         raise ValueError(f"custom_objects must be a dict of name -> object, got {custom_objects!r}")
-    if keras_format.is_keras_file(path):
+    contents = _read_ours_or_keras(path)
+    if contents is None:
         return keras_format.load_keras_model(path)
-    contents = read_file(path)
     where = os.fspath(path)
 
     def bad(message):
@@ -177,6 +177,21 @@ def load_model(path, custom_objects=None):
         np.copyto(target, source)
     net.rng.bit_generator.state = rng_state
     return net
+
+
+def _read_ours_or_keras(path):
+    """Our file's contents, or None when ``path`` holds a Keras file (recognised by content).
+
+    Our own files are opened once, as before; only a file our reader refuses is looked at again.
+    """
+    if keras_format.sniff(path) == "zip":
+        return None
+    try:
+        return read_file(path)
+    except ModelFileError:
+        if keras_format.is_keras_file(path):
+            return None
+        raise
 
 
 def _checked_model_config(config, bad):
@@ -377,10 +392,10 @@ def load_weights(net, path):
     changed. Arrays are copied into the existing ones in place (``np.copyto``), so optimizer state
     keyed by ``"layer/weight"`` stays attached. Floating dtypes are converted (float64 -> float32).
     """
-    if keras_format.is_keras_file(path):
+    contents = _read_ours_or_keras(path)
+    if contents is None:
         keras_format.load_keras_weights(net, path)
         return
-    contents = read_file(path)
     for target, source in _matched_weight_pairs(net, contents.weights):
         np.copyto(target, source, casting="same_kind")
 

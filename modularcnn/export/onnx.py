@@ -1,0 +1,275 @@
+"""Export a network to ONNX, which onnxruntime (servers, phones, browsers) and Triton run.
+
+``net.export_onnx("model.onnx")`` writes a graph whose input is what :meth:`Net.predict` takes — a
+channels-last batch ``(batch, *input_shape)`` with a dynamic batch axis — and whose output is what it
+returns, in inference mode (dropout off, batch norm with its moving statistics).
+
+ONNX's convolutions and pools are channels-first (``N, C, *spatial``), so the exporter keeps track of
+each tensor's layout and inserts a ``Transpose`` only where it changes: into channels-first before the
+first convolution or pool, back to channels-last before a ``Flatten``, ``Reshape`` or ``Dense`` (so the
+flattened order is modularcnn's, and Dense weights apply unchanged) and at the output. Element-wise
+layers run in whichever layout the tensor is in.
+
+Needs the ``onnx`` package (``pip install modularcnn[onnx]``); it is imported only here.
+"""
+
+import os
+
+import numpy as np
+
+from ..saving.atomic import atomic_path
+
+#: The opsets the exporter writes (Resize, Softmax and the pooling attributes as of opset 13).
+MIN_OPSET = 13
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError("ONNX export needs the onnx package: pip install 'modularcnn[onnx]'") from None
+    return onnx
+
+
+class _Graph:
+    """The nodes and initialisers being written, with unique names."""
+
+    def __init__(self, onnx, dtype):
+        self.onnx, self.helper = onnx, onnx.helper
+        self.dtype = np.dtype(dtype)
+        self.nodes, self.initializers, self.counter = [], [], 0
+
+    def name(self, hint):
+        self.counter += 1
+        return f"{hint}_{self.counter}"
+
+    def constant(self, hint, array, dtype=None):
+        name = self.name(hint)
+        array = np.ascontiguousarray(array, dtype=dtype or self.dtype)
+        self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
+        return name
+
+    def node(self, op, inputs, hint, **attributes):
+        output = self.name(hint)
+        self.nodes.append(self.helper.make_node(op, inputs, [output], name=output, **attributes))
+        return output
+
+
+class _Tensor:
+    """A tensor of the graph: its name, its per-sample rank and whether it is channels-first."""
+
+    def __init__(self, name, sample_rank, channels_first=False):
+        self.name, self.sample_rank, self.channels_first = name, sample_rank, channels_first
+
+    @property
+    def spatial_rank(self):
+        return self.sample_rank - 1
+
+
+def _channels_first(graph, tensor, hint):
+    if tensor.channels_first or tensor.sample_rank < 2:
+        return _Tensor(tensor.name, tensor.sample_rank, channels_first=tensor.sample_rank >= 2)
+    r = tensor.spatial_rank
+    name = graph.node("Transpose", [tensor.name], f"{hint}_to_nchw", perm=[0, r + 1, *range(1, r + 1)])
+    return _Tensor(name, tensor.sample_rank, channels_first=True)
+
+
+def _channels_last(graph, tensor, hint):
+    if not tensor.channels_first:
+        return tensor
+    r = tensor.spatial_rank
+    name = graph.node("Transpose", [tensor.name], f"{hint}_to_nhwc", perm=[0, *range(2, r + 2), 1])
+    return _Tensor(name, tensor.sample_rank, channels_first=False)
+
+
+def _activation(graph, function, tensor, hint):
+    """Apply one of modularcnn's activation objects to ``tensor`` (any layout)."""
+    kind = type(function).__name__
+    if kind == "Linear":
+        return tensor
+    simple = {"ReLU": "Relu", "Sigmoid": "Sigmoid", "Tanh": "Tanh"}
+    if kind in simple:
+        name = graph.node(simple[kind], [tensor.name], f"{hint}_{kind.lower()}")
+    elif kind == "LeakyReLU":
+        name = graph.node("LeakyRelu", [tensor.name], f"{hint}_leaky_relu", alpha=function.alpha)
+    elif kind == "ELU":
+        name = graph.node("Elu", [tensor.name], f"{hint}_elu", alpha=function.alpha)
+    elif kind == "Softmax":
+        axis = 1 if tensor.channels_first else -1  # the channels axis either way
+        name = graph.node("Softmax", [tensor.name], f"{hint}_softmax", axis=axis)
+    else:
+        raise ValueError(f"ONNX export: activation {kind} is not supported; supported: Linear, ReLU, "
+                         "Sigmoid, Tanh, LeakyReLU, ELU, Softmax")
+    return _Tensor(name, tensor.sample_rank, tensor.channels_first)
+
+
+def _flat_pads(pads):
+    """modularcnn's ``((before, after), ...)`` as ONNX's ``[b1, b2, ..., e1, e2, ...]``."""
+    return [int(b) for b, _ in pads] + [int(a) for _, a in pads]
+
+
+def _convolution(graph, layer, tensor):
+    x = _channels_first(graph, tensor, layer.name)
+    r = layer.rank
+    kernel = layer.params["kernel"]
+    transposed = "Transpose" in type(layer).__name__
+    # Ours: (*K, C, F) and, transposed, (*K, F, C); ONNX: (F, C, *K) and, transposed, (C, F, *K).
+    weight = graph.constant(f"{layer.name}_kernel", np.transpose(kernel, (r + 1, r, *range(r))))
+    inputs = [x.name, weight]
+    if layer.use_bias:
+        inputs.append(graph.constant(f"{layer.name}_bias", layer.params["bias"]))
+    attributes = {"kernel_shape": list(layer.filter_size), "strides": list(layer.stride),
+                  "pads": _flat_pads(layer.pads)}
+    if transposed:
+        spatial = layer.input_shape[:-1]
+        natural = [(n - 1) * s + k - b - a for n, s, k, (b, a)
+                   in zip(spatial, layer.stride, layer.filter_size, layer.pads)]
+        extra = [o - n for o, n in zip(layer.out_spatial, natural)]
+        if any(e < 0 or e >= s for e, s in zip(extra, layer.stride)):
+            raise ValueError(f"ONNX export: {layer.describe()}: output size {layer.out_spatial} "
+                             "cannot be expressed with ONNX's output_padding")
+        attributes["output_padding"] = extra
+    name = graph.node("ConvTranspose" if transposed else "Conv", inputs, layer.name, **attributes)
+    return _activation(graph, layer.activation, _Tensor(name, tensor.sample_rank, True), layer.name)
+
+
+def _pool(graph, layer, tensor):
+    x = _channels_first(graph, tensor, layer.name)
+    attributes = {"kernel_shape": list(layer.pool_size), "strides": list(layer.stride),
+                  "pads": _flat_pads(layer.pads)}
+    if type(layer).__name__.startswith("Max"):
+        name = graph.node("MaxPool", [x.name], layer.name, **attributes)
+    else:  # padded cells are not counted, as in modularcnn (and Keras)
+        name = graph.node("AveragePool", [x.name], layer.name, count_include_pad=0, **attributes)
+    return _Tensor(name, tensor.sample_rank, True)
+
+
+def _global_pool(graph, layer, tensor):
+    x = _channels_first(graph, tensor, layer.name)
+    op = "GlobalMaxPool" if "Max" in type(layer).__name__ else "GlobalAveragePool"
+    pooled = graph.node(op, [x.name], layer.name)
+    name = graph.node("Flatten", [pooled], f"{layer.name}_flatten", axis=1)
+    return _Tensor(name, 1)
+
+
+def _dense(graph, layer, tensor):
+    x = _channels_last(graph, tensor, layer.name)
+    name = graph.node("MatMul", [x.name, graph.constant(f"{layer.name}_kernel", layer.params["kernel"])],
+                      layer.name)
+    if layer.use_bias:
+        name = graph.node("Add", [name, graph.constant(f"{layer.name}_bias", layer.params["bias"])],
+                          f"{layer.name}_bias_add")
+    return _activation(graph, layer.activation, _Tensor(name, tensor.sample_rank), layer.name)
+
+
+def _flatten(graph, layer, tensor):
+    x = _channels_last(graph, tensor, layer.name)
+    return _Tensor(graph.node("Flatten", [x.name], layer.name, axis=1), 1)
+
+
+def _reshape(graph, layer, tensor):
+    x = _channels_last(graph, tensor, layer.name)
+    shape = graph.constant(f"{layer.name}_shape", [0, *layer.output_shape], dtype=np.int64)
+    return _Tensor(graph.node("Reshape", [x.name, shape], layer.name), len(layer.output_shape))
+
+
+def _batch_norm(graph, layer, tensor):
+    p = layer.params
+    if tensor.channels_first or tensor.sample_rank == 1:
+        inputs = [tensor.name] + [graph.constant(f"{layer.name}_{key}", p[key])
+                                  for key in ("gamma", "beta", "moving_mean", "moving_variance")]
+        name = graph.node("BatchNormalization", inputs, layer.name, epsilon=layer.epsilon)
+    else:  # channels-last: the same affine map, broadcast over the last axis
+        scale = p["gamma"] / np.sqrt(p["moving_variance"] + layer.epsilon)
+        shift = p["beta"] - p["moving_mean"] * scale
+        name = graph.node("Mul", [tensor.name, graph.constant(f"{layer.name}_scale", scale)],
+                          f"{layer.name}_scale")
+        name = graph.node("Add", [name, graph.constant(f"{layer.name}_shift", shift)], layer.name)
+    return _Tensor(name, tensor.sample_rank, tensor.channels_first)
+
+
+def _upsampling(graph, layer, tensor):
+    x = _channels_first(graph, tensor, layer.name)
+    roi = graph.constant(f"{layer.name}_roi", np.zeros(0))
+    scales = graph.constant(f"{layer.name}_scales", [1, 1, *layer.size], dtype=np.float32)
+    name = graph.node("Resize", [x.name, roi, scales], layer.name, mode="nearest",
+                      coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    return _Tensor(name, tensor.sample_rank, True)
+
+
+def _residual(graph, layer, tensor):
+    block = _chain(graph, layer.block, tensor)
+    shortcut = _chain(graph, layer.shortcut_layers, tensor) if layer.shortcut_layers else tensor
+    if block.channels_first != shortcut.channels_first:
+        block, shortcut = (_channels_first(graph, t, layer.name) for t in (block, shortcut))
+    return _Tensor(graph.node("Add", [block.name, shortcut.name], layer.name), block.sample_rank,
+                   block.channels_first)
+
+
+def _identity(graph, layer, tensor):
+    return tensor
+
+
+def _activation_layer(graph, layer, tensor):
+    return _activation(graph, layer.activation, tensor, layer.name)
+
+
+_CONVOLUTIONS = ("Convolutional", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+                 "Conv3DTranspose")
+_POOLS = ("MaxPooling", "MaxPooling1D", "MaxPooling2D", "MaxPool2D", "MaxPooling3D", "AveragePooling",
+          "AveragePooling1D", "AveragePooling2D", "AveragePooling3D")
+#: modularcnn layer class -> exporter(graph, layer, tensor) -> tensor.
+EXPORTERS = {
+    **{name: _convolution for name in _CONVOLUTIONS},
+    **{name: _pool for name in _POOLS},
+    "GlobalAveragePooling2D": _global_pool, "GlobalMaxPooling2D": _global_pool,
+    "Dense": _dense, "Flatten": _flatten, "Reshape": _reshape, "Dropout": _identity,
+    "Activation": _activation_layer, "BatchNormalization": _batch_norm,
+    "UpSampling1D": _upsampling, "UpSampling2D": _upsampling, "UpSampling3D": _upsampling,
+    "Residual": _residual,
+}
+
+
+def _chain(graph, layers, tensor):
+    for layer in layers:
+        exporter = EXPORTERS.get(type(layer).__name__)
+        if exporter is None:
+            raise ValueError(f"ONNX export: {layer.describe()} is not supported; layers that export: "
+                             f"{', '.join(sorted(EXPORTERS))}")
+        tensor = exporter(graph, layer, tensor)
+    return tensor
+
+
+def onnx_model(net, opset=17):
+    """The ``onnx.ModelProto`` of ``net`` (checked with ``onnx.checker``)."""
+    onnx = _onnx()
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) \
+            or not MIN_OPSET <= opset <= newest:
+        raise ValueError(f"export_onnx: opset must be an int from {MIN_OPSET} to {newest} (the "
+                         f"installed onnx's newest), got {opset!r}")
+    if not net.layers:
+        raise ValueError("export_onnx: the network has no layers")
+    graph = _Graph(onnx, net.dtype)
+    element = onnx.helper.np_dtype_to_tensor_dtype(net.dtype)
+    inputs = [onnx.helper.make_tensor_value_info("input", element, ["batch", *net.input_shape])]
+    tensor = _chain(graph, net.layers, _Tensor("input", len(net.input_shape)))
+    tensor = _channels_last(graph, tensor, "output")
+    graph.nodes.append(onnx.helper.make_node("Identity", [tensor.name], ["output"], name="output"))
+    outputs = [onnx.helper.make_tensor_value_info("output", element, ["batch", *net.output_shape])]
+    body = onnx.helper.make_graph(graph.nodes, net.name or "modularcnn", inputs, outputs,
+                                  initializer=graph.initializers)
+    model = onnx.helper.make_model(body, opset_imports=[onnx.helper.make_opsetid("", int(opset))],
+                                   producer_name="modularcnn")
+    model.ir_version = min(model.ir_version, 8)  # readable by onnxruntime releases of recent years
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_onnx(net, path, opset=17):
+    """Write ``net`` as an ONNX model file at ``path`` (atomically); returns the path."""
+    model = onnx_model(net, opset)
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(model.SerializeToString())
+    return os.fspath(path)

@@ -1,0 +1,163 @@
+"""ONNX export: every layer type exports, and onnxruntime's outputs match ``predict`` to 1e-5
+(onnx and onnxruntime are optional; the tests skip cleanly without them)."""
+
+import builtins
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modularcnn import Net
+from modularcnn.layers import (Activation, AveragePooling1D, AveragePooling2D, AveragePooling3D,
+                               BatchNormalization, Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose,
+                               Conv3D, Conv3DTranspose, Convolutional, Dense, Dropout, Flatten,
+                               GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling, MaxPooling1D,
+                               MaxPooling3D, Reshape, Residual, UpSampling1D, UpSampling2D,
+                               UpSampling3D)
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+
+def randomised(net, seed=0):
+    """Random weights and positive batch-norm variances, so every array's layout matters."""
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        for key, value in layer.params.items():
+            fresh = rng.uniform(0.5, 1.5, value.shape) if key.endswith("variance") \
+                else rng.normal(0, 0.5, value.shape)
+            value[...] = fresh
+    return net
+
+
+def run_onnx(net, x, tmp_path):
+    path = net.export_onnx(tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x.astype(net.dtype)})[0]
+
+
+def check(net, tmp_path, batches=(1, 5)):
+    randomised(net)
+    rng = np.random.default_rng(1)
+    for batch in batches:
+        x = rng.normal(size=(batch, *net.input_shape)).astype("float32")
+        expected = net.predict(x)
+        got = run_onnx(net, x, tmp_path)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * max(1, np.abs(expected).max()))
+
+
+NETWORKS = {
+    "seed_style_cnn": lambda: [
+        Convolutional(input_shape=(11, 9, 3), filters=4, filter_size=3, stride=1, pad=1,
+                      activation="relu"),
+        MaxPooling(pool_size=2), Convolutional(filters=5, filter_size=2, stride=2, pad=(1, 0),
+                                               activation="tanh"),
+        Flatten(), Dropout(0.5), Dense(6, activation="sigmoid"), Dense(3, activation="softmax")],
+    "same_and_pools": lambda: [
+        Conv2D(3, (3, 2), strides=(2, 3), padding="same", activation="leakyrelu", alpha=0.2,
+               input_shape=(10, 13, 2)),
+        AveragePooling2D(3, strides=2, padding="same"), BatchNormalization(),
+        Activation("elu", alpha=0.7), MaxPooling(pool_size=(2, 1), padding="same"),
+        GlobalMaxPooling2D(), Dense(4)],
+    "global_average_softmax_layer": lambda: [
+        Conv2D(4, 1, input_shape=(5, 6, 3)), Activation("softmax"), GlobalAveragePooling2D(),
+        BatchNormalization(), Dense(2)],
+    "transposed": lambda: [
+        Conv2DTranspose(3, 3, strides=2, padding="same", activation="relu", input_shape=(4, 5, 2)),
+        Conv2DTranspose(2, 1, strides=3, padding="valid"),  # kernel < stride: output_padding
+        Conv2DTranspose(2, 3, strides=2, padding=1), UpSampling2D((2, 1)), Flatten(), Dense(3)],
+    "rank1": lambda: [
+        Conv1D(3, 3, padding="same", activation="relu", input_shape=(17, 2)), MaxPooling1D(2),
+        Conv1DTranspose(2, 3, strides=2, padding="same"), UpSampling1D(3), AveragePooling1D(2),
+        BatchNormalization(), Flatten(), Dense(2, activation="softmax")],
+    "rank3": lambda: [
+        Conv3D(2, 2, padding="same", input_shape=(5, 4, 6, 2)), MaxPooling3D(2, padding="same"),
+        Conv3DTranspose(2, 2, strides=2), UpSampling3D((1, 2, 1)), AveragePooling3D(2),
+        Flatten(), Dense(3)],
+    "reshape_and_channels_last_batch_norm": lambda: [
+        Dense(24, input_shape=(6,)), Reshape((2, 3, 4)), BatchNormalization(), Conv2D(3, 2),
+        Reshape((-1,)), Dense(2)],
+    "dense_on_images": lambda: [
+        Conv2D(3, 3, input_shape=(6, 5, 2)), Dense(4, activation="tanh"), Flatten(), Dense(2)],
+    "residual": lambda: [
+        Conv2D(4, 3, padding="same", input_shape=(8, 8, 3)),
+        Residual([Conv2D(4, 3, padding="same"), BatchNormalization(), Activation("relu"),
+                  Conv2D(4, 3, padding="same")]),
+        Activation("relu"),
+        Residual([Conv2D(6, 3, strides=2, padding="same")], shortcut="projection_bn"),
+        GlobalAveragePooling2D(), Dense(3)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_onnxruntime_matches_predict(name, tmp_path):
+    net = Net(seed=0)
+    for layer in NETWORKS[name]():
+        net.add(layer)
+    check(net, tmp_path)
+
+
+def test_every_layer_type_is_covered():
+    from modularcnn.export.onnx import EXPORTERS
+
+    used = {type(layer).__name__ for build in NETWORKS.values() for layer in build()}
+    used |= {"MaxPooling", "MaxPooling2D", "Conv2D"}
+    aliases = {"MaxPool2D", "AveragePooling", "MaxPooling2D", "GlobalAveragePooling2D"}
+    assert set(EXPORTERS) - used - aliases == set()
+
+
+def test_flatten_keeps_channels_last_order(tmp_path):
+    net = Net(input_shape=(2, 3, 4), seed=0)
+    net.add(Flatten())
+    x = np.arange(24, dtype="float32").reshape(1, 2, 3, 4)
+    np.testing.assert_array_equal(run_onnx(net, x, tmp_path), x.reshape(1, -1))
+    net = Net(input_shape=(4, 3, 2), seed=0)
+    net.add(Conv2D(2, 1, use_bias=False))
+    net.add(Flatten())
+    net.layers[0].params["kernel"][...] = np.eye(2).reshape(1, 1, 2, 2)
+    x = np.arange(24, dtype="float32").reshape(1, 4, 3, 2)
+    np.testing.assert_array_equal(run_onnx(net, x, tmp_path), x.reshape(1, -1))
+
+
+def test_bad_opset_and_unsupported_layers_are_refused(tmp_path):
+    net = Net(input_shape=(4,))
+    net.add(Dense(2))
+    for opset in (12, 10**6, "17", True):
+        with pytest.raises(ValueError, match="opset must be an int"):
+            net.export_onnx(tmp_path / "x.onnx", opset=opset)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_missing_onnx_names_the_extra(monkeypatch, tmp_path):
+    real_import = builtins.__import__
+
+    def no_onnx(name, *args, **kwargs):
+        if name == "onnx" or name.startswith("onnx."):
+            raise ImportError("No module named 'onnx'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    net = Net(input_shape=(4,))
+    net.add(Dense(2))
+    with pytest.raises(ImportError, match=r"modularcnn\[onnx\]"):
+        net.export_onnx(tmp_path / "x.onnx")
+
+
+def test_cli_export_writes_a_model_onnxruntime_runs(tmp_path):
+    fixtures = Path(__file__).resolve().parent / "data" / "keras"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]))
+    out = tmp_path / "model.onnx"
+    done = subprocess.run([sys.executable, "-m", "modularcnn.cli", "export",
+                           str(fixtures / "conv2d_stack.keras"), str(out)],
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "opset 17" in done.stdout
+    data = np.load(fixtures / "conv2d_stack.npz")
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": data["x"]})[0]
+    np.testing.assert_allclose(got, data["y"], rtol=0, atol=1e-5)
