@@ -388,7 +388,7 @@ def build_parser():
     train.add_argument("--seed", type=int, default=0,
                        help="seeds weights, shuffling, validation split and augmentation (default: 0)")
     train.add_argument("--workers", type=_workers, default="auto", metavar="N",
-                       help="processes sharing each batch, one per core by default for runs of 200+ "
+                       help="processes sharing each batch, one per core by default for runs of 100+ "
                             "batches ('auto'); 1 trains in one process")
     train.set_defaults(handler=command_train)
 

@@ -264,3 +264,15 @@ def test_killing_the_training_process_during_worker_start_up_leaves_no_shared_fi
         time.sleep(0.1)
     assert not glob.glob("/dev/shm/" + pattern)
     assert not glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), pattern))
+
+
+def test_auto_uses_a_running_pool_for_a_short_fit(monkeypatch):
+    monkeypatch.setattr(policy, "available_cores", lambda: 2)
+    x, y = data(64)
+    net = bn_net()
+    assert policy.resolve_workers(net, "auto", 32, 2) == 0            # too short to start workers
+    net.fit(x, y, epochs=1, batch_size=32, verbose=0, workers=2)
+    assert policy.resolve_workers(net, "auto", 32, 2) == 2            # ... but they are running
+    assert isinstance(policy.choose_strategy(net, None, "auto", 32, 2), LocalWorkers)
+    strategies.close_pool(net)
+    assert pool_of(net) is None and policy.resolve_workers(net, "auto", 32, 2) == 0

@@ -20,10 +20,11 @@ from ..transport import BLAS_THREAD_VARIABLES
 from .pool import pool_of
 
 #: ``workers="auto"`` starts workers for a fit of at least this many batches (a pool already running
-#: serves any fit). Starting two workers costs about 0.16 s once per network (measured: see the
-#: commit that set it), and on the 2-core CI machine two workers save about 1.3 ms of a 3 ms LeNet
-#: step (batch 32), so about 120 steps pay for the start; a network that keeps its pool gains on
-#: every later fit as well.
+#: serves any fit). Measured: starting two workers (the pool's first ``prepare``) takes 0.16 s on an
+#: idle 2-core machine and 0.64 s on today's loaded shared one; on an idle machine two workers save
+#: about 1 ms of a LeNet step (batch 32: ~2.3 ms in one process), so one fit pays the start after
+#: ~160 steps. The pool now stays with the network, so later fits pay nothing (a second 20-step LeNet
+#: fit: 0.21-0.24 s against 0.90 s when every fit started its workers), hence a threshold below that.
 AUTO_MIN_STEPS = 100
 #: ... and only while every worker gets at least this many rows of a batch.
 AUTO_MIN_ROWS = 16
