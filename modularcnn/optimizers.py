@@ -25,7 +25,10 @@ from . import schedules
 from .catalog import Catalog, Configurable
 from .kernels.workspace import Workspace
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get", "serialize"]
+__all__ = [
+    "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "Lion",
+    "get", "serialize",
+]
 
 
 def _optional_positive(value, what, owner):
@@ -518,11 +521,265 @@ class RMSprop(Optimizer):
         }
 
 
+def _positive_epsilon(epsilon, owner):
+    value = _optional_positive(epsilon, "epsilon", owner)
+    if value is None:
+        raise ValueError(f"{owner}: epsilon must be a positive number, received None.")
+    return value
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al.), in Keras's formulation (epsilon inside the square root).
+
+    ::
+
+        acc = acc + g**2                   # acc starts at initial_accumulator_value
+        p -= lr * g / sqrt(acc + epsilon)
+
+    PyTorch's ``Adagrad`` starts the accumulator at 0 and adds ``eps`` outside the square root.
+    """
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        owner = type(self).__name__
+        if isinstance(initial_accumulator_value, bool) or not isinstance(
+            initial_accumulator_value, numbers.Real
+        ) or not (math.isfinite(initial_accumulator_value) and initial_accumulator_value >= 0):
+            raise ValueError(
+                f"{owner}: initial_accumulator_value must be a finite number >= 0, "
+                f"received {initial_accumulator_value!r}."
+            )
+        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.epsilon = _positive_epsilon(epsilon, owner)
+
+    def slot_names(self):
+        return ["accumulator"]
+
+    def _slot(self, slot, key, param):
+        fresh = f"{slot}/{key}" not in self._slots
+        state = super()._slot(slot, key, param)
+        if fresh and slot == "accumulator":
+            state.fill(self.initial_accumulator_value)
+        return state
+
+    def _update(self, key, param, grad, lr):
+        accumulator = self._slot("accumulator", key, param)
+        tmp = self._temporary(key, param)
+        np.square(grad, out=tmp)
+        accumulator += tmp
+        np.add(accumulator, self.epsilon, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        np.divide(grad, tmp, out=tmp)
+        tmp *= lr
+        param -= tmp
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "initial_accumulator_value": self.initial_accumulator_value,
+            "epsilon": self.epsilon,
+        }
+
+
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler), in Keras's formulation, with ``rms(x) = sqrt(x + epsilon)``::
+
+        acc_g = rho * acc_g + (1 - rho) * g**2
+        delta = -rms(acc_delta) / rms(acc_g) * g
+        acc_delta = rho * acc_delta + (1 - rho) * delta**2
+        p += lr * delta
+
+    Keras's defaults are ``learning_rate=0.001``, ``rho=0.95``, ``epsilon=1e-7`` (PyTorch: 1.0,
+    0.9, 1e-6; the formula is the same).
+    """
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        owner = type(self).__name__
+        self.rho = _float_in(rho, 0, 1, "rho", owner)
+        self.epsilon = _positive_epsilon(epsilon, owner)
+
+    def slot_names(self):
+        return ["accumulated_grad", "accumulated_delta_var"]
+
+    def _update(self, key, param, grad, lr):
+        acc_grad = self._slot("accumulated_grad", key, param)
+        acc_delta = self._slot("accumulated_delta_var", key, param)
+        tmp = self._temporary(key, param)
+        acc_grad *= self.rho
+        np.square(grad, out=tmp)
+        tmp *= 1 - self.rho
+        acc_grad += tmp
+
+        np.add(acc_delta, self.epsilon, out=tmp)
+        delta = np.sqrt(tmp, out=tmp)
+        delta *= grad
+        delta /= np.sqrt(acc_grad + self.epsilon)
+        delta *= -1  # delta = -rms(acc_delta) * g / rms(acc_grad)
+
+        acc_delta *= self.rho
+        acc_delta += (1 - self.rho) * np.square(delta)
+        delta *= lr
+        param += delta
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+class Adamax(Optimizer):
+    """Adamax (the infinity-norm variant of Adam, Kingma & Ba section 7), as Keras::
+
+        m = m + (1 - beta_1) * (g - m)
+        u = max(beta_2 * u, |g|)
+        p -= lr * m / ((1 - beta_1**t) * (u + epsilon))      # t = iterations + 1
+
+    PyTorch adds ``eps`` inside the maximum instead (``max(beta_2 * u, |g| + eps)``).
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        owner = type(self).__name__
+        self.beta_1 = _float_in(beta_1, 0, 1, "beta_1", owner)
+        self.beta_2 = _float_in(beta_2, 0, 1, "beta_2", owner)
+        self.epsilon = _positive_epsilon(epsilon, owner)
+
+    def slot_names(self):
+        return ["m", "u"]
+
+    def _update(self, key, param, grad, lr):
+        m = self._slot("m", key, param)
+        u = self._slot("u", key, param)
+        tmp = self._temporary(key, param)
+        t = self.iterations + 1
+        np.subtract(grad, m, out=tmp)
+        tmp *= 1 - self.beta_1
+        m += tmp
+        u *= self.beta_2
+        np.maximum(u, np.abs(grad, out=tmp), out=u)
+        np.add(u, self.epsilon, out=tmp)
+        np.divide(m, tmp, out=tmp)
+        tmp *= lr / (1 - self.beta_1**t)
+        param -= tmp
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+        }
+
+
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum (Dozat), in Keras's formulation.
+
+    With ``t = iterations + 1``, ``mu_t = beta_1 * (1 - 0.5 * 0.96**t)`` and
+    ``prod_t = mu_1 * ... * mu_t``::
+
+        m = m + (1 - beta_1) * (g - m)
+        v = v + (1 - beta_2) * (g**2 - v)
+        m_hat = mu_{t+1} * m / (1 - prod_t * mu_{t+1}) + (1 - mu_t) * g / (1 - prod_t)
+        v_hat = v / (1 - beta_2**t)
+        p -= lr * m_hat / (sqrt(v_hat) + epsilon)
+
+    This equals PyTorch's ``NAdam(momentum_decay=1.0)`` (PyTorch's default decay is 0.004).
+    ``prod_t`` is recomputed from ``iterations``, so it need not be saved.
+    """
+
+    _DECAY = 0.96
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        owner = type(self).__name__
+        self.beta_1 = _float_in(beta_1, 0, 1, "beta_1", owner)
+        self.beta_2 = _float_in(beta_2, 0, 1, "beta_2", owner)
+        self.epsilon = _positive_epsilon(epsilon, owner)
+
+    def slot_names(self):
+        return ["m", "v"]
+
+    def _mu(self, t):
+        return self.beta_1 * (1.0 - 0.5 * self._DECAY**t)
+
+    def _update(self, key, param, grad, lr):
+        m = self._slot("m", key, param)
+        v = self._slot("v", key, param)
+        tmp = self._temporary(key, param)
+        t = self.iterations + 1
+        mu_t, mu_next = self._mu(t), self._mu(t + 1)
+        product = math.prod(self._mu(i) for i in range(1, t + 1))
+
+        np.subtract(grad, m, out=tmp)
+        tmp *= 1 - self.beta_1
+        m += tmp
+        np.square(grad, out=tmp)
+        tmp -= v
+        tmp *= 1 - self.beta_2
+        v += tmp
+
+        denominator = np.multiply(v, 1.0 / (1 - self.beta_2**t), out=tmp)
+        np.sqrt(denominator, out=denominator)
+        denominator += self.epsilon
+        m_hat = m * (mu_next / (1 - product * mu_next))
+        m_hat += grad * ((1 - mu_t) / (1 - product))
+        m_hat /= denominator
+        m_hat *= lr
+        param -= m_hat
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+        }
+
+
+class Lion(Optimizer):
+    """Lion, "evolved sign momentum" (Chen et al. 2023), as Keras::
+
+        p -= lr * sign(beta_1 * m + (1 - beta_1) * g)
+        m = beta_2 * m + (1 - beta_2) * g
+
+    Every step moves each weight by exactly ``lr`` (or 0), so Lion wants a 3-10x smaller learning
+    rate than Adam.
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        owner = type(self).__name__
+        if isinstance(beta_1, bool) or not isinstance(beta_1, numbers.Real) or not (
+            0 < beta_1 <= 1
+        ):
+            raise ValueError(f"{owner}: beta_1 must lie in (0, 1], received {beta_1!r}.")
+        self.beta_1 = float(beta_1)
+        self.beta_2 = _float_in(beta_2, 0, 1, "beta_2", owner)
+
+    def slot_names(self):
+        return ["m"]
+
+    def _update(self, key, param, grad, lr):
+        m = self._slot("m", key, param)
+        tmp = self._temporary(key, param)
+        np.multiply(m, self.beta_1, out=tmp)
+        tmp += (1 - self.beta_1) * grad
+        np.sign(tmp, out=tmp)
+        tmp *= lr
+        param -= tmp
+        m *= self.beta_2
+        m += (1 - self.beta_2) * grad
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
+
+
 # --------------------------------------------------------------------------------------------
 # Look-up by name / config
 # --------------------------------------------------------------------------------------------
 
-_CATALOG = Catalog("optimizer", Optimizer, (SGD, Adam, AdamW, RMSprop))
+_CATALOG = Catalog(
+    "optimizer", Optimizer, (SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax, Nadam, Lion)
+)
 
 
 def get(identifier):
@@ -531,7 +788,8 @@ def get(identifier):
     Parameters
     ----------
     identifier : str, Optimizer, Optimizer subclass or dict
-        A name (``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, case-insensitive) for the default
+        A name (``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adagrad"``, ``"adadelta"``,
+        ``"adamax"``, ``"nadam"``, ``"lion"``, case-insensitive) for the default
         settings, an instance (returned unchanged), a class, or a config dict
         ``{"class_name": ..., "config": {...}}`` as produced by :func:`serialize`.
     """

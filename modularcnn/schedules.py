@@ -15,6 +15,9 @@ __all__ = [
     "StepDecay",
     "CosineDecay",
     "PiecewiseConstantDecay",
+    "InverseTimeDecay",
+    "PolynomialDecay",
+    "CosineDecayRestarts",
     "get",
     "serialize",
 ]
@@ -114,15 +117,22 @@ class StepDecay(LearningRateSchedule):
 
 
 class CosineDecay(LearningRateSchedule):
-    """Optional linear warm-up, then a half-cosine from the initial rate down to ``alpha`` times it.
+    """Optional linear warm-up, then a half-cosine down to ``alpha`` times the peak rate (Keras).
 
-    * ``step < warmup_steps``: ``initial_learning_rate * step / warmup_steps`` (from 0 upwards);
-    * afterwards, with ``s = min(step - warmup_steps, decay_steps)``:
-      ``initial_learning_rate * ((1 - alpha) * 0.5 * (1 + cos(pi * s / decay_steps)) + alpha)``,
-      which stays at ``alpha * initial_learning_rate`` once the decay is over.
+    With ``warmup_target`` set (Keras 3): for ``step < warmup_steps`` the rate rises linearly from
+    ``initial_learning_rate`` to ``warmup_target``, then with ``s = min(step - warmup_steps,
+    decay_steps)`` it is ``warmup_target * ((1 - alpha) * 0.5 * (1 + cos(pi * s / decay_steps)) +
+    alpha)``.
+
+    Without ``warmup_target`` the peak is ``initial_learning_rate``; ``warmup_steps > 0`` then
+    warms up from 0 (``initial_learning_rate * step / warmup_steps``), which is this library's
+    older spelling of ``CosineDecay(0.0, ..., warmup_target=initial_learning_rate)``. (Keras
+    ignores ``warmup_steps`` when ``warmup_target`` is None.)
     """
 
-    def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, warmup_steps=0):
+    def __init__(
+        self, initial_learning_rate, decay_steps, alpha=0.0, warmup_steps=0, warmup_target=None
+    ):
         name = type(self).__name__
         self.initial_learning_rate = _non_negative_float(
             initial_learning_rate, "initial_learning_rate", name
@@ -138,13 +148,21 @@ class CosineDecay(LearningRateSchedule):
                 f"{name}: warmup_steps must be an integer >= 0, received {warmup_steps!r}."
             )
         self.warmup_steps = int(warmup_steps)
+        self.warmup_target = (
+            None if warmup_target is None
+            else _non_negative_float(warmup_target, "warmup_target", name)
+        )
 
     def _learning_rate_at(self, step):
+        if self.warmup_target is None:
+            start, peak = 0.0, self.initial_learning_rate
+        else:
+            start, peak = self.initial_learning_rate, self.warmup_target
         if step < self.warmup_steps:
-            return self.initial_learning_rate * step / self.warmup_steps
+            return start + (peak - start) * step / self.warmup_steps
         progress = min(step - self.warmup_steps, self.decay_steps) / self.decay_steps
         cosine = 0.5 * (1 + math.cos(math.pi * progress))
-        return self.initial_learning_rate * ((1 - self.alpha) * cosine + self.alpha)
+        return peak * ((1 - self.alpha) * cosine + self.alpha)
 
     def get_config(self):
         return {
@@ -152,6 +170,123 @@ class CosineDecay(LearningRateSchedule):
             "decay_steps": self.decay_steps,
             "alpha": self.alpha,
             "warmup_steps": self.warmup_steps,
+            "warmup_target": self.warmup_target,
+        }
+
+
+class InverseTimeDecay(LearningRateSchedule):
+    """``initial_learning_rate / (1 + decay_rate * step / decay_steps)`` (Keras).
+
+    With ``staircase=True`` the ratio ``step / decay_steps`` is floored.
+    """
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
+        name = type(self).__name__
+        self.initial_learning_rate = _non_negative_float(
+            initial_learning_rate, "initial_learning_rate", name
+        )
+        self.decay_steps = _positive_int(decay_steps, "decay_steps", name)
+        self.decay_rate = _non_negative_float(decay_rate, "decay_rate", name)
+        self.staircase = bool(staircase)
+
+    def _learning_rate_at(self, step):
+        ratio = step / self.decay_steps
+        if self.staircase:
+            ratio = math.floor(ratio)
+        return self.initial_learning_rate / (1 + self.decay_rate * ratio)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+        }
+
+
+class PolynomialDecay(LearningRateSchedule):
+    """Polynomial decay from ``initial_learning_rate`` to ``end_learning_rate`` (Keras)::
+
+        (initial - end) * (1 - s / D) ** power + end
+
+    Without ``cycle``: ``s = min(step, decay_steps)`` and ``D = decay_steps``, so the rate stays at
+    ``end_learning_rate`` afterwards. With ``cycle=True``: ``s = step`` and ``D = decay_steps *
+    ceil(step / decay_steps)`` (at least ``decay_steps``), so the decay restarts, ever longer.
+    """
+
+    def __init__(
+        self, initial_learning_rate, decay_steps, end_learning_rate=0.0001, power=1.0, cycle=False
+    ):
+        name = type(self).__name__
+        self.initial_learning_rate = _non_negative_float(
+            initial_learning_rate, "initial_learning_rate", name
+        )
+        self.decay_steps = _positive_int(decay_steps, "decay_steps", name)
+        self.end_learning_rate = _non_negative_float(end_learning_rate, "end_learning_rate", name)
+        self.power = _non_negative_float(power, "power", name)
+        self.cycle = bool(cycle)
+
+    def _learning_rate_at(self, step):
+        if self.cycle:
+            span = self.decay_steps * max(1, math.ceil(step / self.decay_steps))
+        else:
+            span, step = self.decay_steps, min(step, self.decay_steps)
+        fraction = 1 - step / span
+        return (self.initial_learning_rate - self.end_learning_rate) * fraction**self.power + (
+            self.end_learning_rate
+        )
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "end_learning_rate": self.end_learning_rate,
+            "power": self.power,
+            "cycle": self.cycle,
+        }
+
+
+class CosineDecayRestarts(LearningRateSchedule):
+    """Cosine decay with warm restarts, SGDR (Loshchilov & Hutter), as Keras.
+
+    Period ``i`` (from 0) lasts ``first_decay_steps * t_mul**i`` steps and starts at
+    ``initial_learning_rate * m_mul**i``; within a period at fraction ``f`` the rate is
+    ``initial_learning_rate * ((1 - alpha) * m_mul**i * 0.5 * (1 + cos(pi * f)) + alpha)``.
+    """
+
+    def __init__(self, initial_learning_rate, first_decay_steps, t_mul=2.0, m_mul=1.0, alpha=0.0):
+        name = type(self).__name__
+        self.initial_learning_rate = _non_negative_float(
+            initial_learning_rate, "initial_learning_rate", name
+        )
+        self.first_decay_steps = _positive_int(first_decay_steps, "first_decay_steps", name)
+        self.t_mul = _non_negative_float(t_mul, "t_mul", name)
+        if self.t_mul <= 0:
+            raise ValueError(f"{name}: t_mul must be positive, received {t_mul!r}.")
+        self.m_mul = _non_negative_float(m_mul, "m_mul", name)
+        self.alpha = _non_negative_float(alpha, "alpha", name)
+        if self.alpha > 1:
+            raise ValueError(f"{name}: alpha must lie in [0, 1], received {alpha!r}.")
+
+    def _learning_rate_at(self, step):
+        fraction = step / self.first_decay_steps
+        if self.t_mul == 1.0:
+            restart = math.floor(fraction)
+            fraction -= restart
+        else:
+            restart = math.floor(math.log(1 - fraction * (1 - self.t_mul)) / math.log(self.t_mul))
+            completed = (1 - self.t_mul**restart) / (1 - self.t_mul)  # periods before, in units
+            fraction = (fraction - completed) / self.t_mul**restart
+        cosine = 0.5 * self.m_mul**restart * (1 + math.cos(math.pi * fraction))
+        return self.initial_learning_rate * ((1 - self.alpha) * cosine + self.alpha)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "first_decay_steps": self.first_decay_steps,
+            "t_mul": self.t_mul,
+            "m_mul": self.m_mul,
+            "alpha": self.alpha,
         }
 
 
@@ -202,9 +337,11 @@ class PiecewiseConstantDecay(LearningRateSchedule):
 
 _CATALOG = Catalog(
     "learning-rate schedule", LearningRateSchedule,
-    (ExponentialDecay, StepDecay, CosineDecay, PiecewiseConstantDecay),
+    (ExponentialDecay, StepDecay, CosineDecay, PiecewiseConstantDecay, InverseTimeDecay,
+     PolynomialDecay, CosineDecayRestarts),
     {"exponential_decay": ExponentialDecay, "step_decay": StepDecay, "cosine_decay": CosineDecay,
-     "piecewise_constant_decay": PiecewiseConstantDecay},
+     "piecewise_constant_decay": PiecewiseConstantDecay, "inverse_time_decay": InverseTimeDecay,
+     "polynomial_decay": PolynomialDecay, "cosine_decay_restarts": CosineDecayRestarts},
 )
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from modularcnn import optimizers
-from modularcnn.optimizers import SGD, Adam, AdamW, RMSprop
+from modularcnn.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, Nadam, RMSprop
 from modularcnn.schedules import PiecewiseConstantDecay
 
 RNG = np.random.default_rng(1)
@@ -68,6 +68,59 @@ def ref_rmsprop(p, gs, lr, rho=0.9, momentum=0.0, eps=1e-7, centered=False, wd=0
     return p
 
 
+def ref_adagrad(p, gs, lr, init=0.1, eps=1e-7, wd=0.0):
+    acc = init
+    for g in gs:
+        p = p - lr * wd * p
+        acc = acc + g * g
+        p = p - lr * g / math.sqrt(acc + eps)
+    return p
+
+
+def ref_adadelta(p, gs, lr, rho=0.95, eps=1e-7):
+    acc_g = acc_d = 0.0
+    for g in gs:
+        acc_g = rho * acc_g + (1 - rho) * g * g
+        delta = -math.sqrt(acc_d + eps) / math.sqrt(acc_g + eps) * g
+        acc_d = rho * acc_d + (1 - rho) * delta * delta
+        p = p + lr * delta
+    return p
+
+
+def ref_adamax(p, gs, lr, b1=0.9, b2=0.999, eps=1e-7):
+    m = u = 0.0
+    for t, g in enumerate(gs, start=1):
+        m = b1 * m + (1 - b1) * g
+        u = max(b2 * u, abs(g))
+        p = p - lr / (1 - b1**t) * m / (u + eps)
+    return p
+
+
+def ref_nadam(p, gs, lr, b1=0.9, b2=0.999, eps=1e-7):
+    """Dozat's NAdam as written in the Keras docs / source, scalar by scalar."""
+    m = v = 0.0
+    product = 1.0
+    for t, g in enumerate(gs, start=1):
+        mu = b1 * (1 - 0.5 * 0.96**t)
+        mu_next = b1 * (1 - 0.5 * 0.96 ** (t + 1))
+        product *= mu
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat = mu_next * m / (1 - product * mu_next) + (1 - mu) * g / (1 - product)
+        v_hat = v / (1 - b2**t)
+        p = p - lr * m_hat / (math.sqrt(v_hat) + eps)
+    return p
+
+
+def ref_lion(p, gs, lr, b1=0.9, b2=0.99):
+    m = 0.0
+    for g in gs:
+        c = b1 * m + (1 - b1) * g
+        p = p - lr * (1.0 if c > 0 else -1.0 if c < 0 else 0.0)
+        m = b2 * m + (1 - b2) * g
+    return p
+
+
 def reference(params, grads, ref, **kwargs):
     """Apply a scalar reference rule to every element of every parameter."""
     out = {}
@@ -111,7 +164,72 @@ CASES = [
         ref_rmsprop,
         {"lr": 0.01, "centered": True, "momentum": 0.3},
     ),
+    ("adagrad", lambda: Adagrad(0.1), ref_adagrad, {"lr": 0.1}),
+    (
+        "adagrad_custom",
+        lambda: Adagrad(0.05, initial_accumulator_value=0.0, epsilon=1e-3, weight_decay=0.1),
+        ref_adagrad,
+        {"lr": 0.05, "init": 0.0, "eps": 1e-3, "wd": 0.1},
+    ),
+    ("adadelta", lambda: Adadelta(1.0), ref_adadelta, {"lr": 1.0}),
+    ("adadelta_custom", lambda: Adadelta(0.5, rho=0.8, epsilon=1e-4), ref_adadelta,
+     {"lr": 0.5, "rho": 0.8, "eps": 1e-4}),
+    ("adamax", lambda: Adamax(0.01), ref_adamax, {"lr": 0.01}),
+    ("adamax_custom", lambda: Adamax(0.02, beta_1=0.5, beta_2=0.8, epsilon=1e-3), ref_adamax,
+     {"lr": 0.02, "b1": 0.5, "b2": 0.8, "eps": 1e-3}),
+    ("nadam", lambda: Nadam(0.01), ref_nadam, {"lr": 0.01}),
+    ("nadam_custom", lambda: Nadam(0.02, beta_1=0.7, beta_2=0.9, epsilon=1e-3), ref_nadam,
+     {"lr": 0.02, "b1": 0.7, "b2": 0.9, "eps": 1e-3}),
+    ("lion", lambda: Lion(0.01), ref_lion, {"lr": 0.01}),
+    ("lion_custom", lambda: Lion(0.03, beta_1=0.5, beta_2=0.9), ref_lion,
+     {"lr": 0.03, "b1": 0.5, "b2": 0.9}),
 ]
+
+
+# PyTorch counterparts, with the settings under which PyTorch computes Keras's formula (or, where
+# only epsilon's placement differs, a tolerance that covers it).
+TORCH_CASES = [
+    ("Adagrad", lambda: Adagrad(0.1, initial_accumulator_value=0.1, epsilon=1e-12),
+     lambda torch, ps: torch.optim.Adagrad(ps, lr=0.1, initial_accumulator_value=0.1, eps=1e-12),
+     1e-9),
+    ("Adadelta", lambda: Adadelta(1.0, rho=0.9, epsilon=1e-6),
+     lambda torch, ps: torch.optim.Adadelta(ps, lr=1.0, rho=0.9, eps=1e-6), 1e-12),
+    ("Adamax", lambda: Adamax(0.01, epsilon=1e-12),
+     lambda torch, ps: torch.optim.Adamax(ps, lr=0.01, eps=1e-12), 1e-9),
+    ("Nadam", lambda: Nadam(0.01),
+     lambda torch, ps: torch.optim.NAdam(ps, lr=0.01, eps=1e-7, momentum_decay=1.0), 1e-12),
+]
+
+
+@pytest.mark.parametrize("case", TORCH_CASES, ids=lambda c: c[0])
+def test_matches_pytorch(case):
+    torch = pytest.importorskip("torch")
+    _, build, build_torch, tol = case
+    params, grads = make_problem()
+    tensors = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    reference_opt = build_torch(torch, list(tensors.values()))
+    opt = build()
+    for g in grads:
+        opt.apply(params, g)
+        for k, t in tensors.items():
+            t.grad = torch.tensor(g[k])
+        reference_opt.step()
+    for k in params:
+        np.testing.assert_allclose(params[k], tensors[k].detach().numpy(), rtol=tol, atol=tol)
+
+
+def test_adagrad_state_starts_at_the_initial_accumulator():
+    opt = Adagrad(initial_accumulator_value=0.25)
+    opt.build({"w": np.zeros((2, 3), np.float32)})
+    state = opt.get_state()
+    assert state["accumulator/w"].dtype == np.float32
+    np.testing.assert_array_equal(state["accumulator/w"], np.full((2, 3), 0.25, np.float32))
+
+
+def test_lion_moves_every_weight_by_exactly_the_learning_rate():
+    params = {"w": np.zeros(5)}
+    Lion(0.125).apply(params, {"w": np.array([3.0, -1e-6, 0.0, 2.0, -7.0])})
+    np.testing.assert_array_equal(params["w"], [-0.125, 0.125, 0.0, -0.125, 0.125])
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c[0])
@@ -357,6 +475,11 @@ def test_learning_rate_is_settable():
         (AdamW(0.1, weight_decay=1e-4), 300),
         (RMSprop(0.05), 300),
         (RMSprop(0.01, momentum=0.9, centered=True), 300),
+        (Adagrad(0.5), 300),
+        (Adadelta(10.0), 1000),
+        (Adamax(0.1), 300),
+        (Nadam(0.1), 300),
+        (Lion(0.003), 2000),
     ],
     ids=lambda x: type(x).__name__ if not isinstance(x, int) else str(x),
 )
@@ -399,6 +522,13 @@ def test_apply_rejects_mismatched_inputs():
         (lambda: Adam(epsilon=0), "epsilon"),
         (lambda: RMSprop(rho=1.5), "rho"),
         (lambda: SGD(weight_decay=-1), "weight_decay"),
+        (lambda: Adagrad(initial_accumulator_value=-0.1), "initial_accumulator_value"),
+        (lambda: Adagrad(epsilon=None), "epsilon"),
+        (lambda: Adadelta(rho=1.0), "rho"),
+        (lambda: Adamax(beta_2=-0.1), "beta_2"),
+        (lambda: Nadam(beta_1=1.0), "beta_1"),
+        (lambda: Lion(beta_1=0.0), "beta_1"),
+        (lambda: Lion(beta_2=1.0), "beta_2"),
         (lambda: SGD(clipnorm=0), "clipnorm"),
         (lambda: SGD(clipnorm=1.0, global_clipnorm=1.0), "at most one"),
     ],
@@ -414,6 +544,11 @@ ALL = [
     AdamW(weight_decay=0.01, clipnorm=3.0),
     RMSprop(0.01, rho=0.95, momentum=0.1, centered=True),
     SGD(PiecewiseConstantDecay([5], [0.1, 0.01])),
+    Adagrad(0.01, initial_accumulator_value=0.5, epsilon=1e-6, clipnorm=2.0),
+    Adadelta(1.0, rho=0.9, epsilon=1e-6, weight_decay=0.01),
+    Adamax(0.002, beta_1=0.8, beta_2=0.99, epsilon=1e-5),
+    Nadam(0.002, beta_1=0.85, global_clipnorm=1.0),
+    Lion(1e-4, beta_1=0.95, beta_2=0.98, weight_decay=0.1),
 ]
 
 
@@ -434,7 +569,10 @@ def test_get():
     opt = Adam()
     assert optimizers.get(opt) is opt
     assert optimizers.get({"class_name": "SGD", "config": {"momentum": 0.9}}).momentum == 0.9
+    for name, cls in [("adagrad", Adagrad), ("Adadelta", Adadelta), ("ADAMAX", Adamax),
+                      ("nadam", Nadam), ("lion", Lion)]:
+        assert type(optimizers.get(name)) is cls
     with pytest.raises(ValueError, match="adam.*sgd"):
-        optimizers.get("adagrad")
+        optimizers.get("adabelief")
     with pytest.raises(ValueError, match="Invalid config"):
         optimizers.get({"class_name": "SGD", "config": {"lr": 0.1}})

@@ -188,6 +188,11 @@ OPTIMIZERS = {
     "adam": lambda: optimizers.Adam(0.01),
     "adamw": lambda: optimizers.AdamW(0.01, weight_decay=0.01),
     "rmsprop": lambda: optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+    "adagrad": lambda: optimizers.Adagrad(0.05),
+    "adadelta": lambda: optimizers.Adadelta(1.0),
+    "adamax": lambda: optimizers.Adamax(0.01),
+    "nadam": lambda: optimizers.Nadam(0.01),
+    "lion": lambda: optimizers.Lion(0.003, weight_decay=0.01),
 }
 
 
