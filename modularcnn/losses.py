@@ -29,6 +29,15 @@ __all__ = [
     "MeanSquaredError",
     "MeanAbsoluteError",
     "Huber",
+    "KLDivergence",
+    "Hinge",
+    "SquaredHinge",
+    "LogCosh",
+    "Poisson",
+    "CosineSimilarity",
+    "CategoricalFocalCrossentropy",
+    "CustomLoss",
+    "custom",
     "get",
     "serialize",
     "softmax",
@@ -374,6 +383,325 @@ class Huber(_ElementwiseLoss):
 
 
 # --------------------------------------------------------------------------------------------
+# Keras's other losses: a per-sample loss over the last axis, averaged over the batch
+# --------------------------------------------------------------------------------------------
+
+
+def _last_axis_count(y_pred):
+    """How many per-sample losses a loss reduced over the last axis yields (N for (N, K))."""
+    return y_pred.size // y_pred.shape[-1] if y_pred.ndim > 1 else 1
+
+
+class KLDivergence(_ElementwiseLoss):
+    """Kullback-Leibler divergence, Keras's ``kl_divergence``.
+
+    Both arrays are clipped to ``[EPSILON, 1]``, then
+    ``loss = mean over samples of sum_k y[k] * log(y[k] / p[k])`` (the sum runs over the last axis).
+    The gradient ``-y / p`` is zero where ``y_pred`` was clipped.
+
+    Shapes: y_true and y_pred (N, K) (or (N,), one distribution over the batch axis, as Keras).
+    """
+
+    name = "kl_divergence"
+
+    def _value_and_gradient(self, y_true, y_pred):
+        eps = np.asarray(EPSILON, dtype=y_pred.dtype)
+        one = np.asarray(1, dtype=y_pred.dtype)
+        t = np.clip(y_true, eps, one)
+        p = np.clip(y_pred, eps, one)
+        count = _last_axis_count(y_pred)
+        value = np.sum(t * np.log(t / p)) / count
+        inside = (y_pred >= eps) & (y_pred <= 1)
+        grad = np.where(inside, -t / (p * count), 0).astype(y_pred.dtype, copy=False)
+        return value, grad
+
+
+def _hinge_targets(y_true):
+    """Keras converts 0/1 labels to -1/1 for the hinge losses; other targets are used as given."""
+    if np.all((y_true == 0) | (y_true == 1)):
+        return 2 * y_true - 1
+    return y_true
+
+
+class Hinge(_ElementwiseLoss):
+    """``mean(max(1 - y * p, 0))``, Keras's ``hinge``; 0/1 targets become -1/1 first.
+
+    Gradient ``-y / size`` where the margin ``1 - y * p`` is positive, 0 elsewhere (and at the kink).
+    """
+
+    name = "hinge"
+
+    def _value_and_gradient(self, y_true, y_pred):
+        y = _hinge_targets(y_true)
+        margin = 1 - y * y_pred
+        active = margin > 0
+        value = np.mean(np.where(active, margin, 0))
+        grad = np.where(active, -y / y_pred.size, 0).astype(y_pred.dtype, copy=False)
+        return value, grad
+
+
+class SquaredHinge(_ElementwiseLoss):
+    """``mean(max(1 - y * p, 0) ** 2)``, Keras's ``squared_hinge``; 0/1 targets become -1/1 first."""
+
+    name = "squared_hinge"
+
+    def _value_and_gradient(self, y_true, y_pred):
+        y = _hinge_targets(y_true)
+        margin = np.maximum(1 - y * y_pred, 0)
+        value = np.mean(margin * margin)
+        grad = (-2 / y_pred.size) * y * margin
+        return value, grad.astype(y_pred.dtype, copy=False)
+
+
+class LogCosh(_ElementwiseLoss):
+    """``mean(log(cosh(p - y)))``, Keras's ``log_cosh``; gradient ``tanh(p - y) / size``.
+
+    Computed as ``x + softplus(-2x) - log 2``, which does not overflow for large ``|x|``.
+    """
+
+    name = "log_cosh"
+
+    def _value_and_gradient(self, y_true, y_pred):
+        x = y_pred - y_true
+        value = np.mean(x + np.logaddexp(0, -2 * x) - np.log(2))
+        return value, (np.tanh(x) / x.size).astype(y_pred.dtype, copy=False)
+
+
+class Poisson(_ElementwiseLoss):
+    """``mean(p - y * log(p + EPSILON))``, Keras's ``poisson`` (y_pred is a rate, >= 0).
+
+    Gradient ``(1 - y / (p + EPSILON)) / size``.
+    """
+
+    name = "poisson"
+
+    def _value_and_gradient(self, y_true, y_pred):
+        shifted = y_pred + np.asarray(EPSILON, dtype=y_pred.dtype)
+        value = np.mean(y_pred - y_true * np.log(shifted))
+        grad = (1 - y_true / shifted) / y_pred.size
+        return value, grad.astype(y_pred.dtype, copy=False)
+
+
+class CosineSimilarity(_ElementwiseLoss):
+    """``-mean over samples of cos(y, p)`` along the last axis, Keras's ``cosine_similarity``.
+
+    Vectors are L2-normalised as Keras does, ``x / sqrt(max(sum(x**2), 1e-12))``, so the loss lies in
+    [-1, 1] and is -1 when the prediction points where the target does.
+    With ``u = y / |y|`` and ``n = |p|`` the gradient per sample is ``-(u - (u . p / n**2) p) / n``.
+    """
+
+    name = "cosine_similarity"
+
+    _FLOOR = 1e-12  # Keras's l2_normalize floor on the squared norm
+
+    def __init__(self, axis=-1):
+        if axis not in (-1,):
+            raise ValueError(
+                f"CosineSimilarity: only axis=-1 (the last axis, Keras's default) is supported, "
+                f"received axis={axis!r}."
+            )
+        self.axis = -1
+
+    def get_config(self):
+        return {"axis": self.axis}
+
+    def _value_and_gradient(self, y_true, y_pred):
+        count = _last_axis_count(y_pred)
+        t_norm = np.sqrt(np.maximum(np.sum(y_true * y_true, axis=-1, keepdims=True), self._FLOOR))
+        unit_true = y_true / t_norm
+        squared = np.sum(y_pred * y_pred, axis=-1, keepdims=True)
+        floored = squared <= self._FLOOR
+        p_norm = np.sqrt(np.maximum(squared, self._FLOOR))
+        dot = np.sum(unit_true * y_pred, axis=-1, keepdims=True)
+        value = -np.sum(dot / p_norm) / count
+        # Below the floor the norm is a constant, so only the numerator's derivative remains.
+        projection = np.where(floored, 0, dot / (p_norm * p_norm))
+        grad = -(unit_true - projection * y_pred) / (p_norm * count)
+        return value, grad.astype(y_pred.dtype, copy=False)
+
+
+class CategoricalFocalCrossentropy(CategoricalCrossentropy):
+    """Focal loss (Lin et al. 2017) for K classes, Keras's ``categorical_focal_crossentropy``.
+
+    ``loss = -mean_n sum_k alpha * (1 - q[n, k]) ** gamma * y[n, k] * log q[n, k]``
+
+    where ``q`` is ``y_pred`` divided by its row sum and clipped to [EPSILON, 1 - EPSILON] (Keras),
+    or ``softmax(logits)`` on the fused path (``from_logits=True``, or a softmax output layer), which
+    uses log-softmax instead of clipping and gives the exact gradient with respect to the logits.
+    ``gamma=0, alpha=1`` is the ordinary cross-entropy.
+
+    Parameters
+    ----------
+    alpha : float >= 0
+        Weighting factor (Keras default 0.25).
+    gamma : float >= 0
+        Focusing parameter (Keras default 2.0): down-weights well-classified samples.
+    from_logits, label_smoothing
+        As for :class:`CategoricalCrossentropy`.
+
+    Shapes
+    ------
+    y_pred : (N, K); y_true : (N,) class ids or (N, K) one-hot / probabilities.
+    """
+
+    name = "categorical_focal_crossentropy"
+
+    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0):
+        super().__init__(from_logits=from_logits, label_smoothing=label_smoothing)
+        for what, value in (("alpha", alpha), ("gamma", gamma)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
+                np.isfinite(value) and value >= 0
+            ):
+                raise ValueError(
+                    f"CategoricalFocalCrossentropy: {what} must be a finite number >= 0, "
+                    f"received {value!r}."
+                )
+        self.alpha = float(alpha)
+        self.gamma = float(gamma)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
+
+    def _focal_terms(self, targets, q, log_q):
+        """Per-element loss ``w`` and ``h = q * dw/dq`` (both finite for q in (0, 1])."""
+        rest = 1 - q
+        modulating = rest**self.gamma
+        loss = -self.alpha * targets * modulating * log_q
+        # q * d/dq [(1-q)^g log q] = (1-q)^g - g q (1-q)^(g-1) log q; the second term -> 0 as q -> 1.
+        safe_rest = np.where(rest > 0, rest, 1)
+        second = np.where(rest > 0, self.gamma * q * safe_rest ** (self.gamma - 1) * log_q, 0)
+        h = -self.alpha * targets * (modulating - second)
+        return loss, h
+
+    def _value_and_gradient(self, targets, y_pred):
+        if self.from_logits:
+            return self._fused(targets, y_pred)
+        n = y_pred.shape[0]
+        eps = np.asarray(EPSILON, dtype=y_pred.dtype)
+        row_sum = np.sum(y_pred, axis=1, keepdims=True)
+        normalised = y_pred / row_sum
+        q = np.clip(normalised, eps, 1 - eps)
+        loss, h = self._focal_terms(targets, q, np.log(q))
+        # dw/dq, zero where clipped; then back through q = p / sum(p).
+        dq = np.where((normalised >= eps) & (normalised <= 1 - eps), h / q, 0)
+        grad = (dq - np.sum(dq * normalised, axis=1, keepdims=True)) / (row_sum * n)
+        return np.sum(loss) / n, grad.astype(y_pred.dtype, copy=False)
+
+    def _fused(self, targets, logits):
+        n = logits.shape[0]
+        log_q = log_softmax(logits)
+        q = np.exp(log_q)
+        loss, h = self._focal_terms(targets, q, log_q)
+        # d/dz_j of sum_k w(q_k) with q = softmax(z): h_j - q_j * sum_k h_k.
+        grad = (h - q * np.sum(h, axis=1, keepdims=True)) / n
+        return np.sum(loss) / n, grad.astype(logits.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Your own loss: a function and its gradient
+# --------------------------------------------------------------------------------------------
+
+
+def _function_path(function, what):
+    """``"module:qualname"`` of a module-level function, so a saved model or a worker finds it."""
+    module, qualname = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
+    if not module or "<" in qualname:
+        raise ValueError(
+            f"CustomLoss: cannot serialise the {what} {function!r}: only functions defined at the top "
+            f"level of a module can be saved or sent to worker processes (not lambdas or nested "
+            f"functions)."
+        )
+    return f"{module}:{qualname}"
+
+
+def _import_function(path, what):
+    import importlib  # noqa: PLC0415 - needed only when a saved custom loss is loaded
+
+    module, _, qualname = path.partition(":")
+    try:
+        target = importlib.import_module(module)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"CustomLoss: cannot import the {what} {path!r}: {err}") from None
+    return target
+
+
+class CustomLoss(Loss):
+    """A loss from your own function ``fn(y_true, y_pred)`` and its exact gradient.
+
+    There is no automatic differentiation (and no finite differences) here, so you supply the
+    derivative yourself. Build one with :func:`custom`.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(y_true, y_pred) -> array`` of per-sample losses (any shape, e.g. (N,)), like a Keras
+        loss function; the reported loss is the mean of its elements.
+    gradient : callable
+        ``gradient(y_true, y_pred) -> array`` shaped like ``y_pred``: the derivative of the *sum* of
+        ``fn``'s elements with respect to ``y_pred``. The library divides it by the element count.
+    name : str, optional
+        Name in logs and history (default: ``fn.__name__``).
+
+    ``get_config`` stores the two functions as ``"module:qualname"``, so models compiled with a
+    module-level function save, load and train with ``workers=`` (lambdas raise a ValueError there).
+    """
+
+    def __init__(self, fn, gradient, name=None):
+        if isinstance(fn, str):
+            fn = _import_function(fn, "loss function")
+        if isinstance(gradient, str):
+            gradient = _import_function(gradient, "gradient function")
+        if not callable(fn) or not callable(gradient):
+            raise ValueError(
+                f"CustomLoss: fn and gradient must be callables (y_true, y_pred) -> array, received "
+                f"{type(fn).__name__} and {type(gradient).__name__}."
+            )
+        self.fn = fn
+        self.gradient_fn = gradient
+        self.name = str(name) if name is not None else getattr(fn, "__name__", "custom_loss")
+
+    def get_config(self):
+        return {"fn": _function_path(self.fn, "loss function"),
+                "gradient": _function_path(self.gradient_fn, "gradient function"),
+                "name": self.name}
+
+    def _prepare(self, y_true, y_pred):
+        y_pred = as_float_array(y_pred)
+        _check_batch(np.asarray(y_true), y_pred, self.name)
+        return np.asarray(y_true), y_pred
+
+    def _value_and_gradient(self, y_true, y_pred):
+        values = np.asarray(self.fn(y_true, y_pred), dtype=np.float64)
+        if values.size == 0:
+            raise ValueError(f"{self.name}: the loss function returned no values.")
+        grad = np.asarray(self.gradient_fn(y_true, y_pred))
+        if grad.shape != y_pred.shape:
+            raise ValueError(
+                f"{self.name}: the gradient function must return an array shaped like y_pred "
+                f"{y_pred.shape}, received shape {grad.shape}."
+            )
+        return values.mean(), (grad / values.size).astype(y_pred.dtype, copy=False)
+
+
+def custom(fn, gradient, name=None):
+    """Return a loss from ``fn(y_true, y_pred)`` (per-sample losses) and its gradient; see :class:`CustomLoss`.
+
+    Example::
+
+        def squared_log_error(y_true, y_pred):            # per sample: sum over the last axis
+            return ((np.log1p(y_pred) - np.log1p(y_true)) ** 2).sum(axis=-1)
+
+        def squared_log_error_gradient(y_true, y_pred):   # d(sum of all samples' losses)/d y_pred
+            return 2 * (np.log1p(y_pred) - np.log1p(y_true)) / (1 + y_pred)
+
+        model.compile(loss=losses.custom(squared_log_error, squared_log_error_gradient))
+    """
+    return CustomLoss(fn, gradient, name=name)
+
+
+# --------------------------------------------------------------------------------------------
 # Look-up by name / config
 # --------------------------------------------------------------------------------------------
 
@@ -386,6 +714,14 @@ _CLASSES = {
         MeanSquaredError,
         MeanAbsoluteError,
         Huber,
+        KLDivergence,
+        Hinge,
+        SquaredHinge,
+        LogCosh,
+        Poisson,
+        CosineSimilarity,
+        CategoricalFocalCrossentropy,
+        CustomLoss,
     )
 }
 
@@ -404,6 +740,16 @@ _ALIASES = {
     "l1": MeanAbsoluteError,
     "huber": Huber,
     "huber_loss": Huber,
+    "kl_divergence": KLDivergence,
+    "kld": KLDivergence,
+    "kullback_leibler_divergence": KLDivergence,
+    "hinge": Hinge,
+    "squared_hinge": SquaredHinge,
+    "log_cosh": LogCosh,
+    "logcosh": LogCosh,
+    "poisson": Poisson,
+    "cosine_similarity": CosineSimilarity,
+    "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
 }
 # Class names work too, in any case: "CategoricalCrossentropy", "meansquarederror", ...
 
@@ -421,6 +767,12 @@ def get(identifier):
         (returned unchanged), a class (instantiated with defaults), or a config dict
         ``{"class_name": ..., "config": {...}}`` as produced by :func:`serialize`.
     """
+    if callable(identifier) and not isinstance(identifier, (Loss, type, str, dict)):
+        raise ValueError(
+            f"A plain function {getattr(identifier, '__name__', identifier)!r} cannot be used as a "
+            f"loss here: without automatic differentiation its gradient is unknown. Wrap it with "
+            f"modularcnn.losses.custom(fn, gradient) and supply the gradient function."
+        )
     return _CATALOG.get(identifier)
 
 

@@ -381,7 +381,7 @@ def test_get_instance_and_dict():
 
 def test_get_errors_list_valid_names():
     with pytest.raises(ValueError, match="categorical_crossentropy.*mse"):
-        losses.get("hinge")
+        losses.get("contrastive_loss")
     with pytest.raises(ValueError, match="Invalid config"):
         losses.get({"class_name": "Huber", "config": {"bogus": 1}})
     with pytest.raises(ValueError, match="class_name"):

@@ -14,6 +14,7 @@ import warnings
 from .. import losses
 
 _FUSED_ACTIVATION = {losses.CategoricalCrossentropy: "softmax", losses.BinaryCrossentropy: "sigmoid"}
+# (CategoricalFocalCrossentropy is a CategoricalCrossentropy: it fuses with a softmax output too.)
 
 
 class Objective:
