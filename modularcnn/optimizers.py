@@ -50,6 +50,13 @@ def _float_in(value, low, high, what, owner, *, include_high=False):
     return float(value)
 
 
+def _positive_epsilon(epsilon, owner):
+    value = _optional_positive(epsilon, "epsilon", owner)
+    if value is None:
+        raise ValueError(f"{owner}: epsilon must be a positive number, received None.")
+    return value
+
+
 class Optimizer(Configurable):
     """Base class: learning rate, weight decay, gradient clipping, state bookkeeping.
 
@@ -376,7 +383,37 @@ class SGD(Optimizer):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
-class Adam(Optimizer):
+def _moving_average(state, value, rate, tmp):
+    """``state += rate * (value - state)`` in place (``tmp``: scratch like ``state``)."""
+    np.subtract(value, state, out=tmp)
+    tmp *= rate
+    state += tmp
+
+
+class _AdamFamily(Optimizer):
+    """What Adam, Adamax and Nadam share: ``beta_1``, ``beta_2`` in [0, 1) and a positive epsilon."""
+
+    def __init__(self, learning_rate, beta_1, beta_2, epsilon, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        owner = type(self).__name__
+        self.beta_1 = _float_in(beta_1, 0, 1, "beta_1", owner)
+        self.beta_2 = _float_in(beta_2, 0, 1, "beta_2", owner)
+        self.epsilon = _positive_epsilon(epsilon, owner)
+
+    def _squared(self, key, grad):
+        """A reusable buffer for ``g**2``, so the second-moment update allocates nothing per step."""
+        return self._scratch.get(f"squared/{key}", grad.shape, grad.dtype)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+        }
+
+
+class Adam(_AdamFamily):
     """Adam (Kingma & Ba), in Keras's formulation.
 
     With ``t = iterations + 1``::
@@ -391,13 +428,7 @@ class Adam(Optimizer):
     def __init__(
         self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs
     ):
-        super().__init__(learning_rate, **kwargs)
-        owner = type(self).__name__
-        self.beta_1 = _float_in(beta_1, 0, 1, "beta_1", owner)
-        self.beta_2 = _float_in(beta_2, 0, 1, "beta_2", owner)
-        self.epsilon = _optional_positive(epsilon, "epsilon", owner)
-        if self.epsilon is None:
-            raise ValueError(f"{owner}: epsilon must be a positive number, received None.")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, **kwargs)
         self.amsgrad = bool(amsgrad)
 
     def slot_names(self):
@@ -410,14 +441,8 @@ class Adam(Optimizer):
         t = self.iterations + 1
         alpha = lr * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
 
-        np.subtract(grad, m, out=tmp)
-        tmp *= 1 - self.beta_1
-        m += tmp  # m += (1 - beta_1) * (g - m)
-
-        np.square(grad, out=tmp)
-        tmp -= v
-        tmp *= 1 - self.beta_2
-        v += tmp  # v += (1 - beta_2) * (g^2 - v)
+        _moving_average(m, grad, 1 - self.beta_1, tmp)
+        _moving_average(v, np.square(grad, out=self._squared(key, grad)), 1 - self.beta_2, tmp)
 
         if self.amsgrad:
             v_hat = self._slot("vhat", key, param)
@@ -431,13 +456,7 @@ class Adam(Optimizer):
         param -= tmp
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "beta_1": self.beta_1,
-            "beta_2": self.beta_2,
-            "epsilon": self.epsilon,
-            "amsgrad": self.amsgrad,
-        }
+        return {**super().get_config(), "amsgrad": self.amsgrad}
 
 
 class AdamW(Adam):
@@ -467,9 +486,7 @@ class RMSprop(Optimizer):
         owner = type(self).__name__
         self.rho = _float_in(rho, 0, 1, "rho", owner)
         self.momentum = _float_in(momentum, 0, 1, "momentum", owner, include_high=True)
-        self.epsilon = _optional_positive(epsilon, "epsilon", owner)
-        if self.epsilon is None:
-            raise ValueError(f"{owner}: epsilon must be a positive number, received None.")
+        self.epsilon = _positive_epsilon(epsilon, owner)
         self.centered = bool(centered)
 
     def slot_names(self):
@@ -519,13 +536,6 @@ class RMSprop(Optimizer):
             "epsilon": self.epsilon,
             "centered": self.centered,
         }
-
-
-def _positive_epsilon(epsilon, owner):
-    value = _optional_positive(epsilon, "epsilon", owner)
-    if value is None:
-        raise ValueError(f"{owner}: epsilon must be a positive number, received None.")
-    return value
 
 
 class Adagrad(Optimizer):
@@ -626,7 +636,7 @@ class Adadelta(Optimizer):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
 
 
-class Adamax(Optimizer):
+class Adamax(_AdamFamily):
     """Adamax (the infinity-norm variant of Adam, Kingma & Ba section 7), as Keras::
 
         m = m + (1 - beta_1) * (g - m)
@@ -637,11 +647,7 @@ class Adamax(Optimizer):
     """
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
-        super().__init__(learning_rate, **kwargs)
-        owner = type(self).__name__
-        self.beta_1 = _float_in(beta_1, 0, 1, "beta_1", owner)
-        self.beta_2 = _float_in(beta_2, 0, 1, "beta_2", owner)
-        self.epsilon = _positive_epsilon(epsilon, owner)
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, **kwargs)
 
     def slot_names(self):
         return ["m", "u"]
@@ -651,9 +657,7 @@ class Adamax(Optimizer):
         u = self._slot("u", key, param)
         tmp = self._temporary(key, param)
         t = self.iterations + 1
-        np.subtract(grad, m, out=tmp)
-        tmp *= 1 - self.beta_1
-        m += tmp
+        _moving_average(m, grad, 1 - self.beta_1, tmp)
         u *= self.beta_2
         np.maximum(u, np.abs(grad, out=tmp), out=u)
         np.add(u, self.epsilon, out=tmp)
@@ -661,16 +665,7 @@ class Adamax(Optimizer):
         tmp *= lr / (1 - self.beta_1**t)
         param -= tmp
 
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "beta_1": self.beta_1,
-            "beta_2": self.beta_2,
-            "epsilon": self.epsilon,
-        }
-
-
-class Nadam(Optimizer):
+class Nadam(_AdamFamily):
     """Adam with Nesterov momentum (Dozat), in Keras's formulation.
 
     With ``t = iterations + 1``, ``mu_t = beta_1 * (1 - 0.5 * 0.96**t)`` and
@@ -689,11 +684,7 @@ class Nadam(Optimizer):
     _DECAY = 0.96
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
-        super().__init__(learning_rate, **kwargs)
-        owner = type(self).__name__
-        self.beta_1 = _float_in(beta_1, 0, 1, "beta_1", owner)
-        self.beta_2 = _float_in(beta_2, 0, 1, "beta_2", owner)
-        self.epsilon = _positive_epsilon(epsilon, owner)
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, **kwargs)
 
     def slot_names(self):
         return ["m", "v"]
@@ -709,13 +700,8 @@ class Nadam(Optimizer):
         mu_t, mu_next = self._mu(t), self._mu(t + 1)
         product = math.prod(self._mu(i) for i in range(1, t + 1))
 
-        np.subtract(grad, m, out=tmp)
-        tmp *= 1 - self.beta_1
-        m += tmp
-        np.square(grad, out=tmp)
-        tmp -= v
-        tmp *= 1 - self.beta_2
-        v += tmp
+        _moving_average(m, grad, 1 - self.beta_1, tmp)
+        _moving_average(v, np.square(grad, out=self._squared(key, grad)), 1 - self.beta_2, tmp)
 
         denominator = np.multiply(v, 1.0 / (1 - self.beta_2**t), out=tmp)
         np.sqrt(denominator, out=denominator)
@@ -725,15 +711,6 @@ class Nadam(Optimizer):
         m_hat /= denominator
         m_hat *= lr
         param -= m_hat
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "beta_1": self.beta_1,
-            "beta_2": self.beta_2,
-            "epsilon": self.epsilon,
-        }
-
 
 class Lion(Optimizer):
     """Lion, "evolved sign momentum" (Chen et al. 2023), as Keras::

@@ -61,12 +61,11 @@ class LearningRateSchedule(Configurable):
 
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """``initial_learning_rate * decay_rate ** (step / decay_steps)``.
+class _RatioDecay(LearningRateSchedule):
+    """Shared by the decays driven by ``step / decay_steps`` (floored with ``staircase=True``)."""
 
-    With ``staircase=True`` the exponent is ``floor(step / decay_steps)``, so the rate drops in
-    discrete jumps every ``decay_steps`` steps.
-    """
+    #: Whether ``decay_rate == 0`` is meaningless for this schedule (it is for exponential decay).
+    _needs_positive_rate = False
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
         name = type(self).__name__
@@ -75,15 +74,13 @@ class ExponentialDecay(LearningRateSchedule):
         )
         self.decay_steps = _positive_int(decay_steps, "decay_steps", name)
         self.decay_rate = _non_negative_float(decay_rate, "decay_rate", name)
-        if self.decay_rate == 0:
+        if self._needs_positive_rate and self.decay_rate == 0:
             raise ValueError(f"{name}: decay_rate must be positive, received {decay_rate!r}.")
         self.staircase = bool(staircase)
 
-    def _learning_rate_at(self, step):
-        exponent = step / self.decay_steps
-        if self.staircase:
-            exponent = math.floor(exponent)
-        return self.initial_learning_rate * self.decay_rate**exponent
+    def _ratio(self, step):
+        ratio = step / self.decay_steps
+        return math.floor(ratio) if self.staircase else ratio
 
     def get_config(self):
         return {
@@ -92,6 +89,19 @@ class ExponentialDecay(LearningRateSchedule):
             "decay_rate": self.decay_rate,
             "staircase": self.staircase,
         }
+
+
+class ExponentialDecay(_RatioDecay):
+    """``initial_learning_rate * decay_rate ** (step / decay_steps)``.
+
+    With ``staircase=True`` the exponent is ``floor(step / decay_steps)``, so the rate drops in
+    discrete jumps every ``decay_steps`` steps.
+    """
+
+    _needs_positive_rate = True
+
+    def _learning_rate_at(self, step):
+        return self.initial_learning_rate * self.decay_rate ** self._ratio(step)
 
 
 class StepDecay(LearningRateSchedule):
@@ -174,34 +184,14 @@ class CosineDecay(LearningRateSchedule):
         }
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_RatioDecay):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)`` (Keras).
 
     With ``staircase=True`` the ratio ``step / decay_steps`` is floored.
     """
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
-        name = type(self).__name__
-        self.initial_learning_rate = _non_negative_float(
-            initial_learning_rate, "initial_learning_rate", name
-        )
-        self.decay_steps = _positive_int(decay_steps, "decay_steps", name)
-        self.decay_rate = _non_negative_float(decay_rate, "decay_rate", name)
-        self.staircase = bool(staircase)
-
     def _learning_rate_at(self, step):
-        ratio = step / self.decay_steps
-        if self.staircase:
-            ratio = math.floor(ratio)
-        return self.initial_learning_rate / (1 + self.decay_rate * ratio)
-
-    def get_config(self):
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "staircase": self.staircase,
-        }
+        return self.initial_learning_rate / (1 + self.decay_rate * self._ratio(step))
 
 
 class PolynomialDecay(LearningRateSchedule):
