@@ -76,13 +76,45 @@ def model_spec(text):
 
 
 def scale_images(x):
-    """Integer pixel levels 0..255 -> float32 in [0, 1]; float arrays are taken as already scaled."""
+    """Integer pixel levels 0..255 -> float32 in [0, 1]; float arrays are taken as already scaled.
+
+    Values outside those documented ranges (an int16 -1 or 300, a float 2.0, NaN) are refused: the
+    model was trained on [0, 1] and would print confident nonsense for them.
+    """
     x = np.asarray(x)
     if x.dtype.kind in "iu":
+        _check_range(x, 0, 255, "integer pixel levels")
         return np.multiply(x, np.float32(1 / 255), dtype=np.float32)
     if x.dtype.kind == "f":
+        _check_range(x, 0.0, 1.0, "float pixel values")
         return x.astype(np.float32, copy=False)
     raise ValueError(f"images must be integer pixel levels or floats, got dtype {x.dtype}")
+
+
+def _check_range(x, low, high, what):
+    if x.size == 0:
+        return
+    bad = ~((x >= low) & (x <= high))  # NaN fails both comparisons
+    if bad.any():
+        position = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{what} must lie in [{low}, {high}], got {x[position].item()!r} at index "
+                         f"{position}")
+
+
+def _load_npy(path):
+    """A numeric array from a ``.npy`` file, never unpickled; damaged or object files are refused."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except (ValueError, OSError, EOFError) as error:
+        # NumPy's own message for pickled content proposes allow_pickle=True: never repeat that.
+        reason = "holds Python objects" if "pickle" in str(error) else "its header is damaged"
+        raise ValueError(f"{path}: not a .npy file of numbers ({reason}); save images with "
+                         "np.save(path, array) from an integer or float array") from None
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{path}: expected one array, got {type(x).__name__}")
+    return x
 
 
 def _square_image_shape(pixels, path):
@@ -152,7 +184,7 @@ def load_images(path, input_shape):
     if path.lower().endswith(".csv") or path.lower().endswith(".csv.gz"):
         x, labels = _read_csv(path, input_shape)
     elif path.lower().endswith(".npy"):
-        x, labels = np.load(path, allow_pickle=False), None
+        x, labels = _load_npy(path), None
     else:
         raise ValueError(f"{path}: expected a .npy or .csv file of images")
     shape = tuple(input_shape)

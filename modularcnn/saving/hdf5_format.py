@@ -27,6 +27,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 
 import numpy as np
 
@@ -238,6 +239,9 @@ def read_file(path):
         raise FileNotFoundError(errno.ENOENT, "no such model file", path)
     if os.path.isdir(path):
         raise ModelFileError(f"{path}: is a folder, not a model file")
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        # Opening a FIFO for reading blocks until a writer comes; a device can be endless.
+        raise ModelFileError(f"{path}: is a FIFO, device or socket, not a regular model file")
     # Opening it ourselves first lets PermissionError through as itself (not as a damaged file).
     with open(path, "rb") as handle:
         if not handle.read(1):
