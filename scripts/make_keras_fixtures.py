@@ -8,7 +8,9 @@ Needs Keras 3 (``pip install keras torch==2.13.0``; it runs on the torch backend
 Every model gets random weights with non-trivial biases and batch-norm statistics (a model fresh from
 its initialisers has zero biases, unit variances and would hide mistakes in the copying). For each
 model ``NAME`` it writes ``NAME.keras`` (Keras 3 archive), ``NAME.h5`` (Keras's HDF5 model format),
-``NAME.weights.h5`` (weights only) and ``NAME.npz`` (``x`` and Keras's ``y``).
+``NAME.weights.h5`` (weights only) and ``NAME.npz`` (``x`` and Keras's ``y``). With ``--keras2`` it
+uses tf-keras instead (``pip install tf-keras``, which brings TensorFlow) and writes Keras 2 HDF5
+files ``NAME.keras2.h5`` with ``NAME.keras2.npz``.
 """
 
 import argparse
@@ -20,6 +22,14 @@ import numpy as np
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "keras"
+
+
+def leaky_relu(L, slope):
+    """Keras 3 names the slope negative_slope, Keras 2 alpha."""
+    try:
+        return L.LeakyReLU(negative_slope=slope)
+    except TypeError:
+        return L.LeakyReLU(alpha=slope)
 
 
 def models(keras):
@@ -41,7 +51,7 @@ def models(keras):
         "strided_same": keras.Sequential([
             keras.Input((11, 10, 2)),
             L.Conv2D(3, 4, strides=2, padding="same"),
-            L.LeakyReLU(negative_slope=0.15),
+            leaky_relu(L, 0.15),
             L.ZeroPadding2D(((1, 2), (2, 1))),
             L.Conv2D(4, 3, strides=(2, 1), activation="elu"),
             L.MaxPooling2D(pool_size=3, strides=2, padding="same"),
@@ -103,7 +113,7 @@ def randomise(model, rng):
         values = []
         for variable in layer.weights:
             shape = tuple(variable.shape)
-            if "variance" in variable.path:
+            if "variance" in getattr(variable, "path", variable.name):
                 values.append(rng.uniform(0.5, 2.0, shape).astype("float32"))
             else:
                 values.append(rng.normal(0, 0.5, shape).astype("float32"))
@@ -114,8 +124,13 @@ def randomise(model, rng):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--keras2", action="store_true",
+                        help="write NAME.keras2.h5 with tf-keras (Keras 2, needs TensorFlow) instead")
     args = parser.parse_args()
-    import keras
+    if args.keras2:
+        import tf_keras as keras
+    else:
+        import keras
 
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -123,6 +138,11 @@ def main():
         randomise(model, rng)
         x = rng.normal(0, 1, (3, *model.input_shape[1:])).astype("float32")
         y = np.asarray(model.predict(x, verbose=0))
+        if args.keras2:
+            model.save(args.out / f"{name}.keras2.h5", save_format="h5")
+            np.savez(args.out / f"{name}.keras2.npz", x=x, y=y)
+            print(f"{name}: Keras 2 file, keras {keras.__version__}")
+            continue
         model.save(args.out / f"{name}.keras")
         model.save(args.out / f"{name}.h5")
         model.save_weights(args.out / f"{name}.weights.h5")

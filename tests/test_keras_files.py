@@ -23,7 +23,9 @@ from modularcnn.layers import (Activation, AveragePooling2D, BatchNormalization,
 from modularcnn.saving import keras_format
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "keras"
-NAMES = sorted(p.stem for p in FIXTURES.glob("*.npz"))
+NAMES = sorted(p.stem for p in FIXTURES.glob("*.npz") if not p.stem.endswith(".keras2"))
+#: The same models written by tf-keras 2.21 (Keras 2), with its own predictions.
+KERAS2_NAMES = sorted(p.stem[:-len(".keras2")] for p in FIXTURES.glob("*.keras2.npz"))
 
 
 def close_to_keras(predicted, expected):
@@ -56,6 +58,20 @@ def test_keras_weights_file_loads_into_the_same_architecture(name):
     close_to_keras(net.predict(data["x"]), data["y"])
 
 
+@pytest.mark.parametrize("name", KERAS2_NAMES)
+def test_every_keras2_fixture_predicts_what_keras2_predicted(name):
+    data = np.load(FIXTURES / f"{name}.keras2.npz")
+    net = modularcnn.load_model(FIXTURES / f"{name}.keras2.h5")
+    close_to_keras(net.predict(data["x"]), data["y"])
+
+
+def test_keras2_fixtures_are_there():
+    assert KERAS2_NAMES == NAMES
+    with h5py.File(FIXTURES / "conv2d_stack.keras2.h5", "r") as file:
+        assert file.attrs["keras_version"].startswith("2.")
+        assert "batch_input_shape" in file.attrs["model_config"]
+
+
 def test_keras_dialects_of_one_model_build_the_same_layers():
     from_archive = modularcnn.load_model(FIXTURES / "conv2d_stack.keras")
     from_h5 = modularcnn.load_model(FIXTURES / "conv2d_stack.h5")
@@ -84,8 +100,8 @@ def keras2_dialect(config):
 
 @pytest.mark.parametrize("name", ["conv2d_stack", "strided_same"])
 def test_keras2_style_h5_with_colon_weight_names(name, tmp_path):
-    """A Keras 2 file: Keras 2's config dialect, weights at ``<layer>/<layer>/kernel:0`` listed in
-    each group's ``weight_names`` (rewritten from the Keras 3 fixture, whose arrays it keeps)."""
+    """Keras 2's config dialect and weights at ``<layer>/<layer>/kernel:0`` listed in each group's
+    ``weight_names`` in another order than the layer's (rewritten from the Keras 3 fixture)."""
     data = np.load(FIXTURES / f"{name}.npz")
     source = h5py.File(FIXTURES / f"{name}.h5", "r")
     config = json.loads(source.attrs["model_config"])

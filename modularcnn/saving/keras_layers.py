@@ -124,9 +124,8 @@ def _ones(rank):
 def _read_conv(cfg, rank, transposed=False):
     cfg.require("data_format", ["channels_last"], " (modularcnn is channels-last)")
     cfg.require("dilation_rate", [_ones(rank), 1])
-    if not transposed:
-        cfg.require("groups", [1])
-    else:
+    cfg.require("groups", [1])
+    if transposed:
         cfg.require("output_padding", [None])
     padding = cfg.require("padding", ["valid", "same"])
     kernel_size = cfg.take("kernel_size")
