@@ -14,6 +14,7 @@ Ctrl-C.
 """
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -223,6 +224,16 @@ def _absorb_ctrl_c():
 
 
 def command_train(args):
+    strategy = None
+    if args.distributed == "mpi":
+        if args.workers != "auto":
+            raise ValueError("--distributed mpi takes one process per rank: drop --workers")
+        from .training.strategies.mpi import MPIStrategy
+        strategy = MPIStrategy()
+    # Under MPI every rank trains; rank 0 alone prints, checkpoints and saves.
+    chief = strategy is None or strategy.is_chief
+    if not chief:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
     (x, y), (x_test, y_test), _ = load_dataset(args.dataset, seed=args.seed)
     if args.num_examples is not None:
         x, y = x[:args.num_examples], y[:args.num_examples]
@@ -245,7 +256,7 @@ def command_train(args):
         base = net.optimizer.current_learning_rate
         hooks.append(callbacks.LearningRateScheduler(
             lambda epoch, lr: base * args.lr_decay ** epoch))
-    if args.save:
+    if args.save and chief:
         hooks.append(callbacks.ModelCheckpoint(args.save))
     augment = None
     if args.augment:
@@ -262,11 +273,12 @@ def command_train(args):
     previous_handler = signal.getsignal(signal.SIGINT)
     pressed = _absorb_ctrl_c()
     history = net.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, validation_data=validation,
-                      callbacks=hooks, verbose=1, augment=augment, workers=args.workers)
+                      callbacks=hooks, verbose=1, augment=augment, workers=args.workers,
+                      strategy=strategy)
     seconds = time.perf_counter() - started
     # fit returns early, keeping the weights, when Ctrl-C stops it; later presses were absorbed.
     interrupted = history.interrupted or bool(pressed)
-    if args.save:
+    if args.save and chief:
         net.save(args.save)  # a press during the save is absorbed too: the final weights reach the disk
         print(f"Saved the model to {args.save}", flush=True)
     if interrupted:
@@ -422,6 +434,9 @@ def build_parser():
     train.add_argument("--workers", type=_workers, default="auto", metavar="N",
                        help="processes sharing each batch, one per core by default for runs of 100+ "
                             "batches ('auto'); 1 trains in one process")
+    train.add_argument("--distributed", choices=["mpi"], default=None,
+                       help="train data-parallel across MPI ranks (run under mpirun; needs "
+                            "pip install modularcnn[mpi]); rank 0 prints and saves")
     train.set_defaults(handler=command_train)
 
     evaluate = commands.add_parser(

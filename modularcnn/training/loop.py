@@ -108,6 +108,8 @@ def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_dat
     steps = -(-count // batch_size)
     largest_batch = min(batch_size, count)
     strategy = choose_strategy(net, strategy, workers, largest_batch, steps * (epochs - initial_epoch))
+    if not getattr(strategy, "is_chief", True):
+        verbose = 0  # one progress bar per job: MPI ranks other than 0 train silently
     history = History()
     progress = [ProgressLogger(verbose)] if verbose else []
     logged = ["loss"] + [name for name, _ in net.metrics]

@@ -2,6 +2,7 @@
 
 - :class:`SingleProcess` (``"single"``): this process.
 - :class:`LocalWorkers` (``"local"``): each batch split across worker processes on this machine.
+- ``MPIStrategy`` (``"mpi"``, in :mod:`.mpi`, imported on request): each batch split across MPI ranks.
 
 :func:`choose_strategy` holds the rules ``fit(strategy=None, workers="auto")`` follows.
 """

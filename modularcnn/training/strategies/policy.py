@@ -78,9 +78,10 @@ def resolve_workers(net, workers, batch_size, steps):
 
 
 def get(identifier, workers="auto"):
-    """A strategy from a name (``"single"``, ``"local"``) or an instance (returned as it is).
+    """A strategy from a name (``"single"``, ``"local"``, ``"mpi"``) or an instance (returned as it is).
 
-    ``"local"`` uses ``workers`` processes, one per core when that is ``"auto"``.
+    ``"local"`` uses ``workers`` processes, one per core when that is ``"auto"``; ``"mpi"`` one
+    participant per rank of ``MPI.COMM_WORLD`` (needs the ``mpi`` extra).
     """
     from .base import Strategy  # noqa: PLC0415
     from .local import LocalWorkers  # noqa: PLC0415
@@ -88,11 +89,15 @@ def get(identifier, workers="auto"):
 
     if isinstance(identifier, Strategy):
         return identifier
-    names = {SingleProcess.name: SingleProcess, LocalWorkers.name: LocalWorkers}
+    names = {SingleProcess.name: SingleProcess, LocalWorkers.name: LocalWorkers, "mpi": None}
     if not isinstance(identifier, str) or identifier.lower() not in names:
         raise ValueError(f"strategy must be a Strategy or one of {sorted(names)}, got {identifier!r}")
     if identifier.lower() == SingleProcess.name:
         return SingleProcess()
+    if identifier.lower() == "mpi":
+        from .mpi import MPIStrategy  # noqa: PLC0415 - mpi4py is imported only when asked for
+
+        return MPIStrategy()
     return LocalWorkers(available_cores() if workers == "auto" else workers)
 
 
