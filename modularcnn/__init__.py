@@ -7,13 +7,15 @@
 from . import activations, initializers, layers, validation
 from .errors import ArgumentError, ModelFileError, ShapeError
 from .gradcheck import GradientCheckError, gradcheck
+from .layers.input_layer import Input
+from .layers.symbolic import SymbolicTensor
 from .net import Net
 from .saving import load_model
 from .plotting import plot_confusion_matrix, plot_history, plot_predictions  # matplotlib lazily
 from .version import __version__
 
 __all__ = [
-    "Net", "layers", "activations", "initializers", "gradcheck", "GradientCheckError",
+    "Net", "Input", "SymbolicTensor", "layers", "activations", "initializers", "gradcheck", "GradientCheckError",
     "ArgumentError", "ModelFileError", "ShapeError", "validation", "load_model", "__version__",
     "plot_history", "plot_predictions", "plot_confusion_matrix",
 ]

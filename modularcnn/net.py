@@ -14,6 +14,8 @@ from . import training as _training
 from . import validation
 from .fusion import execution_plan, step_layers
 from .layers.base import Layer, get_layer_class, snake_case
+from .layers.input_layer import InputLayer
+from .layers.symbolic import SymbolicTensor
 
 
 class Net:
@@ -46,7 +48,8 @@ class Net:
         if name is not None and not isinstance(name, str):
             validation.fail("Net", "name", "a string", name)
         if layers is not None and not isinstance(layers, (list, tuple)):
-            validation.fail("Net", "layers", "a list of Layer instances", layers)
+            validation.fail("Net", "layers", "a list of Layer instances (optionally after an Input)",
+                            layers)
         self.name = name or "net"
         self.seed = seed
         self.dtype = dtype
@@ -76,7 +79,12 @@ class Net:
         Raises ``ValueError`` naming the layer when it cannot take that shape (a kernel larger than its
         padded input, a Dense whose stated ``units_in`` disagrees, ...) or when the first layer has no
         input shape.
+
+        ``add(Input(shape))`` (or an ``InputLayer``), before any layer, sets the input shape (and the
+        dtype, when the input states one) and adds no layer, as in Keras.
         """
+        if isinstance(layer, (SymbolicTensor, InputLayer)):
+            return self._set_input(layer)
         if not isinstance(layer, Layer):
             raise ValueError(f"Net.add expects a Layer instance, got {layer!r}")
         if any(layer is existing for existing in self.layers):
@@ -99,6 +107,25 @@ class Net:
         self._name_counts[snake_case(type(layer).__name__)] = self._name_counts.get(
             snake_case(type(layer).__name__), 0) + 1
         return layer
+
+    def _set_input(self, given):
+        """``add(Input(...))``: take the input shape (and a stated dtype) from it."""
+        source = given.node.layer if isinstance(given, SymbolicTensor) else given
+        if not isinstance(source, InputLayer):
+            raise ValueError(
+                f"Net.add takes layers or an Input(...); got a symbolic tensor made by "
+                f"{source.describe()}: build graphs with modularcnn.Model(inputs, outputs)")
+        shape = tuple(source.input_shape)
+        if self.layers:
+            raise ValueError(f"{self.name}: an Input{shape} can only come first, but the network "
+                             f"already has {len(self.layers)} layers")
+        if self.input_shape is not None and self.input_shape != shape:
+            raise ValueError(f"{self.name}: Input{shape} disagrees with the network's "
+                             f"input_shape={self.input_shape}")
+        self.input_shape = shape
+        if source.dtype_requested is not None:
+            self.dtype = source.dtype_requested
+        return given
 
     def _unique_name(self, layer):
         taken = {existing.name for existing in self.layers}

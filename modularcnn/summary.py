@@ -1,9 +1,6 @@
 """The ``summary()`` table: one row per layer with its output shape and parameter count."""
 
-
-def format_shape(shape):
-    """``(28, 28, 1)`` -> ``"(None, 28, 28, 1)"``: per-sample shape with Keras's batch placeholder."""
-    return "(" + ", ".join(["None"] + [str(d) for d in shape]) + ")"
+from .layers.symbolic import format_shape
 
 
 def _walk(layers, trainable, depth=0):

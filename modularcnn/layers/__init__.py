@@ -7,6 +7,7 @@ from .base import ActivatedLayer, Layer, get_layer_class, register_layer, regist
 from .convolutional import Conv1D, Conv2D, Conv3D, Convolutional
 from .core import Activation, Dropout, Flatten, Reshape
 from .dense import Dense
+from .input_layer import Input, InputLayer
 from .normalization import BatchNormalization
 from .pooling import (
     AveragePooling,
@@ -31,7 +32,7 @@ __all__ = [
     "MaxPooling", "MaxPooling1D", "MaxPooling2D", "MaxPool2D", "MaxPooling3D",
     "AveragePooling", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
     "GlobalAveragePooling2D", "GlobalMaxPooling2D",
-    "Dense", "Flatten", "Reshape", "Activation", "Dropout", "BatchNormalization",
+    "Input", "InputLayer", "Dense", "Flatten", "Reshape", "Activation", "Dropout", "BatchNormalization",
     "Residual", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
     "UpSampling1D", "UpSampling2D", "UpSampling3D",
 ]

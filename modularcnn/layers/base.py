@@ -101,6 +101,9 @@ class Layer:
     #: (:mod:`modularcnn.layers.batch_statistics`); otherwise ``fit`` keeps it in one process.
     samples_independent = True
     syncs_batch_statistics = False
+    #: True for layers called on a list of tensors (merge layers): ``build`` then gets a list of
+    #: shapes, ``forward`` a list of arrays, and ``backward`` returns a list of gradients.
+    multiple_inputs = False
 
     def __init__(self, input_shape=None, name=None, trainable=True):
         owner = type(self).__name__
@@ -141,6 +144,41 @@ class Layer:
     def backward(self, dy):
         """Given ``dy = dL/dy`` (N, *output_shape), fill ``grads`` and return ``dL/dx`` (N, *input_shape)."""
         raise NotImplementedError
+
+    def __call__(self, inputs, training=None):
+        """``layer(x)``: on symbolic tensors, record a graph node; on arrays, compute (as Keras does).
+
+        Called on :class:`~modularcnn.layers.symbolic.SymbolicTensor` (from ``Input``), the layer is
+        built for their shapes and a node is recorded (see :mod:`modularcnn.layers.symbolic`); a
+        symbolic tensor comes back. Called on NumPy arrays ``(N, *shape)``, it is built for them if
+        needed and runs its forward pass in inference mode (``training=True`` for training mode).
+        """
+        from .symbolic import call_symbolic, is_symbolic  # noqa: PLC0415 - symbolic imports base
+
+        if is_symbolic(inputs):
+            if training is not None:
+                raise ValueError(f"{self.describe()}: training= is decided when the model runs "
+                                 "(fit trains, predict infers), not when a layer is called on a "
+                                 "symbolic tensor")
+            return call_symbolic(self, inputs)
+        return self._call_eagerly(inputs, bool(training))
+
+    def _call_eagerly(self, inputs, training):
+        if isinstance(inputs, (list, tuple)) != self.multiple_inputs:
+            what = "a list of arrays" if self.multiple_inputs else "one array"
+            raise ValueError(f"{self.describe()} takes {what}, got {type(inputs).__name__}")
+        arrays = [np.asarray(x) for x in inputs] if self.multiple_inputs else [np.asarray(inputs)]
+        for array in arrays:
+            if array.dtype.kind not in "biuf" or array.ndim < 2:
+                raise ValueError(f"{self.describe()}: expected a numeric batch (N, ...), got an "
+                                 f"array of shape {array.shape} and dtype {array.dtype}")
+        if not self.built:
+            if any(array.dtype.kind == "f" for array in arrays):
+                self.dtype = np.result_type(*[a.dtype for a in arrays if a.dtype.kind == "f"])
+            shapes = [tuple(a.shape[1:]) for a in arrays]
+            self.build(shapes if self.multiple_inputs else shapes[0])
+        arrays = [np.ascontiguousarray(a, dtype=self.dtype) for a in arrays]
+        return self.forward(arrays if self.multiple_inputs else arrays[0], training=training)
 
     # -- parameters ------------------------------------------------------------------------------
 
