@@ -104,6 +104,8 @@ FACTORIES = {
     "UpSampling2D": ((4, 4, 2), lambda c: c(2)),
     "UpSampling1D": ((5, 2), lambda c: c(2)),
     "UpSampling3D": ((2, 2, 2, 2), lambda c: c(2)),
+    # Added to a Net, an InputLayer only states the input shape (no layer is added).
+    "InputLayer": ((6,), lambda c: c(shape=(6,))),
 }
 
 
