@@ -7,6 +7,9 @@ halfway through training. Training, evaluation and saving live in their own modu
 through the methods below.
 """
 
+import math
+import numbers
+
 import numpy as np
 
 from . import summary as _summary
@@ -259,6 +262,39 @@ class Net:
         finally:
             first.input_grad_needed = True
         return gradient
+
+    def forwardpass(self, image):
+        """The seed library's single-sample forward pass: one ``image`` (*input_shape), no batch axis.
+
+        Returns the output for that sample, shape ``output_shape`` (e.g. ``(10,)`` probabilities),
+        equal to ``predict(image[None])[0]``. It keeps what :meth:`backpass` needs.
+        """
+        sample = np.asarray(image)
+        if self.input_shape is not None and sample.shape in (self.input_shape, self.input_shape[:-1]):
+            return self.forward(sample[None], training=False)[0]
+        expected = "" if self.input_shape is None else f" of shape {self.input_shape} (no batch axis)"
+        raise ValueError(f"{self.name}: forwardpass takes one sample{expected}, got shape {sample.shape}; "
+                         "use predict for a batch")
+
+    def backpass(self, dL_dout, learn_rate):
+        """The seed library's single-sample backward pass and plain gradient step.
+
+        ``dL_dout`` is the loss gradient with respect to the output of the last :meth:`forwardpass`,
+        shape ``output_shape`` (the seed's column ``(units, 1)`` is accepted too). Every trainable
+        parameter then moves by ``-learn_rate * gradient``; the compiled optimizer is not used.
+        """
+        gradient = np.asarray(dL_dout, dtype=self.dtype)
+        if self.output_shape is None or gradient.size != math.prod(self.output_shape):
+            raise ValueError(f"{self.name}: backpass expects dL_dout of shape {self.output_shape}, "
+                             f"got {gradient.shape}")
+        if isinstance(learn_rate, bool) or not isinstance(learn_rate, numbers.Real) or not (
+                math.isfinite(learn_rate) and learn_rate >= 0):
+            raise ValueError(f"{self.name}: learn_rate must be a non-negative number, got {learn_rate!r}")
+        self.backward(gradient.reshape((1,) + tuple(self.output_shape)), input_gradient=False)
+        step = self.dtype.type(learn_rate)
+        gradients = self.trainable_grads()
+        for key, value in self.trainable_params().items():
+            value -= step * gradients[key]
 
     # -- weights ---------------------------------------------------------------------------------
 

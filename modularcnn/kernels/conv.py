@@ -42,8 +42,10 @@ def sliding_windows(xp, kernel_size, stride, out_shape):
     return as_strided(xp, shape=shape, strides=strides, writeable=False)
 
 
-def im2col(x, kernel_size, stride, pads, out_shape, workspace=None):
+def im2col(x, kernel_size, stride, pads, out_shape, workspace=None, pad_value=0.0):
     """Copy every window of ``x`` (N, *S, C) into a matrix ``(M, prod(K) * C)``.
+
+    The border added by ``pads`` holds ``pad_value`` (zero padding by default).
 
     With several channels the windows are copied in one go from the :func:`sliding_windows` view: its
     innermost runs are ``C`` contiguous values, in both source and destination. With one channel that
@@ -51,7 +53,7 @@ def im2col(x, kernel_size, stride, pads, out_shape, workspace=None):
     offset fills one contiguous row from a strided slice of the input, and the transposed view is
     returned (BLAS multiplies it without a copy).
     """
-    xp = pad_spatial(x, pads, workspace=workspace)
+    xp = pad_spatial(x, pads, value=pad_value, workspace=workspace)
     batch, channels = x.shape[0], x.shape[-1]
     rows = batch * math.prod(out_shape)
     if channels == 1:
@@ -98,14 +100,17 @@ def conv_input_gradient(dy2, kernel, x_shape, stride, pads, out_shape):
     return unpad_spatial(dxp, pads)
 
 
-def conv_forward(x, kernel, bias, stride, pads, out_shape, workspace=None):
+def conv_forward(x, kernel, bias, stride, pads, out_shape, workspace=None, pad_value=0.0):
     """Convolve ``x`` (N, *S, C) with ``kernel`` (*K, C, F) and add ``bias`` (F,) or None.
+
+    ``x`` is padded by ``pads`` with ``pad_value``; :func:`conv_backward` is the same for any value,
+    since the border is a constant.
 
     Returns ``(y, cols)``: the output (N, *O, F), a new array, and the window matrix that
     :func:`conv_backward` needs (it lives in ``workspace`` when one is given).
     """
     kernel_size = kernel.shape[:-2]
-    cols = im2col(x, kernel_size, stride, pads, out_shape, workspace)
+    cols = im2col(x, kernel_size, stride, pads, out_shape, workspace, pad_value)
     y = cols @ kernel.reshape(-1, kernel.shape[-1])
     if bias is not None:
         y += bias

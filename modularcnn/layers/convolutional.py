@@ -105,6 +105,9 @@ class Convolutional(ConvolutionLayer):
         Zero padding: an int on every side, per-axis ints or ``(before, after)`` pairs, ``"valid"``
         (none) or ``"same"`` (output ``ceil(size / stride)``, the extra row after when the total is odd,
         as in Keras). Keras's name ``padding`` is accepted too.
+    pad_value : float, default 0
+        The value of the padded border (the seed library's option); the gradient is the same for
+        any value, since the border is a constant.
     activation : str, optional
         Applied to the output (``"relu"``, …); see :mod:`modularcnn.activations`.
     use_bias, kernel_initializer, bias_initializer
@@ -116,6 +119,10 @@ class Convolutional(ConvolutionLayer):
     #: samples at a time, which bounds memory (predicting 10,000 images in batches of 1,000) at no cost
     #: in speed.
     INFERENCE_WINDOW_BYTES = 16 * 2**20
+
+    def __init__(self, *args, pad_value=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pad_value = validation.real(pad_value, "pad_value", type(self).__name__)
 
     def _geometry(self, input_shape):
         return self.window_geometry(input_shape, self.filter_size, self.stride, self.pad)
@@ -133,7 +140,7 @@ class Convolutional(ConvolutionLayer):
 
         def convolve(part):
             return conv_forward(part, kernel, bias, self.stride, self.pads, self.out_spatial,
-                                self.workspace)
+                                self.workspace, self.pad_value)
 
         if training:
             z, self._cols = convolve(x)
@@ -149,11 +156,15 @@ class Convolutional(ConvolutionLayer):
         """Backward from ``dL/dz``, the gradient before the activation (used by fused losses)."""
         cols = self._cols
         if cols is None:
-            cols = im2col(self._x, self.filter_size, self.stride, self.pads, self.out_spatial)
+            cols = im2col(self._x, self.filter_size, self.stride, self.pads, self.out_spatial,
+                          pad_value=self.pad_value)
         dx, dkernel, dbias = conv_backward(dz, cols, self.params["kernel"], self._x.shape,
                                            self.stride, self.pads, self.input_grad_needed)
         self.store_gradients(dkernel, dbias)
         return dx
+
+    def get_config(self):
+        return {**super().get_config(), "pad_value": self.pad_value}
 
 
 @register_layer

@@ -5,7 +5,9 @@ import math
 import numpy as np
 
 from .. import validation
-from .base import ActivatedLayer, Layer, register_layer
+from .base import ActivatedLayer, Layer, pick_alias, register_layer
+
+_REQUIRED = object()  # Activation(None) is the identity, as in Keras; Activation() is a mistake
 
 
 @register_layer
@@ -69,10 +71,16 @@ class Activation(ActivatedLayer):
     """Apply an activation function element-wise (softmax: over the last axis).
 
     ``Activation("relu")``, ``Activation("leakyrelu", alpha=0.1)``; names in
-    :func:`modularcnn.activations.names`. The pre-activation is this layer's input.
+    :func:`modularcnn.activations.names`. The seed library's keyword ``function=`` is accepted for
+    ``activation``. The pre-activation is this layer's input.
     """
 
-    def __init__(self, activation, alpha=None, **kwargs):
+    def __init__(self, activation=_REQUIRED, alpha=None, function=None, **kwargs):
+        if activation is _REQUIRED and function is None:
+            raise ValueError("Activation: give the activation, e.g. Activation('relu')")
+        if activation is _REQUIRED:
+            activation = None
+        activation = pick_alias("Activation", "function", function, "activation", activation, None)
         super().__init__(activation=activation, alpha=alpha, **kwargs)
 
     def forward(self, x, training=False):

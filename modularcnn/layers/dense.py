@@ -1,5 +1,7 @@
 """The fully connected layer."""
 
+import math
+
 import numpy as np
 
 from .. import initializers, validation
@@ -14,26 +16,44 @@ class Dense(ActivatedLayer):
     ``(N, ..., units)``; usually the input is ``(N, units_in)`` after a :class:`Flatten`.
 
     Both spellings work: ``Dense(128)`` (Keras: the input size is inferred) and the seed's
-    ``Dense(units_in, units_out)``, whose stated ``units_in`` is checked against the inferred size.
-    ``Dense(64, "relu")`` is read as Keras reads it (units, activation).
+    ``Dense(units_in, units_out)`` or ``Dense(units_in=512, units_out=10)``, whose stated
+    ``units_in`` is checked against the inferred size. ``Dense(64, "relu")`` is read as Keras reads
+    it (units, activation). The seed's ``initial_Wvar=v`` draws the kernel from a normal
+    distribution of variance ``v``, i.e. ``kernel_initializer=RandomNormal(stddev=sqrt(v))``.
     """
 
-    def __init__(self, units, units_out=None, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", input_shape=None,
-                 name=None, trainable=True, units_in=None, alpha=None):
+    def __init__(self, units=None, units_out=None, activation=None, use_bias=True,
+                 kernel_initializer=None, bias_initializer="zeros", input_shape=None,
+                 name=None, trainable=True, units_in=None, alpha=None, initial_Wvar=None):
         if isinstance(units_out, str) and activation is None:
             activation, units_out = units_out, None
         super().__init__(activation=activation, alpha=alpha, input_shape=input_shape, name=name,
                          trainable=trainable)
-        if units_out is not None:
+        if units_out is not None and units is not None:
             if units_in is not None and units_in != units:
                 raise ValueError(f"Dense: units_in={units_in!r} disagrees with the first argument {units!r}")
             units_in, units = units, units_out
+        elif units_out is not None:
+            units = units_out
+        if units is None:
+            raise ValueError("Dense: give the number of output units: Dense(units) or "
+                             "Dense(units_in=..., units_out=...)")
         self.units = validation.positive_int(units, "units", "Dense")
         self.units_in = validation.positive_int(units_in, "units_in", "Dense", allow_none=True)
         self.use_bias = validation.boolean(use_bias, "use_bias", "Dense")
-        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.kernel_initializer = initializers.get(
+            self._seed_initializer(initial_Wvar, kernel_initializer) or "glorot_uniform")
         self.bias_initializer = initializers.get(bias_initializer)
+
+    @staticmethod
+    def _seed_initializer(initial_wvar, kernel_initializer):
+        """``kernel_initializer``, or the normal distribution of variance ``initial_Wvar`` it replaces."""
+        if initial_wvar is None:
+            return kernel_initializer
+        if kernel_initializer is not None:
+            raise ValueError("Dense: give initial_Wvar or kernel_initializer, not both")
+        initial_wvar = validation.positive_number(initial_wvar, "initial_Wvar", "Dense")
+        return initializers.RandomNormal(stddev=math.sqrt(initial_wvar))
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) < 1:
