@@ -7,14 +7,14 @@ from lib import layer, network
 import numpy as np
 
 
-def load_cifar10(train_size=300, test_size=40, seed=0):
+def load_cifar10(train_size=800, test_size=40, seed=0):
     # Each class has its own mean colour, so the network has something to learn in one epoch.
     rng = np.random.default_rng(seed)
     colours = rng.random((10, 3))
 
     def images(count):
         labels = rng.integers(0, 10, count)
-        pixels = colours[labels][:, None, None, :] + 0.25 * rng.standard_normal((count, 32, 32, 3))
+        pixels = colours[labels][:, None, None, :] + 0.1 * rng.standard_normal((count, 32, 32, 3))
         return np.clip(pixels, 0, 1), labels
 
     x_train, y_train = images(train_size)
