@@ -4,7 +4,7 @@
 >>> from modularcnn.layers import Convolutional, MaxPooling, Flatten, Dense
 """
 
-from . import activations, initializers, layers, validation
+from . import activations, initializers, layers, utils, validation
 from .errors import ArgumentError, ModelFileError, ShapeError
 from .gradcheck import GradientCheckError, gradcheck
 from .layers.input_layer import Input
@@ -15,7 +15,8 @@ from .plotting import plot_confusion_matrix, plot_history, plot_predictions  # m
 from .version import __version__
 
 __all__ = [
-    "Net", "Input", "SymbolicTensor", "layers", "activations", "initializers", "gradcheck", "GradientCheckError",
+    "Net", "Input", "SymbolicTensor", "layers", "utils", "activations", "initializers", "gradcheck",
+    "GradientCheckError",
     "ArgumentError", "ModelFileError", "ShapeError", "validation", "load_model", "__version__",
     "plot_history", "plot_predictions", "plot_confusion_matrix",
 ]
