@@ -58,7 +58,7 @@ def test_keras_layers_accept_the_seed_keywords():
         layers.Activation("relu", function="tanh")
     with pytest.raises(ValueError, match="give the activation"):
         layers.Activation()
-    with pytest.raises(ValueError, match="output units"):
+    with pytest.raises(ValueError, match="units must be a positive int, got None"):
         layers.Dense(units_in=4)
 
 

@@ -35,9 +35,6 @@ class Dense(ActivatedLayer):
             units_in, units = units, units_out
         elif units_out is not None:
             units = units_out
-        if units is None:
-            raise ValueError("Dense: give the number of output units: Dense(units) or "
-                             "Dense(units_in=..., units_out=...)")
         self.units = validation.positive_int(units, "units", "Dense")
         self.units_in = validation.positive_int(units_in, "units_in", "Dense", allow_none=True)
         self.use_bias = validation.boolean(use_bias, "use_bias", "Dense")
