@@ -43,7 +43,9 @@ def can_fuse(conv, pool):
     """True when ``conv`` then ``pool`` is a stride-1 2-D convolution with ReLU and zero padding, and a
     plain 2×2 max pool."""
     return (isinstance(conv, Convolutional) and conv.rank == 2 and type(conv.activation) is ReLU
-            and conv.stride == (1, 1) and conv.pad_value == 0 and isinstance(pool, MaxPooling) and pool.rank == 2
+            and conv.stride == (1, 1) and conv.pad_value == 0
+            and conv.dilation_rate == (1, 1) and conv.groups == 1
+            and isinstance(pool, MaxPooling) and pool.rank == 2
             and pool.pool_size == (2, 2) and pool.stride == (2, 2)
             and all(p == (0, 0) for p in pool.pads)
             and conv.out_spatial[0] % 2 == 0 and conv.out_spatial[1] % 2 == 0)

@@ -37,3 +37,53 @@ def pool2d(x, pool, stride, pads, mode):
         values = [x[b, r, s, ch] for r in rows for s in cols]
         y[b, i, j, ch] = max(values) if mode == "max" else sum(values) / len(values)
     return y
+
+
+def conv_nd(x, kernel, bias, stride, pads, dilation, groups=1):
+    """Direct dilated, grouped convolution over any number of spatial axes, one output value at a time.
+
+    x (N, *S, C), kernel (*K, C / groups, F): output channel ``o`` belongs to group
+    ``o // (F / groups)`` and reads only that group's input channels; tap ``k`` of a window starting at
+    ``p`` reads input cell ``p + k * dilation``.
+    """
+    rank = x.ndim - 2
+    kernel_size = kernel.shape[:rank]
+    per_group_in, filters = kernel.shape[-2:]
+    per_group_out = filters // groups
+    padded = [n + b + a for n, (b, a) in zip(x.shape[1:-1], pads)]
+    xp = np.zeros((x.shape[0], *padded, x.shape[-1]))
+    xp[(slice(None),) + tuple(slice(b, b + n) for n, (b, _) in zip(x.shape[1:-1], pads))] = x
+    span = [d * (k - 1) + 1 for k, d in zip(kernel_size, dilation)]
+    out = [(p - s) // st + 1 for p, s, st in zip(padded, span, stride)]
+    y = np.zeros((x.shape[0], *out, filters))
+    for b in range(x.shape[0]):
+        for position in itertools.product(*(range(o) for o in out)):
+            for o in range(filters):
+                g = o // per_group_out
+                total = 0.0 if bias is None else bias[o]
+                for tap in itertools.product(*(range(k) for k in kernel_size)):
+                    cell = tuple(p * st + t * d for p, st, t, d in zip(position, stride, tap, dilation))
+                    for c in range(per_group_in):
+                        total += xp[(b, *cell, g * per_group_in + c)] * kernel[(*tap, c, o)]
+                y[(b, *position, o)] = total
+    return y
+
+
+def bilinear_upsample(x, factors):
+    """Half-pixel-centre linear interpolation (Keras's and PyTorch's ``align_corners=False``), looped.
+
+    Output cell ``i`` along an axis of length ``n`` upsampled ``f`` times samples the input at
+    ``(i + 0.5) / f - 0.5``, clamped to ``[0, n - 1]``, mixing its two neighbours linearly.
+    """
+    y = x.astype(np.float64)
+    for axis, factor in enumerate(factors, start=1):
+        n = y.shape[axis]
+        pieces = []
+        for i in range(n * factor):
+            source = min(max((i + 0.5) / factor - 0.5, 0.0), n - 1)
+            low = int(np.floor(source))
+            high = min(low + 1, n - 1)
+            weight = source - low
+            pieces.append((1 - weight) * np.take(y, low, axis=axis) + weight * np.take(y, high, axis=axis))
+        y = np.stack(pieces, axis=axis)
+    return y

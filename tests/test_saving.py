@@ -76,14 +76,16 @@ def toy_data(n=48, seed=1):
 # library without adding it here fails test_every_builtin_layer_has_a_factory.
 FACTORIES = {
     "Convolutional": ((8, 8, 2), lambda c: c(3, 3, pad="same", activation="relu")),
-    "Conv2D": ((8, 8, 2), lambda c: c(3, kernel_size=3, strides=2, activation="leakyrelu")),
+    "Conv2D": ((8, 8, 2), lambda c: c(4, kernel_size=3, strides=2, activation="leakyrelu", groups=2,
+                                      dilation_rate=(1, 2))),
     "Conv1D": ((10, 2), lambda c: c(3, 3)),
     "Conv3D": ((5, 5, 5, 2), lambda c: c(2, 2)),
     "Flatten": ((4, 4, 2), lambda c: c()),
     "Reshape": ((4, 4, 2), lambda c: c((8, 4))),
     "Activation": ((6,), lambda c: c("leakyrelu", alpha=0.2)),
     "Dropout": ((6,), lambda c: c(0.4)),
-    "Dense": ((6,), lambda c: c(4, activation="tanh", kernel_initializer="he_normal")),
+    "Dense": ((6,), lambda c: c(4, activation={"name": "gelu", "approximate": True},
+                                kernel_initializer="he_normal")),
     "BatchNormalization": ((6, 6, 3), lambda c: c(momentum=0.5)),
     "MaxPooling": ((8, 8, 2), lambda c: c(2)),
     "AveragePooling": ((8, 8, 2), lambda c: c(3, stride=2, pad="same")),
@@ -106,6 +108,11 @@ FACTORIES = {
     "UpSampling3D": ((2, 2, 2, 2), lambda c: c(2)),
     # Added to a Net, an InputLayer only states the input shape (no layer is added).
     "InputLayer": ((6,), lambda c: c(shape=(6,))),
+    "ReLU": ((6,), lambda c: c(max_value=2.0, negative_slope=0.1, threshold=0.2)),
+    "LeakyReLU": ((6,), lambda c: c(0.2)),
+    "PReLU": ((4, 4, 3), lambda c: c("he_normal", shared_axes=[1, 2])),
+    "ELU": ((6,), lambda c: c(0.7)),
+    "Softmax": ((3, 4), lambda c: c(axis=1)),
 }
 
 

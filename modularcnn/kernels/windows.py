@@ -93,6 +93,15 @@ def output_spatial_shape(spatial_shape, kernel, stride, pads):
     return tuple(out)
 
 
+def dilated_size(kernel, dilation):
+    """Cells a dilated window spans along each axis: ``dilation * (kernel - 1) + 1``.
+
+    Output sizes and "same" padding of a dilated convolution are those of an undilated window of this
+    size (as in Keras and PyTorch).
+    """
+    return tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+
+
 def padded_shape(x_shape, pads):
     """Shape of ``(N, *S, C)`` after padding its spatial axes."""
     return (x_shape[0],) + tuple(

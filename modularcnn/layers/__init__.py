@@ -3,6 +3,7 @@
 Every layer follows the protocol in :mod:`modularcnn.layers.base`; Keras's names are aliases of ours.
 """
 
+from .activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from .base import ActivatedLayer, Layer, get_layer_class, register_layer, registered_layers
 from .convolutional import Conv1D, Conv2D, Conv3D, Convolutional
 from .core import Activation, Dropout, Flatten, Reshape
@@ -35,4 +36,5 @@ __all__ = [
     "Input", "InputLayer", "Dense", "Flatten", "Reshape", "Activation", "Dropout", "BatchNormalization",
     "Residual", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
     "UpSampling1D", "UpSampling2D", "UpSampling3D",
+    "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
 ]

@@ -305,7 +305,7 @@ class ActivatedLayer(Layer):
         raise NotImplementedError
 
     def get_config(self):
-        config = {**super().get_config(), "activation": self.activation.name}
+        config = {**super().get_config(), "activation": activations.serialize(self.activation)}
         if hasattr(self.activation, "alpha"):
             config["alpha"] = self.activation.alpha
         return config

@@ -7,7 +7,7 @@ import numpy as np
 from .. import initializers, validation
 from ..kernels.conv import conv_backward, conv_forward, im2col
 from ..kernels.workspace import Workspace
-from ..kernels.windows import normalize_padding, normalize_tuple
+from ..kernels.windows import dilated_size, normalize_padding, normalize_tuple
 from .base import ActivatedLayer, pick_alias, register_layer
 
 
@@ -21,7 +21,7 @@ class ConvolutionLayer(ActivatedLayer):
     def __init__(self, filters, filter_size=None, stride=None, pad=None, input_shape=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  activation=None, name=None, trainable=True, kernel_size=None, strides=None,
-                 padding=None, alpha=None):
+                 padding=None, alpha=None, dilation_rate=1, groups=1):
         super().__init__(activation=activation, alpha=alpha, input_shape=input_shape, name=name,
                          trainable=trainable)
         kind = type(self).__name__
@@ -33,9 +33,20 @@ class ConvolutionLayer(ActivatedLayer):
             pick_alias(kind, "stride", stride, "strides", strides, 1), self.rank, "stride", kind)
         self.pad = normalize_padding(
             pick_alias(kind, "pad", pad, "padding", padding, self.default_pad), self.rank, kind)
+        self.dilation_rate = normalize_tuple(dilation_rate, self.rank, "dilation_rate", kind)
+        self.groups = validation.positive_int(groups, "groups", kind)
+        if self.filters % self.groups:
+            raise ValueError(f"{kind}: groups={self.groups} must divide filters={self.filters}")
         self.use_bias = validation.boolean(use_bias, "use_bias", kind)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+
+    def check_groups(self, input_shape):
+        """Raise ValueError unless ``groups`` divides the input's channels."""
+        channels = input_shape[-1] if len(input_shape) else None
+        if channels is not None and channels % self.groups:
+            raise ValueError(f"{self.describe()}: groups={self.groups} must divide the input's "
+                             f"{channels} channels (input shape {tuple(input_shape)})")
 
     def kernel_shape(self, channels):
         """The kernel's shape for ``channels`` input channels."""
@@ -65,6 +76,8 @@ class ConvolutionLayer(ActivatedLayer):
             "filter_size": list(self.filter_size),
             "stride": list(self.stride),
             "pad": self.pad if isinstance(self.pad, str) else [list(p) for p in self.pad],
+            "dilation_rate": list(self.dilation_rate),
+            "groups": self.groups,
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
@@ -110,6 +123,13 @@ class Convolutional(ConvolutionLayer):
         any value, since the border is a constant.
     activation : str, optional
         Applied to the output (``"relu"``, …); see :mod:`modularcnn.activations`.
+    dilation_rate : int or tuple, default 1
+        Spacing between the kernel's taps (Keras's argument; PyTorch's ``dilation``): a window spans
+        ``dilation_rate * (filter_size - 1) + 1`` cells, which is what output sizes and ``"same"``
+        padding use. Any stride may go with it.
+    groups : int, default 1
+        Split input and output channels into this many groups, each convolved on its own (Keras's and
+        PyTorch's ``groups``); it must divide both. The kernel is then ``(kh, kw, C / groups, filters)``.
     use_bias, kernel_initializer, bias_initializer
         As in Keras; the default kernel initializer is Glorot uniform.
     """
@@ -125,10 +145,12 @@ class Convolutional(ConvolutionLayer):
         self.pad_value = validation.real(pad_value, "pad_value", type(self).__name__)
 
     def _geometry(self, input_shape):
-        return self.window_geometry(input_shape, self.filter_size, self.stride, self.pad)
+        self.check_groups(input_shape)
+        return self.window_geometry(input_shape, dilated_size(self.filter_size, self.dilation_rate),
+                                    self.stride, self.pad)
 
     def kernel_shape(self, channels):
-        return self.filter_size + (channels, self.filters)
+        return self.filter_size + (channels // self.groups, self.filters)
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -140,12 +162,13 @@ class Convolutional(ConvolutionLayer):
 
         def convolve(part):
             return conv_forward(part, kernel, bias, self.stride, self.pads, self.out_spatial,
-                                self.workspace, self.pad_value)
+                                self.workspace, self.pad_value, self.dilation_rate, self.groups)
 
         if training:
             z, self._cols = convolve(x)
         else:
-            window_bytes = math.prod(self.out_spatial) * kernel[..., 0].size * x.itemsize
+            window_bytes = (math.prod(self.out_spatial) * math.prod(self.filter_size) * x.shape[-1]
+                            * x.itemsize)
             z, _ = in_sample_slices(lambda part: convolve(part)[0], x, window_bytes,
                                     self.output_shape, self.INFERENCE_WINDOW_BYTES)
             self._cols = None  # a backward pass after inference rebuilds the windows
@@ -157,9 +180,10 @@ class Convolutional(ConvolutionLayer):
         cols = self._cols
         if cols is None:
             cols = im2col(self._x, self.filter_size, self.stride, self.pads, self.out_spatial,
-                          pad_value=self.pad_value)
+                          pad_value=self.pad_value, dilation=self.dilation_rate)
         dx, dkernel, dbias = conv_backward(dz, cols, self.params["kernel"], self._x.shape,
-                                           self.stride, self.pads, self.input_grad_needed)
+                                           self.stride, self.pads, self.input_grad_needed,
+                                           self.dilation_rate, self.groups)
         self.store_gradients(dkernel, dbias)
         return dx
 

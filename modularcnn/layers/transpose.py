@@ -53,6 +53,13 @@ class Conv2DTranspose(ConvolutionLayer):
     rank = 2
     default_pad = "valid"
 
+    def __init__(self, filters, *args, **kwargs):
+        super().__init__(filters, *args, **kwargs)
+        for option in ("dilation_rate", "groups"):
+            if getattr(self, option) not in ((1,) * self.rank, 1):
+                raise ValueError(f"{type(self).__name__}: {option}={kwargs.get(option)!r} is not "
+                                 "supported for transposed convolutions (only 1)")
+
     def _geometry(self, input_shape):
         """``(pads, out_spatial)``: the associated convolution's padding and this layer's output size."""
         spatial = self.spatial_shape(input_shape, self.rank)

@@ -35,7 +35,9 @@ class Objective:
         if cross_entropy is None or self.loss.from_logits:
             return
         activation = getattr(getattr(self.last, "activation", None), "name", None)
-        if activation == cross_entropy and hasattr(self.last, "backward_preactivation"):
+        # A softmax along another axis than the last one is not what the fused gradient assumes.
+        last_axis = getattr(self.last.activation, "axis", -1) == -1
+        if activation == cross_entropy and last_axis and hasattr(self.last, "backward_preactivation"):
             self.mode = "fused"
         elif activation not in ("softmax", "sigmoid"):
             self.mode = "logits"

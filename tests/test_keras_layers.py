@@ -1,0 +1,331 @@
+"""Keras 3 layers and options (issue 15): activations, activation layers, dilated and grouped
+convolutions, depthwise and separable convolutions, padding and cropping, normalisation, and the rest.
+
+Oracles: finite differences in float64 (:func:`modularcnn.gradcheck`) on odd shapes; naive loops
+(``tests/naive.py``) or formulas written out from Keras's documentation for every forward pass; PyTorch
+where installed (skipped cleanly otherwise). HDF5 round trips of every layer are in tests/test_saving.py
+(its FACTORIES table); here each layer's config round trip.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from modularcnn import Net, activations, gradcheck
+from modularcnn.layers import (
+    ELU,
+    Activation,
+    Conv1D,
+    Conv2D,
+    Conv2DTranspose,
+    Conv3D,
+    Dense,
+    LeakyReLU,
+    PReLU,
+    ReLU,
+    Softmax,
+)
+
+from . import naive
+
+TOL = 1e-6
+rng = np.random.default_rng(7)
+
+
+def config_round_trip(layer):
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    return clone
+
+
+# -- activations -----------------------------------------------------------------------------------
+
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+PHI = np.vectorize(lambda v: 0.5 * (1 + math.erf(v / math.sqrt(2))))
+
+# name -> formula written out independently of modularcnn.activations
+FORMULAS = {
+    "gelu": lambda x: x * PHI(x),
+    "silu": lambda x: x / (1 + np.exp(-x)),
+    "swish": lambda x: x / (1 + np.exp(-x)),
+    "selu": lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * (np.exp(x) - 1)),
+    "softplus": lambda x: np.log(1 + np.exp(x)),
+    "softsign": lambda x: x / (1 + abs(x)),
+    "relu6": lambda x: np.minimum(np.maximum(x, 0), 6),
+    "hard_sigmoid": lambda x: np.minimum(np.maximum(x + 3, 0), 6) / 6,
+    "hard_silu": lambda x: x * np.minimum(np.maximum(x + 3, 0), 6) / 6,
+    "exponential": np.exp,
+    "elu": lambda x: np.where(x > 0, x, np.exp(x) - 1),
+    "leakyrelu": lambda x: np.where(x > 0, x, 0.3 * x),
+    "relu": lambda x: np.maximum(x, 0),
+    "tanh": np.tanh,
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "linear": lambda x: x,
+}
+
+
+def spread_input(shape):
+    """Values over [-8, 8] that keep clear of every kink (0, +-3, 6) by more than the FD step."""
+    x = rng.uniform(-8, 8, size=shape)
+    for kink in (0.0, 3.0, -3.0, 6.0):
+        near = abs(x - kink) < 1e-3
+        x[near] += 0.01
+    return x
+
+
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+def test_activation_forward_matches_formula_and_gradient_checks(name):
+    x = spread_input((3, 5, 7))
+    layer = Activation(name)
+    layer.dtype = np.dtype(np.float64)
+    layer.build((5, 7))
+    np.testing.assert_allclose(layer.forward(x), FORMULAS[name](x), rtol=1e-12, atol=1e-12)
+    assert max(gradcheck(Activation(name), input_shape=(5, 7), x=spread_input((2, 5, 7))).values()) < TOL
+
+
+def test_gelu_tanh_approximation_and_float32():
+    x = spread_input((4, 6))
+    expected = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+    approx = activations.get({"name": "gelu", "approximate": True})
+    np.testing.assert_allclose(approx.forward(x), expected, rtol=1e-12)
+    layer = Activation(approx)
+    assert max(gradcheck(layer, input_shape=(6,), x=x).values()) < TOL
+    assert activations.gelu(x.astype(np.float32)).dtype == np.float32
+    assert activations.GELU().forward(x.astype(np.float32)).dtype == np.float32
+
+
+def test_keras_style_functions_work_as_arguments_and_on_arrays():
+    x = np.array([-10, -5, 0.0, 5, 10])
+    # The examples of Keras 3's keras.activations.relu docstring.
+    np.testing.assert_array_equal(activations.relu(x), [0, 0, 0, 5, 10])
+    np.testing.assert_array_equal(activations.relu(x, negative_slope=0.5), [-5, -2.5, 0, 5, 10])
+    np.testing.assert_array_equal(activations.relu(x, max_value=5.0), [0, 0, 0, 5, 5])
+    np.testing.assert_array_equal(activations.relu(x, threshold=5.0), [0, 0, 0, 0, 10])
+    dense = Dense(3, activation=activations.gelu)
+    assert isinstance(dense.activation, activations.GELU)
+    assert dense.get_config()["activation"] == "gelu"
+    assert activations.get(activations.leaky_relu).alpha == 0.2  # Keras's function default
+    assert activations.get("swish") == activations.get("silu")
+
+
+def test_custom_activation_pair_trains_saves_and_loads(tmp_path):
+    def cube(z):  # sin, under another name: bounded, so training stays finite
+        return np.sin(z)
+
+    def cube_slope(z):
+        return np.cos(z)
+
+    layer = Activation((cube, cube_slope))
+    assert max(gradcheck(layer, input_shape=(4, 3), x=rng.normal(size=(2, 4, 3))).values()) < TOL
+    assert layer.get_config()["activation"] == "cube"
+    # Unregistered, the name alone cannot be loaded: the error says how to fix it.
+    with pytest.raises(ValueError, match="register"):
+        Activation.from_config(layer.get_config())
+    activations.register("cube_test", cube, cube_slope)
+    net = Net(input_shape=(4,), seed=0)
+    net.add(Dense(3, activation=(cube, cube_slope)))
+    net.add(Dense(1, activation="cube_test"))
+    net.compile(optimizer="sgd", loss="mse")
+    x = rng.normal(size=(6, 4)).astype(np.float32)
+    net.train_on_batch(x, rng.normal(size=(6, 1)).astype(np.float32))
+    net.save(tmp_path / "m.h5")
+    from modularcnn import load_model
+    loaded = load_model(tmp_path / "m.h5")
+    np.testing.assert_array_equal(loaded.predict(x), net.predict(x))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda z: z, "pair"),
+    ((lambda z: z, None), "pair"),
+    (42, "activation must be"),
+    ("no_such", "unknown activation"),
+    ({"name": "relu", "bogus": 1}, "does not take"),
+])
+def test_bad_activations_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
+        Dense(2, activation=bad)
+
+
+def test_custom_activation_that_is_not_elementwise_is_refused():
+    layer = Activation((lambda z: z.sum(axis=-1), lambda z: np.ones_like(z)))
+    layer.build((3,))
+    with pytest.raises(ValueError, match="element-wise"):
+        layer.forward(np.ones((2, 3)))
+
+
+# -- activation layers -----------------------------------------------------------------------------
+
+def relu_oracle(x, max_value, negative_slope, threshold):
+    """Keras 3's formula, element by element."""
+    out = np.empty_like(x)
+    for i, v in np.ndenumerate(x):
+        if max_value is not None and v >= max_value:
+            out[i] = max_value
+        elif v > threshold:
+            out[i] = v
+        else:
+            out[i] = negative_slope * (v - threshold)
+    return out
+
+
+ACTIVATION_LAYERS = [
+    ("relu plain", lambda: ReLU(), lambda x: relu_oracle(x, None, 0.0, 0.0)),
+    ("relu all options", lambda: ReLU(max_value=2.5, negative_slope=0.2, threshold=0.7),
+     lambda x: relu_oracle(x, 2.5, 0.2, 0.7)),
+    ("relu6", lambda: ReLU(max_value=6), lambda x: relu_oracle(x, 6.0, 0.0, 0.0)),
+    ("leaky default 0.3", lambda: LeakyReLU(), lambda x: np.where(x > 0, x, 0.3 * x)),
+    ("leaky 0.05", lambda: LeakyReLU(negative_slope=0.05), lambda x: np.where(x > 0, x, 0.05 * x)),
+    ("elu default", lambda: ELU(), lambda x: np.where(x > 0, x, np.exp(x) - 1)),
+    ("elu 0.5", lambda: ELU(alpha=0.5), lambda x: np.where(x > 0, x, 0.5 * (np.exp(x) - 1))),
+    ("softmax last", lambda: Softmax(), lambda x: np.exp(x) / np.exp(x).sum(-1, keepdims=True)),
+    ("softmax axis 1", lambda: Softmax(axis=1), lambda x: np.exp(x) / np.exp(x).sum(1, keepdims=True)),
+    ("softmax axis -2", lambda: Softmax(axis=-2), lambda x: np.exp(x) / np.exp(x).sum(-2, keepdims=True)),
+]
+
+
+@pytest.mark.parametrize("label, make, oracle", ACTIVATION_LAYERS, ids=[c[0] for c in ACTIVATION_LAYERS])
+def test_activation_layers(label, make, oracle):
+    x = rng.uniform(-4, 4, size=(1, 3, 5, 2))
+    for kink in (0.0, 0.7, 2.5, 6.0):
+        x[abs(x - kink) < 1e-3] += 0.01
+    layer = make()
+    layer.dtype = np.dtype(np.float64)
+    layer.build((3, 5, 2))
+    np.testing.assert_allclose(layer.forward(x), oracle(x), rtol=1e-12, atol=1e-12)
+    assert max(gradcheck(make(), input_shape=(3, 5, 2), x=x).values()) < TOL
+    config_round_trip(make())
+
+
+def test_activation_layer_arguments_are_checked():
+    for make, message in [(lambda: ReLU(max_value=-1), "max_value"),
+                          (lambda: ReLU(negative_slope=-0.1), "negative_slope"),
+                          (lambda: ReLU(threshold=-1), "threshold"),
+                          (lambda: LeakyReLU(-0.2), "negative_slope"),
+                          (lambda: Softmax(axis=1.5), "axis"),
+                          (lambda: PReLU(shared_axes=[0]), "shared_axes"),
+                          (lambda: PReLU(alpha_regularizer="l2"), "alpha_regularizer")]:
+        with pytest.raises(ValueError, match=message):
+            make()
+    for layer, shape in [(Softmax(axis=3), (4, 5)), (Softmax(axis=0), (4,)), (PReLU(shared_axes=[3]), (4, 5))]:
+        with pytest.raises(ValueError):
+            layer.build(shape)
+
+
+def test_softmax_along_other_axis_is_not_fused_with_cross_entropy():
+    net = Net(input_shape=(3, 4), seed=0)
+    net.add(Softmax(axis=1))
+    net.compile(optimizer="sgd", loss="categorical_crossentropy")
+    from modularcnn.training.objective import Objective
+    assert Objective(net).mode != "fused"
+    net_last = Net(input_shape=(3, 4), seed=0)
+    net_last.add(Softmax(axis=2))  # the last axis, named positively
+    net_last.compile(optimizer="sgd", loss="categorical_crossentropy")
+    assert Objective(net_last).mode == "fused"
+
+
+@pytest.mark.parametrize("shared_axes, shape", [(None, (3, 4, 2)), ([1, 2], (3, 4, 5)), (2, (5, 3))])
+def test_prelu(shared_axes, shape):
+    layer = PReLU(alpha_initializer="zeros", shared_axes=shared_axes)
+    layer.build(shape)
+    assert layer.params["alpha"].shape == tuple(
+        1 if shared_axes is not None and i + 1 in np.atleast_1d(shared_axes) else n
+        for i, n in enumerate(shape))
+    assert not layer.params["alpha"].any()  # Keras's default: zeros
+    layer.params["alpha"][...] = rng.uniform(0.1, 0.5, size=layer.params["alpha"].shape)
+    x = rng.normal(size=(1,) + shape)
+    expected = np.where(x > 0, x, np.broadcast_to(layer.params["alpha"], x.shape[1:]) * x)
+    np.testing.assert_allclose(layer.forward(x.astype(np.float32)), expected, rtol=1e-6)
+    check = PReLU(alpha_initializer="he_normal", shared_axes=shared_axes)
+    assert max(gradcheck(check, input_shape=shape, x=x).values()) < TOL
+    config_round_trip(check)
+
+
+# -- dilated and grouped convolutions ----------------------------------------------------------------
+
+CONV_CASES = [
+    ("2d dilation 2x3 stride 2x1 same groups 2",
+     lambda: Conv2D(4, (3, 2), strides=(2, 1), padding="same", dilation_rate=(2, 3), groups=2), (9, 8, 6), 1),
+    ("2d dilation 2 valid", lambda: Conv2D(3, 3, dilation_rate=2), (7, 9, 1), 2),
+    ("2d dilation 3 stride 2 pads", lambda: Conv2D(5, 2, strides=2, padding=((1, 0), 2), dilation_rate=3),
+     (7, 6, 3), 2),
+    ("2d groups 3 stride 2 same", lambda: Conv2D(6, 3, strides=2, padding="same", groups=3), (5, 7, 9), 1),
+    ("2d depthwise-like groups = channels", lambda: Conv2D(6, 3, groups=3, activation="tanh"), (5, 4, 3), 2),
+    ("1d dilation 2 stride 2 groups 3", lambda: Conv1D(3, 3, strides=2, dilation_rate=2, groups=3),
+     (11, 3), 2),
+    ("1d dilation 4 same", lambda: Conv1D(2, 2, padding="same", dilation_rate=4), (9, 2), 1),
+    ("3d dilation 1x2x2 pad 1", lambda: Conv3D(2, 2, padding=1, dilation_rate=(1, 2, 2)), (4, 5, 5, 1), 1),
+    ("3d groups 2 stride 2", lambda: Conv3D(4, 2, strides=2, groups=2, use_bias=False), (3, 4, 5, 4), 1),
+]
+
+
+@pytest.mark.parametrize("label, make, shape, batch", CONV_CASES, ids=[c[0] for c in CONV_CASES])
+def test_dilated_and_grouped_convolutions(label, make, shape, batch):
+    layer = make()
+    assert max(gradcheck(layer, input_shape=shape, batch_size=batch).values()) < TOL
+    x = rng.normal(size=(batch,) + shape)
+    z = naive.conv_nd(x, layer.params["kernel"], layer.params.get("bias"), layer.stride, layer.pads,
+                      layer.dilation_rate, layer.groups)
+    expected = layer.activation.forward(z)
+    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-10, atol=1e-12)
+    # Inference in slices of samples gives the same values.
+    layer.INFERENCE_WINDOW_BYTES = 1
+    np.testing.assert_allclose(layer.forward(np.concatenate([x, x])), np.concatenate([expected] * 2),
+                               rtol=1e-10, atol=1e-12)
+    config_round_trip(make())
+
+
+def test_dilated_output_sizes_follow_keras():
+    # Keras: the window spans d*(k-1)+1 cells; "same" gives ceil(n / stride).
+    assert Conv2D(1, 3, dilation_rate=2, input_shape=(10, 9, 1)).compute_output_shape((10, 9, 1)) == (6, 5, 1)
+    assert Conv2D(1, 3, padding="same", strides=2, dilation_rate=3).compute_output_shape((10, 9, 1)) == (5, 5, 1)
+    assert Conv1D(2, 5, dilation_rate=(3,)).compute_output_shape((20, 4)) == (8, 2)
+
+
+def test_grouped_and_dilated_options_are_refused_when_unsupported():
+    with pytest.raises(ValueError, match="groups=3 must divide filters=4"):
+        Conv2D(4, 3, groups=3)
+    with pytest.raises(ValueError, match="must divide the input's 5 channels"):
+        Conv2D(4, 3, groups=2).build((6, 6, 5))
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="groups"):
+            Conv2D(4, 3, groups=bad)
+    with pytest.raises(ValueError, match="dilation_rate"):
+        Conv2D(4, 3, dilation_rate=0)
+    with pytest.raises(ValueError, match="does not fit"):
+        Conv2D(4, 3, dilation_rate=4).build((6, 6, 1))
+    with pytest.raises(ValueError, match="not supported for transposed"):
+        Conv2DTranspose(4, 3, dilation_rate=2)
+
+
+def test_dilated_convolution_is_never_fused():
+    from modularcnn.fusion import can_fuse
+    from modularcnn.layers import MaxPooling
+    pool = MaxPooling(2)
+    for conv in (Conv2D(4, 3, padding="same", dilation_rate=2, activation="relu"),
+                 Conv2D(4, 3, padding="same", groups=2, activation="relu")):
+        conv.build((8, 8, 2))
+        pool.build(conv.output_shape)
+        assert not can_fuse(conv, pool)
+
+
+# -- PyTorch, when installed ------------------------------------------------------------------------
+
+def test_against_pytorch():
+    torch = pytest.importorskip("torch")
+    x = rng.normal(size=(2, 9, 8, 6))
+    layer = Conv2D(4, (3, 2), strides=(2, 1), padding=((2, 2), (1, 2)), dilation_rate=(2, 3), groups=2)
+    layer.dtype = np.dtype(np.float64)
+    layer.build((9, 8, 6))
+    xt = torch.tensor(x).permute(0, 3, 1, 2)
+    xt = torch.nn.functional.pad(xt, (1, 2, 2, 2))
+    w = torch.tensor(layer.params["kernel"]).permute(3, 2, 0, 1)
+    yt = torch.nn.functional.conv2d(xt, w, torch.tensor(layer.params["bias"]), stride=(2, 1),
+                                    dilation=(2, 3), groups=2)
+    np.testing.assert_allclose(layer.forward(x), yt.permute(0, 2, 3, 1).numpy(), rtol=1e-10, atol=1e-12)
+    z = torch.tensor(rng.normal(size=(3, 7)))
+    for ours, theirs in [("gelu", torch.nn.functional.gelu), ("selu", torch.selu),
+                         ("silu", torch.nn.functional.silu), ("softplus", torch.nn.functional.softplus),
+                         ("hard_silu", torch.nn.functional.hardswish), ("relu6", torch.nn.functional.relu6)]:
+        np.testing.assert_allclose(activations.get(ours).forward(z.numpy()), theirs(z).numpy(),
+                                   rtol=1e-7, atol=1e-12)
