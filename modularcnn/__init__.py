@@ -5,7 +5,7 @@
 """
 
 from . import activations, initializers, layers, utils, validation
-from .errors import ArgumentError, ModelFileError, ShapeError
+from .errors import ArgumentError, DataError, ModelFileError, ShapeError
 from .gradcheck import GradientCheckError, gradcheck
 from .layers.input_layer import Input
 from .layers.symbolic import SymbolicTensor
@@ -15,8 +15,8 @@ from .plotting import plot_confusion_matrix, plot_history, plot_predictions  # m
 from .version import __version__
 
 __all__ = [
-    "Net", "Input", "SymbolicTensor", "layers", "utils", "activations", "initializers", "gradcheck",
-    "GradientCheckError",
-    "ArgumentError", "ModelFileError", "ShapeError", "validation", "load_model", "__version__",
+    "Net", "Input", "SymbolicTensor", "layers", "activations", "initializers", "gradcheck",
+    "GradientCheckError", "ArgumentError", "ModelFileError", "ShapeError", "DataError", "validation",
+    "utils", "load_model", "__version__",
     "plot_history", "plot_predictions", "plot_confusion_matrix",
 ]

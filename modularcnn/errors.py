@@ -19,3 +19,8 @@ class ArgumentError(ValueError):
     The message names the owner (``"Dense"``, ``"Net.fit"``), the argument, what was expected and what
     came, e.g. ``Dense: units must be a positive int, got 28.7``.
     """
+
+
+class DataError(ValueError):
+    """Training or prediction data that cannot give the batches asked for: a generator yielding the wrong
+    shapes or dtypes, an empty ``Sequence``, a closed HDF5 file, a source that ran out too early."""

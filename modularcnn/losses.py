@@ -4,7 +4,9 @@ Every loss is an object with
 
 * ``loss(y_true, y_pred) -> float``: the loss averaged over the batch,
 * ``loss.gradient(y_true, y_pred) -> array``: the gradient of that average, shaped like ``y_pred``,
-* ``loss.value_and_gradient(y_true, y_pred) -> (float, array)``: both at once.
+* ``loss.value_and_gradient(y_true, y_pred) -> (float, array)``: both at once,
+* ``loss.per_sample(y_true, y_pred) -> array (N,)``: each sample's loss, whose mean is the loss
+  (what ``fit(sample_weight=...)`` weighs).
 
 The cross-entropy losses also offer ``value_and_gradient_from_logits(y_true, logits)``, the fused
 softmax/sigmoid + cross-entropy computed with log-sum-exp. A network whose last layer is a softmax
@@ -72,6 +74,16 @@ class Loss(Configurable):
         y_true, y_pred = self._prepare(y_true, y_pred)
         value, grad = self._value_and_gradient(y_true, y_pred)
         return float(value), grad
+
+    def per_sample(self, y_true, y_pred):
+        """Return each sample's loss, shape (N,): the loss is their mean.
+
+        This generic version evaluates the loss on one row at a time, which is right for any loss
+        that is a mean over samples; the built-in losses override it with one vectorised pass.
+        """
+        y_true, y_pred = np.asarray(y_true), as_float_array(y_pred)
+        _check_batch(y_true, y_pred, type(self).__name__)
+        return np.array([self(y_true[n:n + 1], y_pred[n:n + 1]) for n in range(len(y_pred))])
 
     def _prepare(self, y_true, y_pred):
         raise NotImplementedError
@@ -224,6 +236,19 @@ class CategoricalCrossentropy(_CrossEntropy):
         value, grad = self._fused(targets, logits)
         return float(value), grad
 
+    def per_sample(self, y_true, y_pred):
+        """Each sample's cross-entropy, shape (N,)."""
+        targets, y_pred = self._prepare(y_true, y_pred)
+        if self.from_logits:
+            return -np.sum(targets * log_softmax(y_pred), axis=1)
+        eps = np.asarray(EPSILON, dtype=y_pred.dtype)
+        return -np.sum(targets * np.log(np.clip(y_pred, eps, 1 - eps)), axis=1)
+
+    def per_sample_from_logits(self, y_true, logits):
+        """Each sample's fused softmax cross-entropy from ``logits`` (N, K), shape (N,)."""
+        targets, logits = self._prepare(y_true, logits)
+        return -np.sum(targets * log_softmax(logits), axis=1)
+
     @staticmethod
     def _fused(targets, logits):
         n = logits.shape[0]
@@ -311,6 +336,22 @@ class BinaryCrossentropy(_CrossEntropy):
         value, grad = self._fused(targets, logits)
         return float(value), grad
 
+    def per_sample(self, y_true, y_pred):
+        """Each sample's binary cross-entropy averaged over its K outputs, shape (N,)."""
+        if self.from_logits:
+            return self.per_sample_from_logits(y_true, y_pred)
+        targets, y_pred = self._prepare(y_true, y_pred)
+        eps = np.asarray(EPSILON, dtype=y_pred.dtype)
+        probs = np.clip(y_pred, eps, 1 - eps)
+        values = -(targets * np.log(probs) + (1 - targets) * np.log(1 - probs))
+        return values.reshape(len(values), -1).mean(axis=1)
+
+    def per_sample_from_logits(self, y_true, logits):
+        """Each sample's fused sigmoid cross-entropy averaged over its outputs, shape (N,)."""
+        targets, logits = self._prepare(y_true, logits)
+        values = -(log_sigmoid(logits) - (1 - targets) * logits)
+        return values.reshape(len(values), -1).mean(axis=1)
+
     @staticmethod
     def _fused(targets, logits):
         size = logits.size
@@ -333,11 +374,21 @@ class _ElementwiseLoss(Loss):
         y_true = _match_shapes(np.asarray(y_true), y_pred, type(self).__name__)
         return y_true, y_pred
 
+    def per_sample(self, y_true, y_pred):
+        """Each sample's loss averaged over its elements, shape (N,)."""
+        y_true, y_pred = self._prepare(y_true, y_pred)
+        values = self._elementwise(y_pred - y_true)
+        return values.reshape(len(values), -1).mean(axis=1)
+
 
 class MeanSquaredError(_ElementwiseLoss):
     """``mean((y_pred - y_true) ** 2)`` over all elements; y_true and y_pred have the same shape."""
 
     name = "mean_squared_error"
+
+    @staticmethod
+    def _elementwise(diff):
+        return diff * diff
 
     def _value_and_gradient(self, y_true, y_pred):
         diff = y_pred - y_true
@@ -348,6 +399,10 @@ class MeanAbsoluteError(_ElementwiseLoss):
     """``mean(|y_pred - y_true|)`` over all elements (gradient ``sign(diff) / size``, 0 at 0)."""
 
     name = "mean_absolute_error"
+
+    @staticmethod
+    def _elementwise(diff):
+        return np.abs(diff)
 
     def _value_and_gradient(self, y_true, y_pred):
         diff = y_pred - y_true
@@ -372,12 +427,14 @@ class Huber(_ElementwiseLoss):
     def get_config(self):
         return {"delta": self.delta}
 
+    def _elementwise(self, diff):
+        abs_diff = np.abs(diff)
+        return np.where(abs_diff <= self.delta, 0.5 * diff * diff,
+                        self.delta * (abs_diff - 0.5 * self.delta))
+
     def _value_and_gradient(self, y_true, y_pred):
         diff = y_pred - y_true
-        abs_diff = np.abs(diff)
-        quadratic = 0.5 * diff * diff
-        linear = self.delta * (abs_diff - 0.5 * self.delta)
-        value = np.mean(np.where(abs_diff <= self.delta, quadratic, linear))
+        value = np.mean(self._elementwise(diff))
         grad = np.clip(diff, -self.delta, self.delta) / diff.size
         return value, grad
 

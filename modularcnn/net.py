@@ -328,25 +328,35 @@ class Net:
         """
         _training.compile(self, optimizer, loss, metrics)
 
-    def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
+    def fit(self, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validation_data=None,
             shuffle=True, callbacks=None, verbose=1, initial_epoch=0, augment=None, workers="auto",
-            strategy=None):
+            strategy=None, sample_weight=None, class_weight=None, steps_per_epoch=None,
+            validation_steps=None, validation_batch_size=None):
         """Train with mini-batches; returns a :class:`~modularcnn.callbacks.History`.
 
         Parameters
         ----------
-        x : array (N, *input_shape)
-            Inputs; grayscale ``(N, H, W)`` is accepted for an ``(H, W, 1)`` input. Cast to the dtype.
+        x : array (N, *input_shape), np.memmap, h5py.Dataset, Sequence or generator
+            Inputs; grayscale ``(N, H, W)`` is accepted for an ``(H, W, 1)`` input. Arrays of any
+            numeric dtype, memmaps and HDF5 datasets are kept as they are and each batch is converted
+            to the network's dtype when it is taken (:mod:`modularcnn.training.sources`). A
+            :class:`~modularcnn.utils.Sequence` or a generator yields ``(x, y)`` or
+            ``(x, y, sample_weight)`` batches itself (then give neither ``y`` nor ``batch_size``).
         y : array
             Integer class ids ``(N,)`` or one-hot rows ``(N, K)`` for cross-entropy; targets shaped like
             the output for other losses.
+        batch_size : int, default 32
+            For arrays only.
         validation_split : float in [0, 1)
             Fraction held out for validation: a seeded random sample, stratified by class (each class
             gives the same fraction), not the last rows as in Keras — ordered data stays usable.
-        validation_data : (x_val, y_val), optional
+            A memmap or HDF5 dataset is split by index, without a copy.
+        validation_data : (x_val, y_val), (x_val, y_val, sample_weight), Sequence or generator
             Explicit validation set instead of ``validation_split``.
-        shuffle : bool
-            Reshuffle the training samples every epoch (with the network's seeded generator).
+        shuffle : True, False or "batch"
+            Reshuffle the training samples every epoch (with the network's seeded generator); the
+            order of a Sequence's batches. ``"batch"`` shuffles the order of contiguous batches, for
+            files where random rows are slow. Ignored for generators.
         callbacks : list of Callback
         verbose : 0, 1 or 2
             0 silent; 1 a progress bar per epoch and a line with validation figures; 2 one line per epoch.
@@ -366,7 +376,8 @@ class Net:
             above 4 per CPU core and never starts more workers than a batch has rows. The workers
             stay with the network for later ``fit`` and ``train_on_batch`` calls and stop when it is
             deleted, at exit, or with ``modularcnn.training.strategies.close_pool(net)``.
-
+            (How a Sequence *loads* its batches is set in its own constructor:
+            ``Sequence(workers=, use_multiprocessing=, max_queue_size=)``.)
             What still trains in one process (``"auto"``) or is refused (``N``): a layer whose
             training output depends on other samples without taking its sums through
             ``batch_reducer`` (``syncs_batch_statistics``), and a custom layer or loss a worker
@@ -377,6 +388,19 @@ class Net:
             Where each step runs (:mod:`modularcnn.training.strategies`): ``"single"``, ``"local"``
             (with ``workers`` as its count) or an instance such as ``LocalWorkers(2)``; it overrides
             the ``workers`` rules (:func:`~modularcnn.training.strategies.choose_strategy`).
+        sample_weight : array (N,), optional
+            Weight of each training sample's loss: a batch's loss is ``sum(w * loss) / batch size``, as
+            in Keras. Metrics are not weighted.
+        class_weight : dict {class id: weight}, optional
+            Weighs each training sample by its class (absent classes weigh 1); not with
+            ``sample_weight``. Validation is never class-weighted.
+        steps_per_epoch : int, optional
+            Batches per epoch. Required for an endless generator; for arrays and Sequences an epoch is
+            then that many batches of a pass that carries on into the next epoch (as in Keras).
+        validation_steps : int, optional
+            Batches of the validation data to evaluate on each epoch (all when None).
+        validation_batch_size : int, optional
+            Batch size for array validation data (default max(batch_size, 256)).
 
         A worker that is stopped or hung (silent for 30 s while it should answer) raises
         ``WorkerError`` instead of waiting forever; the weights of the last finished step are kept.
@@ -388,7 +412,10 @@ class Net:
                              validation_split=validation_split, validation_data=validation_data,
                              shuffle=shuffle, callbacks=callbacks, verbose=verbose,
                              initial_epoch=initial_epoch, augment=augment, workers=workers,
-                             strategy=strategy)
+                             strategy=strategy, sample_weight=sample_weight,
+                             class_weight=class_weight, steps_per_epoch=steps_per_epoch,
+                             validation_steps=validation_steps,
+                             validation_batch_size=validation_batch_size)
 
     def train(self, x, y, epochs=50, learn_rate=1e-4, val_size=0.1, batch_size=32, **fit_kwargs):
         """The seed's one-liner: Adam at ``learn_rate`` (unless compiled otherwise), ``val_size`` held out.
@@ -402,13 +429,23 @@ class Net:
         return self.fit(x, y, epochs=epochs, batch_size=batch_size, validation_split=val_size,
                         **fit_kwargs)
 
-    def evaluate(self, x, y, batch_size=None, verbose=0):
-        """``{"loss": ..., "<metric>": ...}`` over ``(x, y)`` in inference mode."""
-        return _training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose)
+    def evaluate(self, x, y=None, batch_size=None, verbose=0, sample_weight=None, steps=None):
+        """``{"loss": ..., "<metric>": ...}`` over ``(x, y)`` in inference mode.
 
-    def predict(self, x, batch_size=None):
-        """Network outputs for ``x`` in inference mode, ``(N, *output_shape)``."""
-        return _training.predict(self, x, batch_size=batch_size)
+        ``x`` takes everything :meth:`fit` takes; ``sample_weight`` (N,) weighs the loss as in ``fit``;
+        ``steps`` limits the batches. At most a few batches are in memory at once.
+        """
+        return _training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
+                                  sample_weight=sample_weight, steps=steps)
+
+    def predict(self, x, batch_size=None, steps=None, out=None):
+        """Network outputs for ``x`` in inference mode, ``(N, *output_shape)``.
+
+        ``x`` takes everything :meth:`fit` takes (a Sequence or generator may yield ``x`` alone). The
+        result is one preallocated array, or ``out`` (e.g. a ``np.memmap`` larger than memory) when
+        given; only a few input batches are held at once.
+        """
+        return _training.predict(self, x, batch_size=batch_size, steps=steps, out=out)
 
     def predict_classes(self, x, batch_size=None):
         """Predicted class ids ``(N,)``."""
@@ -419,13 +456,14 @@ class Net:
         from .profiler import profile  # noqa: PLC0415 - the profiler is only needed on request
         return profile(self, x, y, batches=batches, batch_size=batch_size, print_fn=print_fn)
 
-    def train_on_batch(self, x, y):
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None):
         """One optimisation step on one batch; returns its loss and metrics."""
-        return _training.train_on_batch(self, x, y)
+        return _training.train_on_batch(self, x, y, sample_weight=sample_weight,
+                                        class_weight=class_weight)
 
-    def test_on_batch(self, x, y):
+    def test_on_batch(self, x, y, sample_weight=None):
         """Loss and metrics on one batch, in inference mode."""
-        return _training.test_on_batch(self, x, y)
+        return _training.test_on_batch(self, x, y, sample_weight=sample_weight)
 
     # -- saving ----------------------------------------------------------------------------------
 

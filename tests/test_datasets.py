@@ -15,8 +15,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from modularcnn.datasets import (DatasetError, cifar10, fashion_mnist, load_csv, load_idx,
-                                 mnist, save_idx)
+from modularcnn.datasets import (DatasetError, cifar10, cifar100, fashion_mnist, load_csv,
+                                 load_idx, mnist, save_idx)
 
 IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -253,7 +253,7 @@ def _forbid_network(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("loader", [mnist, fashion_mnist, cifar10])
+@pytest.mark.parametrize("loader", [mnist, fashion_mnist, cifar10, cifar100])
 def test_offline_error_lists_every_place_and_the_fixes(tmp_path, monkeypatch,
                                                        isolated_environment, loader):
     calls = _forbid_network(monkeypatch)
@@ -597,3 +597,74 @@ def test_load_csv_empty_and_shape_errors(tmp_path, csv_data):
         load_csv(path, image_shape=(5, 5))
     with pytest.raises(ValueError, match="header must be"):
         load_csv(path, header="yes")
+
+
+# --------------------------------------------------------------------------- CIFAR-100
+
+def fake_cifar100(folder, records_per_file=4, seed=0):
+    """Write tiny train.bin/test.bin files; return {file name: (N, 3074) uint8 records}."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name in (cifar100.TRAIN_FILE, cifar100.TEST_FILE):
+        records = rng.integers(0, 256, (records_per_file, 3074), dtype=np.uint8)
+        records[:, 0] = rng.integers(0, 20, records_per_file)
+        records[:, 1] = rng.integers(0, 100, records_per_file)
+        (folder / name).write_bytes(records.tobytes())
+        written[name] = records
+    return written
+
+
+@pytest.mark.parametrize("label_mode, column", [("fine", 1), ("coarse", 0)])
+def test_cifar100_reads_both_label_modes_channels_last(tmp_path, label_mode, column):
+    written = fake_cifar100(tmp_path / "cifar-100-binary")
+    (x_train, y_train), (x_test, y_test) = cifar100.load_data(label_mode=label_mode, path=tmp_path)
+
+    train = written["train.bin"]
+    assert x_train.shape == (4, 32, 32, 3) and x_train.dtype == np.uint8 and y_train.dtype == np.uint8
+    # The pixels follow the two label bytes; decode them with the CIFAR-10 oracle's layout.
+    np.testing.assert_array_equal(x_train, naive_cifar_images(train[:, 1:]))
+    np.testing.assert_array_equal(y_train, train[:, column])
+    np.testing.assert_array_equal(x_test, naive_cifar_images(written["test.bin"][:, 1:]))
+    np.testing.assert_array_equal(y_test, written["test.bin"][:, column])
+
+
+def test_cifar100_refuses_bad_label_mode_damage_and_out_of_range_labels(tmp_path):
+    folder = tmp_path / "cifar-100-binary"
+    written = fake_cifar100(folder)
+    with pytest.raises(ValueError, match="label_mode must be 'fine' or 'coarse'"):
+        cifar100.load_data(label_mode="medium", path=tmp_path)
+    (folder / "test.bin").write_bytes(written["test.bin"].tobytes()[:-1])
+    with pytest.raises(DatasetError, match="3074-byte record"):
+        cifar100.load_data(path=tmp_path)
+    records = written["test.bin"].copy()
+    records[2, 0] = 20  # a coarse label out of range is refused even when fine labels are asked for
+    (folder / "test.bin").write_bytes(records.tobytes())
+    with pytest.raises(DatasetError, match="coarse label 20"):
+        cifar100.load_data(path=tmp_path)
+
+
+def test_cifar100_download_and_safe_extraction(tmp_path, monkeypatch, isolated_environment):
+    written = fake_cifar100(tmp_path / "src")
+    archive = make_tar_gz({f"cifar-100-binary/{name}": records.tobytes()
+                           for name, records in written.items()})
+    monkeypatch.setattr(cifar100, "ARCHIVE_MD5", hashlib.md5(archive).hexdigest())
+    serve(monkeypatch, {cifar100.URL: archive})
+
+    (_, y_train), _ = cifar100.load_data(label_mode="coarse")
+
+    np.testing.assert_array_equal(y_train, written["train.bin"][:, 0])
+    cache = isolated_environment / ".cache" / "modularcnn" / "cifar100"
+    assert sorted(p.name for p in cache.iterdir()) == ["cifar-100-binary", "cifar-100-binary.tar.gz"]
+
+
+def test_cifar100_archive_member_outside_its_folder_is_refused(tmp_path, monkeypatch):
+    written = fake_cifar100(tmp_path / "src")
+    members = {f"cifar-100-binary/{n}": r.tobytes() for n, r in written.items()}
+    members["../escaped.bin"] = b"x"
+    archive = make_tar_gz(members)
+    monkeypatch.setattr(cifar100, "ARCHIVE_MD5", hashlib.md5(archive).hexdigest())
+    serve(monkeypatch, {cifar100.URL: archive})
+    with pytest.raises(DatasetError, match="refusing archive member"):
+        cifar100.load_data()
+    assert not (tmp_path / "escaped.bin").exists()

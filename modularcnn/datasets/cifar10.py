@@ -115,10 +115,11 @@ def _read_batches(folder):
     return (x_train, y_train), read_batch(folder / TEST_FILE)
 
 
-def extract_archive(archive, dest):
-    """Safely extract ``cifar-10-batches-bin/`` from ``archive`` into ``dest``.
+def extract_archive(archive, dest, folder=FOLDER, find=None):
+    """Safely extract ``folder`` (``cifar-10-batches-bin/``) from ``archive`` into ``dest``.
 
-    Every member must be a plain file or folder inside ``cifar-10-batches-bin/``: absolute
+    ``find(path)`` says whether an extracted folder is complete (CIFAR-100 passes its own).
+    Every member must be a plain file or folder inside ``folder/``: absolute
     names, ``..``, links and devices are refused, so a hostile archive cannot write outside
     ``dest``. Extraction goes to a temporary folder that is renamed into place at the end,
     so an interrupted run leaves no half-extracted dataset.
@@ -128,6 +129,7 @@ def extract_archive(archive, dest):
     DatasetError
         Unreadable archive or a member that is not allowed.
     """
+    find = find or find_batches
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=dest, prefix=".extract-"))
@@ -136,7 +138,7 @@ def extract_archive(archive, dest):
             with tarfile.open(archive, "r:*") as tar:
                 members = tar.getmembers()
                 for member in members:
-                    _check_member(archive, member)
+                    _check_member(archive, member, folder)
                 for member in members:
                     if member.isfile():
                         target = (staging / member.name).resolve()
@@ -148,10 +150,10 @@ def extract_archive(archive, dest):
                             shutil.copyfileobj(src, out)
         except (tarfile.TarError, OSError, EOFError) as error:
             raise DatasetError(f"{archive}: cannot extract ({error})") from error
-        extracted = staging / FOLDER
-        if find_batches(extracted) is None:
-            raise DatasetError(f"{archive}: does not contain the six {FOLDER}/*.bin files")
-        final = dest / FOLDER
+        extracted = staging / folder
+        if find(extracted) is None:
+            raise DatasetError(f"{archive}: does not contain the {folder}/*.bin files")
+        final = dest / folder
         if final.exists():
             # An incomplete earlier copy: complete ones are found before we get here.
             shutil.rmtree(final)
@@ -160,12 +162,12 @@ def extract_archive(archive, dest):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _check_member(archive, member):
+def _check_member(archive, member, folder=FOLDER):
     parts = Path(member.name).parts
-    inside = len(parts) >= 1 and parts[0] == FOLDER
+    inside = len(parts) >= 1 and parts[0] == folder
     if (member.name.startswith(("/", "\\")) or ".." in parts or not inside
             or not (member.isfile() or member.isdir())):
         raise DatasetError(
             f"{archive}: refusing archive member {member.name!r} "
-            f"(only plain files under {FOLDER}/ are extracted)"
+            f"(only plain files under {folder}/ are extracted)"
         )

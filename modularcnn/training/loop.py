@@ -5,12 +5,16 @@ exposes them as methods with the same arguments.
 """
 
 import contextlib
+import itertools
+import numbers
+import warnings
 
 import numpy as np
 
 from .. import losses, metrics as metrics_module, optimizers, validation
 from ..callbacks import Callback, CallbackList, History
 from ..callbacks.progress import ProgressLogger
+from ..errors import DataError
 from .data import (
     as_inputs,
     as_targets,
@@ -20,6 +24,18 @@ from .data import (
 )
 from .interrupt import stop_on_interrupt
 from .objective import Objective
+from .prefetch import Loader
+from .sources import (
+    ArraySource,
+    ClassWeights,
+    IteratorSource,
+    SequenceSource,
+    apply_class_weights,
+    is_iterator,
+    is_sequence,
+    make_source,
+    weight_vector,
+)
 from .strategies import SingleProcess, choose_strategy, pool_of
 from .strategies.local import LocalWorkers
 
@@ -73,85 +89,191 @@ def _metric_values(net, y, outputs):
     return [float(metric(y, outputs)) for _, metric in net.metrics]
 
 
-def fit(net, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-        callbacks=None, verbose=1, initial_epoch=0, augment=None, workers="auto", strategy=None):
+def train_step(net, objective, x, y, sample_weight=None):
+    """One optimisation step on a prepared batch; returns ``(loss, outputs)``."""
+    value, outputs = objective.backpropagate(x, y, sample_weight=sample_weight)
+    net.optimizer.apply(net.trainable_params(), net.trainable_grads())
+    return value, outputs
+
+
+class _Epochs:
+    """The batch keys of each epoch, with Keras's ``steps_per_epoch`` meaning.
+
+    Without ``steps_per_epoch`` an epoch is one pass over the source (reshuffled each time). With it,
+    an epoch is that many batches of a pass that carries on across epochs; a new, reshuffled pass
+    starts when one is used up. An iterator's batches are simply taken in turn.
+    """
+
+    def __init__(self, source, rng, shuffle, steps_per_epoch):
+        self.source, self.rng, self.shuffle = source, rng, shuffle
+        self.steps_per_epoch = steps_per_epoch
+        self.left = []  # keys of the current pass not used yet
+
+    @property
+    def steps(self):
+        return self.steps_per_epoch or self.source.steps
+
+    def keys(self):
+        if isinstance(self.source, IteratorSource):
+            return range(self.steps_per_epoch) if self.steps_per_epoch else itertools.count()
+        if self.steps_per_epoch is None:
+            return self.source.plan(self.rng, self.shuffle)
+        return self._continuing()
+
+    def _continuing(self):
+        # A generator: the next pass is drawn (from the seeded generator, in this thread) only when
+        # the loader asks for its first batch.
+        for _ in range(self.steps_per_epoch):
+            if not self.left:
+                self.left = list(self.source.plan(self.rng, self.shuffle))
+                self.left.reverse()
+            yield self.left.pop()
+
+
+def _check_steps(value, name):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+    return int(value)
+
+
+def _check_shuffle(shuffle):
+    if shuffle not in (True, False, "batch"):
+        raise ValueError(f"shuffle must be True, False or 'batch', got {shuffle!r}")
+    return shuffle
+
+
+def _validation_source(net, validation_data, batch_size):
+    """The source for ``validation_data``: ``(x, y)``, ``(x, y, sample_weight)``, a Sequence or a
+    generator. Validation is weighted only by weights it carries itself (never by ``class_weight``)."""
+    if is_sequence(validation_data) or is_iterator(validation_data):
+        return make_source(net, validation_data, what="validation data")
+    try:
+        parts = tuple(validation_data)
+    except TypeError:
+        parts = ()
+    if len(parts) not in (2, 3):
+        raise ValueError("validation_data must be (x_val, y_val), (x_val, y_val, sample_weight), a "
+                         f"Sequence or a generator, got {type(validation_data).__name__}")
+    x_val, y_val, weights = (parts + (None,))[:3]
+    return make_source(net, x_val, y_val, weights, batch_size, what="validation x")
+
+
+def fit(net, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validation_data=None,
+        shuffle=True, callbacks=None, verbose=1, initial_epoch=0, augment=None, workers="auto",
+        sample_weight=None, class_weight=None, steps_per_epoch=None, validation_steps=None,
+        validation_batch_size=None, strategy=None):
     """Train ``net``; see :meth:`Net.fit`. Returns the :class:`~modularcnn.callbacks.History`."""
     objective_of(net)
     epochs = validation.non_negative_int(epochs, "epochs", "Net.fit")
     initial_epoch = validation.non_negative_int(initial_epoch, "initial_epoch", "Net.fit")
-    batch_size = check_batch_size(batch_size)
+    if batch_size is not None:
+        batch_size = check_batch_size(batch_size)
     validation_split = check_validation_split(validation_split)
+    shuffle = _check_shuffle(shuffle)
+    steps_per_epoch = _check_steps(steps_per_epoch, "steps_per_epoch")
+    validation_steps = _check_steps(validation_steps, "validation_steps")
     verbose = validation.integer(verbose, "verbose", "Net.fit", minimum=0, maximum=2)
-    shuffle = validation.boolean(shuffle, "shuffle", "Net.fit")
     user_callbacks = callback_list(callbacks)
     if augment is not None and not callable(augment):
         raise ValueError(f"augment must be callable as augment(x_batch, rng=...), got {augment!r}")
-    x = as_inputs(net, x)
-    y = as_targets(net, net.loss, y, len(x))
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError("give sample_weight or class_weight, not both (as in Keras): multiply the "
+                         "class weights into sample_weight yourself to combine them")
+    class_weights = None if class_weight is None else ClassWeights(net, class_weight)
+    source = make_source(net, x, y, sample_weight, batch_size)
+    val_batch = validation_batch_size or max(batch_size or 32, DEFAULT_EVAL_BATCH)
     if validation_data is not None:
         if validation_split:
             raise ValueError("give validation_split or validation_data, not both")
-        try:
-            x_val, y_val = validation_data
-        except (TypeError, ValueError):
-            raise ValueError("validation_data must be a pair (x_val, y_val)") from None
-        x_val = as_inputs(net, x_val, "validation x")
-        y_val = as_targets(net, net.loss, y_val, len(x_val), "validation y")
+        val_source = _validation_source(net, validation_data, val_batch)
     elif validation_split:
-        train_idx, val_idx = validation_split_indices(y, validation_split, net.rng)
-        x, x_val, y, y_val = x[train_idx], x[val_idx], y[train_idx], y[val_idx]
+        if not isinstance(source, ArraySource):
+            raise ValueError("validation_split needs arrays; for a Sequence or generator give "
+                             "validation_data")
+        train_idx, val_idx = validation_split_indices(source.y, validation_split, net.rng)
+        # Two views of the same x: a memmap or HDF5 dataset is not read, let alone copied.
+        source, val_source = source.subset(train_idx), source.subset(val_idx)
+        val_source.batch_size = check_batch_size(val_batch)
+        val_source.steps = -(-val_source.count // val_source.batch_size)
     else:
         # No draw from the generator: fit(epochs=2) must consume it exactly as fit(1) twice does.
-        x_val = y_val = None
+        val_source = None
+    if class_weights is not None:
+        apply_class_weights(source, class_weights)
 
-    count = len(x)
-    steps = -(-count // batch_size)
-    largest_batch = min(batch_size, count)
-    strategy = choose_strategy(net, strategy, workers, largest_batch, steps * (epochs - initial_epoch))
+    epochs_plan = _Epochs(source, net.rng, shuffle, steps_per_epoch)
+    steps = epochs_plan.steps
+    arrays = isinstance(source, ArraySource)
+    if strategy is None and workers == "auto" and (sample_weight is not None or class_weights is not None):
+        workers = 1  # the data-parallel workers do not weigh samples yet
+    total_steps = (steps or 0) * (epochs - initial_epoch)
+    if arrays:
+        strategy = choose_strategy(net, strategy, workers, min(source.batch_size, source.count),
+                                   total_steps)
     if not getattr(strategy, "is_chief", True):
         verbose = 0  # one progress bar per job: MPI ranks other than 0 train silently
     history = History()
     progress = [ProgressLogger(verbose)] if verbose else []
-    logged = ["loss"] + [name for name, _ in net.metrics]
-    logged += [f"val_{name}" for name in logged] if x_val is not None else []
-    params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "samples": count,
-              "verbose": verbose, "do_validation": x_val is not None, "metrics": logged + ["lr"]}
+    params = {"epochs": epochs, "steps": steps, "batch_size": batch_size or (32 if arrays else None),
+              "samples": source.count, "verbose": verbose, "do_validation": val_source is not None}
     hooks = CallbackList([history] + user_callbacks + progress, model=net, params=params)
     net.history = history
     net.stop_training = False
 
     with contextlib.ExitStack() as stack:
         interrupt = stack.enter_context(stop_on_interrupt())
-        step_function = stack.enter_context(strategy.open(net, largest_batch, y[:1]))
+        loader = stack.enter_context(Loader(source))
+        step_function = None
+        if arrays:
+            step_function = stack.enter_context(
+                strategy.open(net, min(source.batch_size, source.count), source.y[:1]))
         hooks.call("on_train_begin", None)
         for epoch in range(initial_epoch, epochs):
             hooks.call("on_epoch_begin", epoch, None)
-            order = net.rng.permutation(count) if shuffle else None
+            if isinstance(source, SequenceSource) and hasattr(source.sequence, "on_epoch_begin"):
+                source.sequence.on_epoch_begin()
             totals = _Totals(name for name, _ in net.metrics)
-            for step in range(steps):
-                batch = slice(step * batch_size, (step + 1) * batch_size)
-                index = order[batch] if order is not None else batch
-                x_batch, y_batch = x[index], y[index]
+            done = 0
+            for step, batch in enumerate(loader.batches(epochs_plan.keys())):
+                x_batch, y_batch, weights = batch
+                if step_function is None:
+                    # A Sequence's or generator's batch size and targets are known only now.
+                    strategy = choose_strategy(net, strategy, workers, len(x_batch), total_steps)
+                    step_function = stack.enter_context(strategy.open(net, len(x_batch), y_batch[:1]))
                 if augment is not None:
                     # Fresh random transforms every time a sample is seen, from the seeded generator.
                     x_batch = np.asarray(augment(x_batch, rng=net.rng), dtype=net.dtype)
                 hooks.call("on_train_batch_begin", step, None)
-                value, outputs = step_function(x_batch, y_batch)
+                value, outputs = step_function(x_batch, y_batch, weights)
                 totals.add(len(x_batch), [value] + _metric_values(net, y_batch, outputs))
+                done = step + 1
                 hooks.call("on_train_batch_end", step, totals.means())
                 if interrupt["interrupted"] or net.stop_training:
                     break
             if interrupt["interrupted"]:
                 history.interrupted = True
-                print(f"\nInterrupted: stopped after batch {step + 1}/{steps} of epoch {epoch + 1}; "
+                print(f"\nInterrupted: stopped after batch {done}/{steps or '?'} of epoch {epoch + 1}; "
                       "the weights so far are kept.", flush=True)
                 break
+            if isinstance(source, IteratorSource) and (done == 0 or (steps and done < steps)):
+                if done == 0 and epoch == initial_epoch:
+                    raise DataError("x: the generator yielded no batch")
+                warnings.warn(f"the generator ran out of data after {source.taken} batches; training "
+                              f"stops (it must give steps_per_epoch * epochs = "
+                              f"{(steps or '?')} * {epochs} batches)", UserWarning, stacklevel=3)
+                net.stop_training = True
+                if done == 0:
+                    break
             logs = totals.means()
-            if x_val is not None:
-                val_logs = evaluate(net, x_val, y_val, batch_size=max(batch_size, DEFAULT_EVAL_BATCH),
-                                    _prepared=True)
+            if val_source is not None:
+                val_logs = _evaluate_source(net, objective_of(net), val_source, validation_steps)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             logs["lr"] = float(net.optimizer.current_learning_rate)
+            if isinstance(source, SequenceSource):
+                source.sequence.on_epoch_end()
+                loader.epoch_ended()
             hooks.call("on_epoch_end", epoch, logs)
             if net.stop_training:
                 break
@@ -174,40 +296,99 @@ def callback_list(callbacks):
     return list(callbacks)
 
 
-def _batches(count, batch_size):
-    for start in range(0, count, batch_size):
-        yield slice(start, min(start + batch_size, count))
+def _inference_keys(source, rng, steps):
+    """The batches evaluate and predict take, in order: the first ``steps`` (all when None)."""
+    if isinstance(source, IteratorSource):
+        return range(steps) if steps else itertools.count()
+    return source.plan(rng, False)[:steps]
 
 
-def evaluate(net, x, y, batch_size=None, verbose=0, _prepared=False):
-    """Loss and every metric over ``(x, y)`` in inference mode: ``{"loss": ..., "accuracy": ...}``."""
-    objective = objective_of(net)
-    batch_size = check_batch_size(DEFAULT_EVAL_BATCH if batch_size is None else batch_size,
-                                  "Net.evaluate")
-    verbose = validation.integer(verbose, "verbose", "Net.evaluate", minimum=0, maximum=2)
-    if not _prepared:
-        x = as_inputs(net, x)
-        y = as_targets(net, net.loss, y, len(x))
+def _evaluate_source(net, objective, source, steps=None):
+    """Loss (weighted by the source's sample weights) and metrics over ``source``, in inference mode."""
     totals = _Totals(name for name, _ in net.metrics)
-    for batch in _batches(len(x), batch_size):
-        outputs = net.forward(x[batch], training=False)
-        value, _, _ = objective.value_and_gradient(outputs, y[batch])
-        totals.add(batch.stop - batch.start, [value] + _metric_values(net, y[batch], outputs))
-    result = totals.means()
+    keys = _inference_keys(source, net.rng, steps)
+    with Loader(source) as loader:
+        for x_batch, y_batch, weights in loader.batches(keys):
+            outputs = net.forward(x_batch, training=False)
+            value, _, _ = objective.value_and_gradient(outputs, y_batch, weights)
+            totals.add(len(x_batch), [value] + _metric_values(net, y_batch, outputs))
+    if totals.count == 0:
+        raise DataError(f"{source.what}: no batch to evaluate on")
+    return totals.means()
+
+
+def evaluate(net, x, y=None, batch_size=None, verbose=0, sample_weight=None, steps=None):
+    """Loss and every metric over ``(x, y)`` in inference mode: ``{"loss": ..., "accuracy": ...}``.
+
+    ``x`` may be an array, memmap or HDF5 dataset (with ``y``), a Sequence or a generator; at most a
+    few batches are in memory at once. ``sample_weight`` weighs the loss as in ``fit``.
+    """
+    objective = objective_of(net)
+    if batch_size is not None:
+        batch_size = check_batch_size(batch_size, "Net.evaluate")
+    verbose = validation.integer(verbose, "verbose", "Net.evaluate", minimum=0, maximum=2)
+    steps = _check_steps(steps, "steps")
+    source = make_source(net, x, y, sample_weight, batch_size or (
+        None if is_sequence(x) or is_iterator(x) else DEFAULT_EVAL_BATCH))
+    result = _evaluate_source(net, objective, source, steps)
     if verbose:
         print(" - ".join(f"{k}: {v:.4f}" for k, v in result.items()))
     return result
 
 
-def predict(net, x, batch_size=None):
-    """Outputs for ``x`` in inference mode, ``(N, *output_shape)``: probabilities after a softmax."""
-    batch_size = check_batch_size(DEFAULT_EVAL_BATCH if batch_size is None else batch_size,
-                                  "Net.predict")
-    x = as_inputs(net, x)
-    result = np.empty((len(x),) + tuple(net.output_shape), dtype=net.dtype)
-    for batch in _batches(len(x), batch_size):
-        result[batch] = net.forward(x[batch], training=False)
-    return result
+def _check_out(net, out, count):
+    shape = (count,) + tuple(net.output_shape) if count is not None else None
+    if not isinstance(out, np.ndarray) or np.dtype(out.dtype).kind != "f" or not out.flags.writeable:
+        raise ValueError("predict: out must be a writable floating-point array (e.g. a np.memmap), "
+                         f"got {type(out).__name__}")
+    if tuple(out.shape[1:]) != tuple(net.output_shape) or (shape is not None and out.shape[0] < count):
+        wanted = shape or ("n",) + tuple(net.output_shape)
+        raise ValueError(f"predict: out must have shape {wanted}, got {out.shape}")
+    return out
+
+
+def predict(net, x, batch_size=None, steps=None, out=None):
+    """Outputs for ``x`` in inference mode, ``(N, *output_shape)``: probabilities after a softmax.
+
+    ``x`` may be an array, memmap, HDF5 dataset, Sequence or generator (yielding ``x`` or ``(x, ...)``).
+    The result is written into one preallocated array, or into ``out`` (e.g. a ``np.memmap`` for
+    results larger than memory), and only a few input batches are held at once.
+    """
+    if batch_size is not None:
+        batch_size = check_batch_size(batch_size, "Net.predict")
+    steps = _check_steps(steps, "steps")
+    source = make_source(net, x, batch_size=batch_size or (
+        None if is_sequence(x) or is_iterator(x) else DEFAULT_EVAL_BATCH), needs_targets=False)
+    count = source.count
+    if count is not None and steps is not None:
+        count = min(count, steps * source.batch_size)
+    keys = _inference_keys(source, net.rng, steps)
+    if out is not None:
+        result = _check_out(net, out, count)
+    elif count is not None:
+        result = np.empty((count,) + tuple(net.output_shape), dtype=net.dtype)
+    else:
+        result = None  # sized by the first batch, grown by doubling if needed
+    filled = 0
+    with Loader(source) as loader:
+        for x_batch, _, _ in loader.batches(keys):
+            outputs = net.forward(x_batch, training=False)
+            rows = len(outputs)
+            if result is None:
+                result = np.empty((rows * len(keys) if hasattr(keys, "__len__") else rows * 64,)
+                                  + tuple(net.output_shape), dtype=net.dtype)
+            if filled + rows > len(result):
+                if out is not None:
+                    raise DataError(f"predict: out has room for {len(out)} rows, but {source.what} "
+                                    f"gives more (at least {filled + rows})")
+                grown = np.empty((max(2 * len(result), filled + rows),) + result.shape[1:], result.dtype)
+                grown[:filled] = result[:filled]
+                result = grown
+            result[filled:filled + rows] = outputs
+            filled += rows
+    if result is None:
+        raise DataError(f"predict: {source.what} gave no batch")
+    return result if filled == len(result) else result[:filled]
 
 
 def predict_classes(net, x, batch_size=None):
@@ -218,25 +399,30 @@ def predict_classes(net, x, batch_size=None):
     return outputs.argmax(axis=-1)
 
 
-def train_on_batch(net, x, y):
+def train_on_batch(net, x, y, sample_weight=None, class_weight=None):
     """One optimisation step on ``(x, y)``; returns ``{"loss": ..., metric: ...}`` for that batch.
 
     It runs in the network's worker pool when an earlier parallel ``fit`` left one running (and the
-    batch has a row for each worker), else in this process.
+    batch has a row for each worker, and no weights), else in this process.
     """
     objective_of(net)
     x = as_inputs(net, x)
     y = as_targets(net, net.loss, y, len(x))
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError("give sample_weight or class_weight, not both (as in Keras)")
+    if sample_weight is not None:
+        sample_weight = weight_vector(sample_weight, len(x), "train_on_batch")
+    elif class_weight is not None:
+        sample_weight = ClassWeights(net, class_weight)(y)
     pool = pool_of(net)
-    strategy = LocalWorkers(pool.size) if pool is not None and len(x) >= pool.size else SingleProcess()
+    parallel = pool is not None and len(x) >= pool.size and sample_weight is None
+    strategy = LocalWorkers(pool.size) if parallel else SingleProcess()
     with stop_on_interrupt(), strategy.open(net, len(x), y[:1]) as step:
-        value, outputs = step(x, y)
+        value, outputs = step(x, y, sample_weight)
     return dict(zip(["loss"] + [name for name, _ in net.metrics],
                     [value] + _metric_values(net, y, outputs)))
 
 
-def test_on_batch(net, x, y):
+def test_on_batch(net, x, y, sample_weight=None):
     """Loss and metrics on one batch in inference mode, without updating anything."""
-    x = as_inputs(net, x)
-    return evaluate(net, x, as_targets(net, _objective(net).loss, y, len(x)), batch_size=len(x),
-                    _prepared=True)
+    return evaluate(net, x, y, batch_size=len(x) or 1, sample_weight=sample_weight)

@@ -11,6 +11,8 @@ probabilities, which trains badly or not at all.
 
 import warnings
 
+import numpy as np
+
 from .. import losses
 
 _FUSED_ACTIVATION = {losses.CategoricalCrossentropy: "softmax", losses.BinaryCrossentropy: "sigmoid"}
@@ -50,7 +52,25 @@ class Objective:
                     UserWarning, stacklevel=4,
                 )
 
-    def value_and_gradient(self, outputs, y):
+    def value_and_gradient(self, outputs, y, sample_weight=None):
+        """Loss and its gradient; with ``sample_weight`` (N,) the loss is Keras's weighted mean
+        ``sum_n w_n * loss_n / N`` (divided by the batch size, not by the sum of the weights)."""
+        if sample_weight is None:
+            return self._unweighted(outputs, y)
+        value, grad, from_preactivation = self._unweighted(outputs, y)
+        # Every loss is a mean over samples, so row n of its gradient is d(loss_n)/d(output_n) / N:
+        # scaling the rows by w_n gives the gradient of the weighted mean exactly.
+        weights = np.asarray(sample_weight, dtype=grad.dtype).reshape((-1,) + (1,) * (grad.ndim - 1))
+        grad = grad * weights
+        if self.mode == "fused":
+            per_sample = self.loss.per_sample_from_logits(y, self.last.preactivation)
+        elif self.mode == "logits":
+            per_sample = self.loss.per_sample_from_logits(y, outputs)
+        else:
+            per_sample = self.loss.per_sample(y, outputs)
+        return float(np.mean(per_sample * sample_weight)), grad, from_preactivation
+
+    def _unweighted(self, outputs, y):
         if self.mode == "fused":
             value, grad = self.loss.value_and_gradient_from_logits(y, self.last.preactivation)
             return value, grad, True
@@ -60,15 +80,16 @@ class Objective:
         value, grad = self.loss.value_and_gradient(y, outputs)
         return value, grad, False
 
-    def backpropagate(self, x, y, weight=1.0):
+    def backpropagate(self, x, y, weight=1.0, sample_weight=None):
         """Forward pass of ``x`` in training mode, the loss against ``y``, and the backward pass, which
-        leaves the gradient of ``weight`` × the loss in every layer's ``grads``.
+        leaves the gradient of ``weight`` × the loss in every layer's ``grads``. ``sample_weight``
+        (N,) weighs each sample's loss as in :meth:`value_and_gradient`.
 
         Returns ``(loss, outputs)``. A data-parallel worker weighs its rows' mean loss by their share
         of the batch, so that the workers' gradients add up to the whole batch's.
         """
         outputs = self.net.forward(x, training=True)
-        value, grad, from_preactivation = self.value_and_gradient(outputs, y)
+        value, grad, from_preactivation = self.value_and_gradient(outputs, y, sample_weight)
         if weight != 1:
             grad = grad * grad.dtype.type(weight)
         self.net.backward(grad, input_gradient=False, preactivation=from_preactivation)

@@ -7,8 +7,8 @@ from .base import Strategy
 
 def _check_no_sample_weight(sample_weight):
     if sample_weight is not None:
-        raise ValueError("sample_weight: the training objective does not weigh samples yet; "
-                         "pass sample_weight=None")
+        raise ValueError("sample_weight: data-parallel workers do not weigh samples yet; train "
+                         "weighted data with workers=1 (fit does so by itself with workers='auto')")
 
 
 class SingleProcess(Strategy):
@@ -23,8 +23,7 @@ class SingleProcess(Strategy):
         objective = objective_of(net)
 
         def step(x, y, sample_weight=None):
-            _check_no_sample_weight(sample_weight)
-            value, outputs = objective.backpropagate(x, y)
+            value, outputs = objective.backpropagate(x, y, sample_weight=sample_weight)
             net.optimizer.apply(net.trainable_params(), net.trainable_grads())
             return value, outputs
 
