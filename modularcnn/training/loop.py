@@ -216,8 +216,12 @@ def fit(net, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validat
         verbose = 0  # one progress bar per job: MPI ranks other than 0 train silently
     history = History()
     progress = [ProgressLogger(verbose)] if verbose else []
+    # What every epoch logs, so that callbacks can refuse an unknown monitor before training starts.
+    logged = ["loss"] + [name for name, _ in net.metrics]
+    logged += [f"val_{name}" for name in logged] if val_source is not None else []
     params = {"epochs": epochs, "steps": steps, "batch_size": batch_size or (32 if arrays else None),
-              "samples": source.count, "verbose": verbose, "do_validation": val_source is not None}
+              "samples": source.count, "verbose": verbose, "do_validation": val_source is not None,
+              "metrics": logged + ["lr"]}
     hooks = CallbackList([history] + user_callbacks + progress, model=net, params=params)
     net.history = history
     net.stop_training = False
@@ -425,4 +429,5 @@ def train_on_batch(net, x, y, sample_weight=None, class_weight=None):
 
 def test_on_batch(net, x, y, sample_weight=None):
     """Loss and metrics on one batch in inference mode, without updating anything."""
-    return evaluate(net, x, y, batch_size=len(x) or 1, sample_weight=sample_weight)
+    x = as_inputs(net, x)  # a clear error for what is not a batch, before len() is taken
+    return evaluate(net, x, y, batch_size=len(x), sample_weight=sample_weight)
