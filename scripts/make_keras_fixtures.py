@@ -107,6 +107,37 @@ def models(keras):
     }
 
 
+def keras3_models(keras):
+    """Models of layers and activations that only Keras 3 has (or names this way)."""
+    L = keras.layers
+    return {
+        "keras3_activations": keras.Sequential([
+            keras.Input((9, 8, 4)),
+            L.Conv2D(4, (3, 2), dilation_rate=(2, 1), groups=2, padding="same", activation="gelu"),
+            L.Conv2D(4, 2, activation="silu"),
+            L.ReLU(max_value=1.5, negative_slope=0.1, threshold=0.2),
+            L.PReLU(shared_axes=[1, 2]),
+            L.Activation("selu"),
+            L.Conv2D(3, 1, activation="hard_sigmoid"),
+            L.Softmax(axis=1),
+            L.Activation("softplus"),
+            L.Conv2D(3, 2, strides=2, activation="relu6"),
+            L.Activation("softsign"),
+            L.Flatten(),
+            L.Dense(5, activation="hard_silu"),
+            L.PReLU(),
+            L.Dense(3, activation="exponential"),
+        ]),
+        "dilated_conv1d": keras.Sequential([
+            keras.Input((17, 4)),
+            L.Conv1D(4, 3, dilation_rate=3, groups=4, activation="swish"),
+            L.Conv1D(2, 2, dilation_rate=2, padding="same", activation="leaky_relu"),
+            L.Flatten(),
+            L.Dense(2),
+        ]),
+    }
+
+
 def randomise(model, rng):
     """Random weights everywhere; batch-norm variances positive."""
     for layer in model.layers:
@@ -126,6 +157,9 @@ def main():
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--keras2", action="store_true",
                         help="write NAME.keras2.h5 with tf-keras (Keras 2, needs TensorFlow) instead")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="write only these models (the others' random draws are still made, so "
+                             "every file is what a full run writes)")
     args = parser.parse_args()
     if args.keras2:
         import tf_keras as keras
@@ -134,10 +168,13 @@ def main():
 
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    for name, model in models(keras).items():
+    every = models(keras) if args.keras2 else {**models(keras), **keras3_models(keras)}
+    for name, model in every.items():
         randomise(model, rng)
         x = rng.normal(0, 1, (3, *model.input_shape[1:])).astype("float32")
         y = np.asarray(model.predict(x, verbose=0))
+        if args.only and name not in args.only:
+            continue
         if args.keras2:
             model.save(args.out / f"{name}.keras2.h5", save_format="h5")
             np.savez(args.out / f"{name}.keras2.npz", x=x, y=y)

@@ -16,7 +16,9 @@ from modularcnn.layers import (Activation, AveragePooling1D, AveragePooling2D, A
                                Conv3D, Conv3DTranspose, Convolutional, Dense, Dropout, Flatten,
                                GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling, MaxPooling1D,
                                MaxPooling3D, Reshape, Residual, UpSampling1D, UpSampling2D,
-                               UpSampling3D)
+                               UpSampling3D, registered_layers)
+from modularcnn.layers import ELU, LeakyReLU, PReLU, ReLU, Softmax
+from modularcnn import activations
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -90,6 +92,30 @@ NETWORKS = {
         Activation("relu"),
         Residual([Conv2D(6, 3, strides=2, padding="same")], shortcut="projection_bn"),
         GlobalAveragePooling2D(), Dense(3)],
+    "dilated_grouped_and_pad_value": lambda: [
+        Conv2D(4, (3, 2), dilation_rate=(2, 3), padding="same", groups=2, input_shape=(9, 11, 4)),
+        Conv2D(6, 3, strides=2, groups=2, padding=1, activation="relu6"),
+        Convolutional(filters=3, filter_size=3, stride=2, pad=(2, 1), pad_value=0.75),
+        Flatten(), Dense(3)],
+    "dilated_1d_and_3d": lambda: [
+        Conv1D(3, 3, dilation_rate=2, input_shape=(13, 2)), Conv1D(2, 2, dilation_rate=3, groups=1),
+        Flatten(), Dense(2)],
+    "activation_layers": lambda: [
+        Dense(12, input_shape=(7,)), Reshape((3, 4)), PReLU(shared_axes=[1]),
+        ReLU(max_value=1.2, negative_slope=0.1, threshold=0.3), LeakyReLU(0.15), ELU(0.6),
+        Softmax(axis=1), Reshape((2, 6)), PReLU(), Softmax(), Flatten(), ReLU(max_value=0.5),
+        Dense(3)],
+    "prelu_channels_first_input": lambda: [
+        Conv2D(3, 3, input_shape=(6, 7, 2)), PReLU(shared_axes=[1, 2]), MaxPooling(pool_size=2),
+        ReLU(threshold=0.2), Conv2D(2, 1), Softmax(), Flatten(), Dense(2)],
+    # Every built-in activation function, in a convolution (channels-first inside ONNX) and as an
+    # Activation layer after Dense (channels-last); tanh between them keeps exp from overflowing.
+    **{f"activation_{name}": (lambda name=name: [
+        Conv2D(3, 2, activation=name, input_shape=(5, 4, 2)), Flatten(),
+        Dense(4, activation="tanh"), Activation(name)]) for name in activations.names()},
+    "gelu_tanh": lambda: [
+        Conv2D(3, 2, activation=activations.GELU(approximate=True), input_shape=(5, 4, 2)),
+        Flatten(), Dense(4, activation=activations.GELU(approximate=True))],
 }
 
 
@@ -108,6 +134,31 @@ def test_every_layer_type_is_covered():
     used |= {"MaxPooling", "MaxPooling2D", "Conv2D"}
     aliases = {"MaxPool2D", "AveragePooling", "MaxPooling2D", "GlobalAveragePooling2D"}
     assert set(EXPORTERS) - used - aliases == set()
+
+
+#: Registered layers the exporter refuses, and why (each refusal is checked below).
+NOT_EXPORTED = {"InputLayer": "states the input shape; never a layer of a Net"}
+
+
+def test_every_registered_layer_exports_or_is_refused_by_name():
+    from modularcnn.export.onnx import EXPORTERS
+
+    missing = set(registered_layers()) - set(EXPORTERS) - set(NOT_EXPORTED)
+    assert missing == set(), f"layers with no ONNX exporter and no stated refusal: {sorted(missing)}"
+
+
+def test_every_builtin_activation_exports():
+    from modularcnn.export.onnx import EXPORTED_ACTIVATIONS
+
+    assert set(activations.names()) == set(EXPORTED_ACTIVATIONS)
+
+
+def test_custom_activation_is_refused_naming_it(tmp_path):
+    net = Net(input_shape=(3,))
+    net.add(Dense(2, activation=(lambda z: z * z, lambda z: 2 * z)))
+    with pytest.raises(ValueError, match="activation .* is not supported"):
+        net.export_onnx(tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_flatten_keeps_channels_last_order(tmp_path):

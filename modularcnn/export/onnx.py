@@ -82,25 +82,97 @@ def _channels_last(graph, tensor, hint):
     return _Tensor(name, tensor.sample_rank, channels_first=False)
 
 
+def _scalar(graph, hint, value):
+    return graph.constant(hint, np.array(value))
+
+
+def _rectifier(graph, function, x, hint):
+    """Keras's ``relu(x, negative_slope, max_value, threshold)`` from primitive ops."""
+    if function.plain:
+        return graph.node("Relu", [x], f"{hint}_relu")
+    threshold = _scalar(graph, f"{hint}_threshold", function.threshold)
+    above = graph.node("Greater", [x, threshold], f"{hint}_above")
+    if function.negative_slope:
+        shifted = graph.node("Sub", [x, threshold], f"{hint}_shifted")
+        below = graph.node("Mul", [shifted, _scalar(graph, f"{hint}_slope", function.negative_slope)],
+                           f"{hint}_below")
+    else:
+        below = _scalar(graph, f"{hint}_zero", 0.0)
+    y = graph.node("Where", [above, x, below], f"{hint}_relu")
+    if function.max_value is not None:
+        y = graph.node("Min", [y, _scalar(graph, f"{hint}_max", function.max_value)], f"{hint}_clip")
+    return y
+
+
+def _gelu(graph, function, x, hint):
+    """``x * Phi(x)``: exact with Erf, or Keras's tanh approximation (ONNX's Gelu needs opset 20)."""
+    if function.approximate:
+        cube = graph.node("Mul", [graph.node("Mul", [x, x], f"{hint}_square"), x], f"{hint}_cube")
+        inner = graph.node("Add", [x, graph.node("Mul", [cube, _scalar(graph, f"{hint}_c", 0.044715)],
+                                                 f"{hint}_scaled_cube")], f"{hint}_inner")
+        inner = graph.node("Mul", [inner, _scalar(graph, f"{hint}_k", np.sqrt(2 / np.pi))],
+                           f"{hint}_inner_scaled")
+        phi = graph.node("Tanh", [inner], f"{hint}_tanh")
+    else:
+        scaled = graph.node("Mul", [x, _scalar(graph, f"{hint}_rsqrt2", 1 / np.sqrt(2))], f"{hint}_scaled")
+        phi = graph.node("Erf", [scaled], f"{hint}_erf")
+    one_plus = graph.node("Add", [phi, _scalar(graph, f"{hint}_one", 1.0)], f"{hint}_one_plus")
+    half_x = graph.node("Mul", [x, _scalar(graph, f"{hint}_half", 0.5)], f"{hint}_half_x")
+    return graph.node("Mul", [half_x, one_plus], f"{hint}_gelu")
+
+
+def _hard_sigmoid(graph, x, hint):
+    # Keras 3's relu6(x + 3) / 6; ONNX's HardSigmoid is max(0, min(1, alpha * x + beta)).
+    return graph.node("HardSigmoid", [x], f"{hint}_hard_sigmoid", alpha=1 / 6, beta=0.5)
+
+
+#: Activations that are one ONNX op with no attributes.
+_ONE_OP = {"Sigmoid": "Sigmoid", "Tanh": "Tanh", "Softplus": "Softplus",
+           "Softsign": "Softsign", "Exponential": "Exp"}
+
+
 def _activation(graph, function, tensor, hint):
-    """Apply one of modularcnn's activation objects to ``tensor`` (any layout)."""
+    """Apply one of modularcnn's activation objects to ``tensor`` (any layout, except a softmax along
+    an axis other than the channels, which is applied channels-last)."""
     kind = type(function).__name__
+    x = tensor.name
     if kind == "Linear":
         return tensor
-    simple = {"ReLU": "Relu", "Sigmoid": "Sigmoid", "Tanh": "Tanh"}
-    if kind in simple:
-        name = graph.node(simple[kind], [tensor.name], f"{hint}_{kind.lower()}")
+    if kind in ("ReLU", "ReLU6"):
+        name = _rectifier(graph, function, x, hint)
+    elif kind in _ONE_OP:
+        name = graph.node(_ONE_OP[kind], [x], f"{hint}_{kind.lower()}")
     elif kind == "LeakyReLU":
-        name = graph.node("LeakyRelu", [tensor.name], f"{hint}_leaky_relu", alpha=function.alpha)
+        name = graph.node("LeakyRelu", [x], f"{hint}_leaky_relu", alpha=function.alpha)
     elif kind == "ELU":
-        name = graph.node("Elu", [tensor.name], f"{hint}_elu", alpha=function.alpha)
+        name = graph.node("Elu", [x], f"{hint}_elu", alpha=function.alpha)
+    elif kind == "SELU":
+        name = graph.node("Selu", [x], f"{hint}_selu", alpha=function.ALPHA, gamma=function.SCALE)
+    elif kind == "GELU":
+        name = _gelu(graph, function, x, hint)
+    elif kind == "SiLU":
+        name = graph.node("Mul", [x, graph.node("Sigmoid", [x], f"{hint}_sigmoid")], f"{hint}_silu")
+    elif kind == "HardSigmoid":
+        name = _hard_sigmoid(graph, x, hint)
+    elif kind == "HardSiLU":
+        name = graph.node("Mul", [x, _hard_sigmoid(graph, x, hint)], f"{hint}_hard_silu")
     elif kind == "Softmax":
-        axis = 1 if tensor.channels_first else -1  # the channels axis either way
+        if function.axis == -1:  # the channels axis, whichever the layout
+            axis = 1 if tensor.channels_first else -1
+        else:  # an axis counted in modularcnn's channels-last layout
+            tensor = _channels_last(graph, tensor, hint)
+            axis = function.axis
         name = graph.node("Softmax", [tensor.name], f"{hint}_softmax", axis=axis)
     else:
-        raise ValueError(f"ONNX export: activation {kind} is not supported; supported: Linear, ReLU, "
-                         "Sigmoid, Tanh, LeakyReLU, ELU, Softmax")
+        raise ValueError(f"ONNX export: activation {function.name!r} ({kind}) is not supported; "
+                         f"supported: {', '.join(EXPORTED_ACTIVATIONS)}")
     return _Tensor(name, tensor.sample_rank, tensor.channels_first)
+
+
+#: The activation names (modularcnn.activations) the exporter writes; custom pairs cannot be.
+EXPORTED_ACTIVATIONS = ("linear", "relu", "relu6", "leakyrelu", "elu", "selu", "gelu", "silu",
+                        "softplus", "softsign", "exponential", "hard_sigmoid", "hard_silu",
+                        "sigmoid", "tanh", "softmax")
 
 
 def _flat_pads(pads):
@@ -118,8 +190,18 @@ def _convolution(graph, layer, tensor):
     inputs = [x.name, weight]
     if layer.use_bias:
         inputs.append(graph.constant(f"{layer.name}_bias", layer.params["bias"]))
+    pads = layer.pads
+    if getattr(layer, "pad_value", 0) and any(b or a for b, a in pads):
+        # ONNX's Conv pads with zeros: pad with the layer's value first, then convolve unpadded.
+        flat = _flat_pads(((0, 0), (0, 0), *pads))
+        inputs[0] = graph.node("Pad", [x.name, graph.constant(f"{layer.name}_pads", flat, np.int64),
+                                       _scalar(graph, f"{layer.name}_pad_value", layer.pad_value)],
+                               f"{layer.name}_pad", mode="constant")
+        pads = ((0, 0),) * r
     attributes = {"kernel_shape": list(layer.filter_size), "strides": list(layer.stride),
-                  "pads": _flat_pads(layer.pads)}
+                  "pads": _flat_pads(pads)}
+    if not transposed:
+        attributes.update(dilations=list(layer.dilation_rate), group=int(layer.groups))
     if transposed:
         spatial = layer.input_shape[:-1]
         natural = [(n - 1) * s + k - b - a for n, s, k, (b, a)
@@ -214,6 +296,13 @@ def _activation_layer(graph, layer, tensor):
     return _activation(graph, layer.activation, tensor, layer.name)
 
 
+def _prelu(graph, layer, tensor):
+    # alpha has the per-sample channels-last shape (1 along shared axes): it broadcasts as it is.
+    x = _channels_last(graph, tensor, layer.name)
+    slope = graph.constant(f"{layer.name}_alpha", layer.params["alpha"])
+    return _Tensor(graph.node("PRelu", [x.name, slope], layer.name), tensor.sample_rank)
+
+
 _CONVOLUTIONS = ("Convolutional", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
                  "Conv3DTranspose")
 _POOLS = ("MaxPooling", "MaxPooling1D", "MaxPooling2D", "MaxPool2D", "MaxPooling3D", "AveragePooling",
@@ -224,7 +313,9 @@ EXPORTERS = {
     **{name: _pool for name in _POOLS},
     "GlobalAveragePooling2D": _global_pool, "GlobalMaxPooling2D": _global_pool,
     "Dense": _dense, "Flatten": _flatten, "Reshape": _reshape, "Dropout": _identity,
-    "Activation": _activation_layer, "BatchNormalization": _batch_norm,
+    "Activation": _activation_layer, "ReLU": _activation_layer, "LeakyReLU": _activation_layer,
+    "ELU": _activation_layer, "Softmax": _activation_layer, "PReLU": _prelu,
+    "BatchNormalization": _batch_norm,
     "UpSampling1D": _upsampling, "UpSampling2D": _upsampling, "UpSampling3D": _upsampling,
     "Residual": _residual,
 }

@@ -273,7 +273,7 @@ def _zero_pads(padding, rank):
     return None
 
 
-def build_network(config, bad, weight_bytes):
+def build_network(config, bad, weight_bytes, keras2=False):
     """A new ``Net`` for a Keras Sequential config, its layers in order, and each one's Keras entry.
 
     Returns ``(net, keras_entries)`` where ``keras_entries[i]`` is ``(class_name, [layers it made])``
@@ -295,7 +295,8 @@ def build_network(config, bad, weight_bytes):
             raise bad(f"layer {layer_config.get('name')!r}: ZeroPadding is supported only directly "
                       "before a 'valid' convolution of the same rank")
         layer = keras_layers.layer_from_keras(class_name, layer_config, rank, where,
-                                              padding=None if pads is None else [list(p) for p in pads])
+                                              padding=None if pads is None else [list(p) for p in pads],
+                                              keras2=keras2)
         if pads is not None:
             made.append((*padding_name, []))
         try:
@@ -420,7 +421,9 @@ def load_keras_model(path):
                 raise bad("the file holds Keras weights only: build the network and call "
                           "net.load_weights(path)" if file_kind else "not a Keras model file")
             config = _json(_text(file.attrs["model_config"], "model_config", bad), "model_config", bad)
-            net, made = build_network(config, bad, os.path.getsize(path))
+            version = _text(file.attrs.get("keras_version", b"3"), "keras_version", bad)
+            net, made = build_network(config, bad, os.path.getsize(path),
+                                      keras2=version.startswith(("1.", "2.")))
             group = file["model_weights"]
             names = [_text(n, "layer_names", bad) for n in np.atleast_1d(group.attrs.get("layer_names", []))]
             copies = _named_copies(group, names, made, bad)

@@ -33,17 +33,22 @@ _TRAINING_ONLY = ("kernel_regularizer", "bias_regularizer", "activity_regularize
                   "depthwise_constraint", "pointwise_constraint", "alpha_regularizer",
                   "alpha_constraint")
 
-#: Keras activation names -> modularcnn's, with the argument Keras's function uses by default.
-_ACTIVATIONS = {"linear": ("linear", None), "relu": ("relu", None), "sigmoid": ("sigmoid", None),
-                "tanh": ("tanh", None), "softmax": ("softmax", None), "elu": ("elu", 1.0),
-                "leaky_relu": ("leakyrelu", 0.2)}
+#: Keras activation names -> ``(modularcnn's name, the options Keras's function uses by default)``.
+#: Keras 3 and Keras 2 agree on all of them except ``hard_sigmoid`` (see :func:`_activation`).
+_ACTIVATIONS = {"linear": ("linear", {}), "relu": ("relu", {}), "relu6": ("relu6", {}),
+                "sigmoid": ("sigmoid", {}), "tanh": ("tanh", {}), "softmax": ("softmax", {}),
+                "elu": ("elu", {"alpha": 1.0}), "leaky_relu": ("leakyrelu", {"alpha": 0.2}),
+                "selu": ("selu", {}), "gelu": ("gelu", {}), "silu": ("silu", {}),
+                "swish": ("silu", {}), "softplus": ("softplus", {}), "softsign": ("softsign", {}),
+                "exponential": ("exponential", {}), "hard_sigmoid": ("hard_sigmoid", {}),
+                "hard_silu": ("hard_silu", {}), "hard_swish": ("hard_silu", {})}
 
 
 class KerasConfig:
     """One Keras layer's config, consumed key by key; :meth:`finish` refuses what nobody consumed."""
 
-    def __init__(self, class_name, config, where):
-        self.class_name, self.where = class_name, where
+    def __init__(self, class_name, config, where, keras2=False):
+        self.class_name, self.where, self.keras2 = class_name, where, keras2
         self.config = dict(config)
         self.used = set(_IRRELEVANT)
 
@@ -95,7 +100,7 @@ def _plain(value):
 
 
 def _activation(cfg, key="activation"):
-    """Keras's activation (a name, or Keras 3's serialised function) as ``(name, alpha)``."""
+    """Keras's activation (a name, or Keras 3's serialised function) as ``(name, options)``."""
     value = cfg.take(key, "linear")
     if isinstance(value, dict):  # Keras 3 may serialise built-in functions as objects
         if value.get("module") not in ("keras.activations", "keras.src.activations", None):
@@ -105,12 +110,20 @@ def _activation(cfg, key="activation"):
         value = "linear"
     if not isinstance(value, str) or value.lower() not in _ACTIVATIONS:
         raise cfg.error(f"activation {value!r} is not supported; supported: {', '.join(_ACTIVATIONS)}")
+    if cfg.keras2 and value.lower() == "hard_sigmoid":
+        # Keras 2's is clip(0.2 x + 0.5, 0, 1); Keras 3's (and ours) is relu6(x + 3) / 6.
+        raise cfg.error("activation 'hard_sigmoid' of Keras 2 (clip(0.2 x + 0.5, 0, 1)) is not "
+                        "supported; modularcnn's is Keras 3's relu6(x + 3) / 6")
     return _ACTIVATIONS[value.lower()]
 
 
 def _activation_kwargs(cfg):
-    name, alpha = _activation(cfg)
-    return {"activation": name, **({} if alpha is None else {"alpha": alpha})}
+    name, options = _activation(cfg)
+    if not options:
+        return {"activation": name}
+    if set(options) == {"alpha"}:
+        return {"activation": name, "alpha": options["alpha"]}
+    return {"activation": {"name": name, **options}}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -121,20 +134,24 @@ def _ones(rank):
     return (1,) * rank
 
 
+def _listed(value):
+    return list(_plain(value)) if isinstance(value, (list, tuple)) else value
+
+
 def _read_conv(cfg, rank, transposed=False):
     cfg.require("data_format", ["channels_last"], " (modularcnn is channels-last)")
-    cfg.require("dilation_rate", [_ones(rank), 1])
-    cfg.require("groups", [1])
+    extra = {}
     if transposed:
+        cfg.require("dilation_rate", [_ones(rank), 1], " for transposed convolutions")
+        cfg.require("groups", [1], " for transposed convolutions")
         cfg.require("output_padding", [None])
+    else:
+        extra = {"dilation_rate": _listed(cfg.take("dilation_rate", 1)),
+                 "groups": cfg.take("groups", 1)}
     padding = cfg.require("padding", ["valid", "same"])
-    kernel_size = cfg.take("kernel_size")
-    strides = cfg.take("strides", 1)
-    return {"filters": cfg.take("filters"), "kernel_size": list(_plain(kernel_size))
-            if isinstance(kernel_size, (list, tuple)) else kernel_size,
-            "strides": list(strides) if isinstance(strides, (list, tuple)) else strides,
-            "padding": padding, "use_bias": bool(cfg.take("use_bias", True)),
-            **_activation_kwargs(cfg)}
+    return {"filters": cfg.take("filters"), "kernel_size": _listed(cfg.take("kernel_size")),
+            "strides": _listed(cfg.take("strides", 1)), "padding": padding,
+            "use_bias": bool(cfg.take("use_bias", True)), **extra, **_activation_kwargs(cfg)}
 
 
 def _read_pool(cfg, rank):
@@ -194,25 +211,33 @@ def _read_activation_layer(cfg):
 def _read_leaky_relu(cfg):
     # Keras 3 calls the slope negative_slope (default 0.3), Keras 2 alpha (default 0.3).
     slope = cfg.take("negative_slope", cfg.take("alpha", 0.3))
-    return "Activation", {"activation": "leakyrelu", "alpha": float(slope)}
+    return {"negative_slope": float(slope)}
 
 
 def _read_elu(cfg):
-    return "Activation", {"activation": "elu", "alpha": float(cfg.take("alpha", 1.0))}
+    return {"alpha": float(cfg.take("alpha", 1.0))}
 
 
 def _read_relu(cfg):
-    cfg.require("max_value", [None])
-    cfg.require("negative_slope", [0, 0.0])
-    cfg.require("threshold", [0, 0.0])
-    return "Activation", {"activation": "relu"}
+    max_value = cfg.take("max_value")
+    return {"max_value": None if max_value is None else float(max_value),
+            "negative_slope": float(cfg.take("negative_slope", 0.0) or 0.0),
+            "threshold": float(cfg.take("threshold", 0.0) or 0.0)}
 
 
-def _read_softmax(cfg, input_rank):
+def _read_softmax(cfg):
     axis = _plain(cfg.take("axis", -1))
-    if axis not in (-1, input_rank):
-        raise cfg.error(f"axis={axis!r} is not supported: only the last axis")
-    return "Activation", {"activation": "softmax"}
+    if isinstance(axis, tuple) and len(axis) == 1:
+        axis = axis[0]
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise cfg.error(f"axis={axis!r} is not supported: only one axis (an int)")
+    return {"axis": axis}
+
+
+def _read_prelu(cfg):
+    shared = _plain(cfg.take("shared_axes"))
+    return {"shared_axes": None if shared is None else list(shared if isinstance(shared, tuple)
+                                                            else (shared,))}
 
 
 def _read_flatten(cfg):
@@ -255,10 +280,11 @@ _READERS = {
     "UpSampling2D": ("UpSampling2D", lambda c, _: _read_upsampling(c, 2)),
     "UpSampling3D": ("UpSampling3D", lambda c, _: _read_upsampling(c, 3)),
     "Activation": (None, lambda c, _: _read_activation_layer(c)),
-    "LeakyReLU": (None, lambda c, _: _read_leaky_relu(c)),
-    "ELU": (None, lambda c, _: _read_elu(c)),
-    "ReLU": (None, lambda c, _: _read_relu(c)),
-    "Softmax": (None, _read_softmax),
+    "LeakyReLU": ("LeakyReLU", lambda c, _: _read_leaky_relu(c)),
+    "ELU": ("ELU", lambda c, _: _read_elu(c)),
+    "ReLU": ("ReLU", lambda c, _: _read_relu(c)),
+    "Softmax": ("Softmax", lambda c, _: _read_softmax(c)),
+    "PReLU": ("PReLU", lambda c, _: _read_prelu(c)),
 }
 
 
@@ -294,13 +320,14 @@ def unwrap_entry(entry, where):
     return class_name, entry["config"]
 
 
-def layer_from_keras(class_name, config, input_rank, where, padding=None):
+def layer_from_keras(class_name, config, input_rank, where, padding=None, keras2=False):
     """A new modularcnn layer for one Keras layer entry (not InputLayer).
 
     ``input_rank`` is the rank of the per-sample input the layer gets (for ``axis`` arguments);
-    ``padding`` replaces a convolution's ``"valid"`` by explicit pads (a ZeroPadding folded into it).
+    ``padding`` replaces a convolution's ``"valid"`` by explicit pads (a ZeroPadding folded into it);
+    ``keras2`` says the entry was written by Keras 2, whose few differing meanings are refused.
     """
-    cfg = KerasConfig(class_name, config, where)
+    cfg = KerasConfig(class_name, config, where, keras2)
     ours, reader = _READERS[class_name]
     result = reader(cfg, input_rank)
     if ours is None:
@@ -353,20 +380,44 @@ def _entry(class_name, name, config, layer, input_shape=None):
     return entry
 
 
+#: Our activation names that are Keras 3 activation strings of the same meaning (with default options).
+_SAME_NAME = {"linear", "relu", "relu6", "sigmoid", "tanh", "selu", "silu", "softplus", "softsign",
+              "exponential", "hard_sigmoid", "hard_silu", "gelu", "softmax", "elu"}
+
+
 def _keras_activation(layer):
-    """``(activation string for the layer itself, extra Keras layer after it or None)``."""
+    """``(activation string for the layer itself, extra Keras layer after it or None)``.
+
+    An activation with options Keras's string does not carry becomes its own layer (``ReLU``,
+    ``LeakyReLU``, ``ELU``, ``Softmax``) after a linear one; one Keras cannot express is refused.
+    """
     function = layer.activation
-    key = type(function).__name__.lower()
-    alpha = getattr(function, "alpha", None)
-    if key in ("linear", "relu", "sigmoid", "tanh", "softmax"):
-        return key, None
-    if key == "leakyrelu":
-        return "linear", ("LeakyReLU", {"negative_slope": alpha})
-    if key == "elu" and alpha == 1.0:
-        return "elu", None
-    if key == "elu":
-        return "linear", ("ELU", {"alpha": alpha})
-    raise ValueError(f"{layer.describe()}: activation {key!r} has no Keras equivalent here")
+    name = function.name
+    options = function.get_config()
+    if name == "relu" and options:
+        return "linear", ("ReLU", {"max_value": function.max_value,
+                                   "negative_slope": function.negative_slope,
+                                   "threshold": function.threshold})
+    if name == "leakyrelu":
+        return "linear", ("LeakyReLU", {"negative_slope": function.alpha})
+    if name == "elu" and function.alpha != 1.0:
+        return "linear", ("ELU", {"alpha": function.alpha})
+    if name == "softmax" and function.axis != -1:
+        return "linear", ("Softmax", {"axis": function.axis})
+    if name in _SAME_NAME and not (options and name != "elu"):
+        return name, None
+    if name == "gelu":
+        raise ValueError(f"{layer.describe()}: gelu(approximate=True) has no Keras activation string; "
+                         "use the exact gelu to save as .keras")
+    raise ValueError(f"{layer.describe()}: activation {name!r} has no Keras equivalent; supported: "
+                     f"{', '.join(sorted(_SAME_NAME | {'leakyrelu'}))}")
+
+
+def check_plain_convolution(layer, where):
+    """Refuse a convolution option ``where`` (a writer) cannot express: a non-zero ``pad_value``."""
+    if getattr(layer, "pad_value", 0) and any(b or a for b, a in layer.pads):
+        raise ValueError(f"{where}: {layer.describe()}: pad_value={layer.pad_value} (padding with a "
+                         "value other than zero) has no equivalent there")
 
 
 def _symmetric_padding(layer):
@@ -389,6 +440,7 @@ def keras_layers_of(layer):
     if kind in ("Convolutional", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose",
                 "Conv2DTranspose", "Conv3DTranspose"):
         transposed = "Transpose" in kind
+        check_plain_convolution(layer, "a Keras file")
         padding, explicit = _symmetric_padding(layer)
         if explicit is not None:
             if transposed:
@@ -399,12 +451,12 @@ def keras_layers_of(layer):
         activation, after = _keras_activation(layer)
         config = {"filters": layer.filters, "kernel_size": list(layer.filter_size),
                   "strides": list(layer.stride), "padding": padding,
-                  "data_format": "channels_last", "dilation_rate": [1] * rank,
+                  "data_format": "channels_last", "dilation_rate": list(layer.dilation_rate),
                   "activation": activation, "use_bias": layer.use_bias}
         if transposed:
             config["output_padding"] = None
         else:
-            config["groups"] = 1
+            config["groups"] = layer.groups
         items.append((f"Conv{rank}D{'Transpose' if transposed else ''}", config, True))
         if after:
             items.append((*after, False))
@@ -431,9 +483,14 @@ def keras_layers_of(layer):
         items.append(("Reshape", {"target_shape": list(layer.target_shape)}, True))
     elif kind == "Dropout":
         items.append(("Dropout", {"rate": layer.rate, "noise_shape": None, "seed": None}, True))
+    elif kind in ("ReLU", "LeakyReLU", "ELU", "Softmax"):
+        # Keras has the same layer classes with the same arguments (their configs are ours).
+        items.append((kind, layer.options(), True))
     elif kind == "Activation":
         activation, after = _keras_activation(layer)
         items.append(after + (True,) if after else ("Activation", {"activation": activation}, True))
+    elif kind == "PReLU":
+        items.append(("PReLU", {"shared_axes": list(layer.shared_axes) or None}, True))
     elif kind == "BatchNormalization":
         items.append(("BatchNormalization", {"axis": -1, "momentum": layer.momentum,
                                              "epsilon": layer.epsilon, "center": True,
@@ -457,7 +514,7 @@ WRITABLE = {"Convolutional", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "C
             "MaxPooling3D", "AveragePooling", "AveragePooling1D", "AveragePooling2D",
             "AveragePooling3D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Reshape",
             "Dropout", "Activation", "BatchNormalization", "UpSampling1D", "UpSampling2D",
-            "UpSampling3D"}
+            "UpSampling3D", "ReLU", "LeakyReLU", "ELU", "Softmax", "PReLU"}
 
 
 def keras_entries(net):
