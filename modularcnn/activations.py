@@ -431,9 +431,9 @@ def register(name, forward, derivative):
     return _CUSTOM[key]
 
 
-def names():
-    """The valid activation names (built-in and registered)."""
-    return sorted(set(_ACTIVATIONS) | set(_CUSTOM))
+def names(include_custom=True):
+    """The valid activation names: built-in and (unless ``include_custom`` is False) registered."""
+    return sorted(set(_ACTIVATIONS) | (set(_CUSTOM) if include_custom else set()))
 
 
 def serialize(activation):

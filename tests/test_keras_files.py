@@ -189,7 +189,7 @@ def keras3_net():
     """Options and layers only Keras 3 spells this way: dilation, groups, ReLU's options, PReLU,
     softmax along a non-last axis, and every built-in activation (random weights)."""
     net = Net(input_shape=(9, 8, 4), seed=0)
-    names = [n for n in activations.names() if n not in ("leakyrelu", "softmax")]
+    names = [n for n in activations.names(include_custom=False) if n not in ("leakyrelu", "softmax")]
     for layer in [Conv2D(4, (3, 2), dilation_rate=(2, 1), groups=2, padding="same", activation="gelu"),
                   ReLU(max_value=1.5, negative_slope=0.1, threshold=0.2), PReLU(shared_axes=[1, 2]),
                   Conv2D(4, 1, activation=activations.ReLU(negative_slope=0.2)), Softmax(axis=1),
