@@ -230,7 +230,8 @@ def command_train(args):
             raise ValueError("--distributed mpi takes one process per rank: drop --workers")
         from .training.strategies.mpi import MPIStrategy
         strategy = MPIStrategy()
-    # Under MPI every rank trains; rank 0 alone prints, checkpoints and saves.
+    # Under MPI every rank trains; rank 0 alone prints, checkpoints and saves (fit skips the
+    # callbacks that write on the other ranks, and their net.save writes nothing).
     chief = strategy is None or strategy.is_chief
     if not chief:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
@@ -256,8 +257,8 @@ def command_train(args):
         base = net.optimizer.current_learning_rate
         hooks.append(callbacks.LearningRateScheduler(
             lambda epoch, lr: base * args.lr_decay ** epoch))
-    if args.save and chief:
-        hooks.append(callbacks.ModelCheckpoint(args.save))
+    if args.save:
+        hooks.append(callbacks.ModelCheckpoint(args.save))  # run by rank 0 alone under MPI
     augment = None
     if args.augment:
         from .augment import ImageAugmenter

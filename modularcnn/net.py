@@ -386,8 +386,10 @@ class Net:
             in parallel (the worker imports that module by name).
         strategy : Strategy or str, optional
             Where each step runs (:mod:`modularcnn.training.strategies`): ``"single"``, ``"local"``
-            (with ``workers`` as its count) or an instance such as ``LocalWorkers(2)``; it overrides
-            the ``workers`` rules (:func:`~modularcnn.training.strategies.choose_strategy`).
+            (with ``workers`` as its count), ``"mpi"`` (one piece of every batch per MPI rank, under
+            ``mpirun``: :mod:`modularcnn.training.strategies.mpi`) or an instance such as
+            ``LocalWorkers(2)``; it overrides the ``workers`` rules
+            (:func:`~modularcnn.training.strategies.choose_strategy`).
         sample_weight : array (N,), optional
             Weight of each training sample's loss: a batch's loss is ``sum(w * loss) / batch size``, as
             in Keras. Metrics are not weighted.

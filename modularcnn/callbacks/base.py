@@ -2,7 +2,17 @@
 
 
 class Callback:
-    """Base class: every hook does nothing."""
+    """Base class: every hook does nothing.
+
+    A callback that writes files (checkpoints, logs) sets ``writes_files = True``: in an MPI job
+    (``fit(strategy="mpi")``) only rank 0 runs it, so each file is written once. Every other callback
+    runs on every rank with the same logs, so one that stops training or changes the learning rate
+    decides the same on every rank (it must decide from ``logs`` and the network, never from
+    something only one rank sees, such as its clock).
+    """
+
+    #: Whether this callback writes files (run by MPI's rank 0 only).
+    writes_files = False
 
     def __init__(self):
         self.model = None

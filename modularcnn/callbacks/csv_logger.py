@@ -9,6 +9,8 @@ from .base import Callback
 class CSVLogger(Callback):
     """Append one row per epoch (``epoch`` and every logged figure) to a CSV file, flushed each epoch."""
 
+    writes_files = True  # under MPI, rank 0 alone writes
+
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
         self.filename = os.fspath(filename)

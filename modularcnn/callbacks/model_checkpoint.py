@@ -36,6 +36,8 @@ class ModelCheckpoint(_Monitoring):
     unfinished epoch). ``last_path`` is the file written last.
     """
 
+    writes_files = True  # under MPI, rank 0 alone writes
+
     def __init__(self, filepath, monitor="val_loss", save_best_only=False, save_weights_only=False,
                  mode="auto", verbose=0):
         super().__init__(monitor, 0.0, mode)

@@ -47,7 +47,12 @@ def save_model(net, path, *, epoch=None, checkpoint=None):
         Number of epochs trained, stored in the file; defaults to what ``net.history`` says.
     checkpoint : dict, optional
         JSON data recorded by :class:`~modularcnn.callbacks.ModelCheckpoint` (monitor, best score).
+
+    On an MPI rank other than 0, once ``net`` has trained with ``strategy="mpi"``, nothing is written
+    (:func:`written_by_another_rank`).
     """
+    if written_by_another_rank(net):
+        return
     if os.fspath(path).endswith(".keras"):
         keras_format.save_keras(net, path)
         return
@@ -71,9 +76,19 @@ def save_model(net, path, *, epoch=None, checkpoint=None):
 
 
 def save_weights(net, path, *, epoch=None, checkpoint=None):
-    """Write only the layers' arrays (``params``, moving statistics included) to ``path``, atomically."""
+    """Write only the layers' arrays (``params``, moving statistics included) to ``path``, atomically
+    (on MPI's rank 0 alone, as :func:`save_model`)."""
+    if written_by_another_rank(net):
+        return
     write_file(path, FileContents(kind="weights", weights=_weights_of(net),
                                   epoch=_epochs_trained(net, epoch), checkpoint=checkpoint))
+
+
+def written_by_another_rank(net):
+    """Whether ``net`` trained with ``strategy="mpi"`` on a rank other than 0. The ranks hold the same
+    weights, and rank 0 writes the job's files (as the chief of Keras's MultiWorkerMirroredStrategy
+    does), so that N ranks never race to write one path (or N copies, on N machines)."""
+    return getattr(net, "_distributed_rank", 0) != 0
 
 
 def _weights_of(net):

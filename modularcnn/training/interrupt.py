@@ -13,11 +13,21 @@ import threading
 import time
 
 _requested_at = []  # the monotonic time of the first Ctrl-C of the innermost stop_on_interrupt
+_states = []  # the state dict of each stop_on_interrupt, innermost last
 
 
 def seconds_since_interrupt():
     """Seconds since Ctrl-C was first pressed during the current ``fit``, or None."""
     return time.monotonic() - _requested_at[-1] if _requested_at and _requested_at[-1] else None
+
+
+def request_stop():
+    """Make the innermost ``fit`` stop after its current batch, as a first Ctrl-C does (an MPI job
+    calls it on every rank after the same step, when any rank was interrupted)."""
+    if _states:
+        _states[-1]["interrupted"] = True
+        if _requested_at[-1] is None:
+            _requested_at[-1] = time.monotonic()
 
 
 @contextlib.contextmanager
@@ -35,9 +45,11 @@ def stop_on_interrupt():
         _requested_at[-1] = time.monotonic()
 
     _requested_at.append(None)
+    _states.append(state)
     previous = signal.signal(signal.SIGINT, handler)
     try:
         yield state
     finally:
         signal.signal(signal.SIGINT, previous)
         _requested_at.pop()
+        _states.pop()

@@ -212,8 +212,16 @@ def fit(net, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validat
     if arrays:
         strategy = choose_strategy(net, strategy, workers, min(source.batch_size, source.count),
                                    total_steps)
-    if not getattr(strategy, "is_chief", True):
-        verbose = 0  # one progress bar per job: MPI ranks other than 0 train silently
+    elif strategy is not None:
+        # Named now, so that an MPI rank knows before the first batch whether it is the chief.
+        strategy = choose_strategy(net, strategy, workers, 1, total_steps)
+    chief = getattr(strategy, "is_chief", True)
+    if not chief:
+        # One progress bar per job and one writer of each file: MPI ranks other than 0 train
+        # silently and skip the callbacks that write (the others see the same logs on every rank,
+        # so EarlyStopping and the like decide the same everywhere).
+        verbose = 0
+        user_callbacks = [callback for callback in user_callbacks if not callback.writes_files]
     history = History()
     progress = [ProgressLogger(verbose)] if verbose else []
     # What every epoch logs, so that callbacks can refuse an unknown monitor before training starts.
@@ -258,8 +266,9 @@ def fit(net, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validat
                     break
             if interrupt["interrupted"]:
                 history.interrupted = True
-                print(f"\nInterrupted: stopped after batch {done}/{steps or '?'} of epoch {epoch + 1}; "
-                      "the weights so far are kept.", flush=True)
+                if chief:
+                    print(f"\nInterrupted: stopped after batch {done}/{steps or '?'} of epoch "
+                          f"{epoch + 1}; the weights so far are kept.", flush=True)
                 break
             if isinstance(source, IteratorSource) and (done == 0 or (steps and done < steps)):
                 if done == 0 and epoch == initial_epoch:
@@ -272,7 +281,8 @@ def fit(net, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validat
                     break
             logs = totals.means()
             if val_source is not None:
-                val_logs = _evaluate_source(net, objective_of(net), val_source, validation_steps)
+                val_logs = _evaluate_source(net, objective_of(net), val_source, validation_steps,
+                                            strategy)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             logs["lr"] = float(net.optimizer.current_learning_rate)
             if isinstance(source, SequenceSource):
@@ -307,14 +317,15 @@ def _inference_keys(source, rng, steps):
     return source.plan(rng, False)[:steps]
 
 
-def _evaluate_source(net, objective, source, steps=None):
-    """Loss (weighted by the source's sample weights) and metrics over ``source``, in inference mode."""
+def _evaluate_source(net, objective, source, steps=None, strategy=None):
+    """Loss (weighted by the source's sample weights) and metrics over ``source``, in inference mode
+    (each batch split across the strategy's participants when they each hold the network: MPI)."""
+    evaluate_batch = (strategy or SingleProcess()).evaluate_batch
     totals = _Totals(name for name, _ in net.metrics)
     keys = _inference_keys(source, net.rng, steps)
     with Loader(source) as loader:
         for x_batch, y_batch, weights in loader.batches(keys):
-            outputs = net.forward(x_batch, training=False)
-            value, _, _ = objective.value_and_gradient(outputs, y_batch, weights)
+            value, outputs = evaluate_batch(net, objective, x_batch, y_batch, weights)
             totals.add(len(x_batch), [value] + _metric_values(net, y_batch, outputs))
     if totals.count == 0:
         raise DataError(f"{source.what}: no batch to evaluate on")

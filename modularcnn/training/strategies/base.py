@@ -49,6 +49,17 @@ class Strategy:
         """
         raise NotImplementedError
 
+    def evaluate_batch(self, net, objective, x, y, sample_weight=None):
+        """Inference on one validation batch: ``(its mean loss, outputs (rows, *output_shape))``.
+        Here, in this process; a strategy whose participants each hold the network (MPI) splits it."""
+        outputs = net.forward(x, training=False)
+        value, _, _ = objective.value_and_gradient(outputs, y, sample_weight)
+        return value, outputs
+
+    #: Whether this process prints progress, runs the callbacks that write files and saves: every
+    #: process but MPI's rank 0 is a chief of its own.
+    is_chief = True
+
     def unsupported_reason(self, net):
         """Why this strategy cannot train ``net``, or None (every network trains in one process)."""
         return None

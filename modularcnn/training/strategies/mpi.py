@@ -6,24 +6,64 @@ and the same data; each global batch (the same on every rank, because every rank
 shuffle) is cut into one contiguous piece per rank::
 
     rank r: forward, loss and backward on its rows of the batch, the loss weighted by their share
+            (and by the rows' sample weights, which travel with them)
             its gradients into one flat buffer  --Allreduce(SUM, in place)-->  the batch's gradient
             the same optimizer step as every other rank (so the weights stay identical)
+            [loss, stop requested]              --Allreduce(SUM)-->  the batch's loss; stop together
 
 Batch normalization sums its per-row terms over all ranks through the same all-reduce (synchronised
-batch norm: whole-batch mean, variance and gradients). The result equals one process training on the
-same global batches, up to float rounding. Rank 0 alone prints progress.
+batch norm: whole-batch mean, variance and gradients). Dropout draws its mask for the whole global
+batch on every rank and keeps its own rows (:class:`_GlobalBatchDraws`), so the network's generator
+stays the same on every rank and the masks are those of one process. The result equals one process
+training on the same global batches, up to float rounding, for any number of ranks (a checkpoint
+written under 2 ranks resumes under 1 or 4).
+
+Validation is split the same way: each rank runs inference on its rows of every validation batch,
+the loss sums are all-reduced and the outputs gathered, so every rank logs the figures of one process
+and callbacks such as ``EarlyStopping`` decide the same on every rank.
+
+Rank 0 (the *chief*) alone prints progress, runs the callbacks that write files
+(``Callback.writes_files``: ``ModelCheckpoint``, ``CSVLogger``) and writes the network's files: once
+a network has trained with this strategy, ``net.save`` and ``net.save_weights`` write nothing on the
+other ranks, as with Keras's MultiWorkerMirroredStrategy, so a script calls them on every rank.
+
+Faults. Ctrl-C on ``mpirun`` (which passes SIGINT to every rank) is only *noted* by each rank; the
+notes travel with the step's loss, so every rank stops after the same step and ``fit`` returns
+``history.interrupted`` on all of them. An exception on one rank while training (in a step, a callback,
+the data) would leave the others waiting in their next collective forever, so the failing rank prints
+the error with its traceback, sends it to the other ranks and calls ``MPI_Abort``, which ends the whole
+job with an error. Every collective is a nonblocking one whose wait watches for that message, so rank 0
+prints the failure too (``modularcnn: MPI rank 1 of 4 failed, so every rank stops ...``) even when
+another rank raised. A rank that dies is noticed by ``mpirun``, which ends the job too.
 
 MPI does the networking (mpi4py over MPICH or Open MPI); nothing here opens a socket. ``mpi4py`` is
 imported only when this strategy is created; its absence gives an error naming the extra.
 """
 
 import contextlib
+import signal
+import sys
+import threading
 import time
+import traceback
 
 import numpy as np
 
 from ...layers.batch_statistics import ONE_PROCESS, BatchReducer
-from .base import DataParallelStrategy, backpropagate_rows, install_batch_reducer, split_rows
+from .. import interrupt
+from ..replica import all_layers
+from .base import DataParallelStrategy, install_batch_reducer, split_rows
+
+#: The exit status of a job that one rank aborted.
+ABORT_STATUS = 1
+#: The tag of the message a failing rank sends every other rank before it aborts the job.
+FAILURE_TAG = 7919
+#: How long a failing rank gives the others to read its message (and rank 0 to print it) before it
+#: calls MPI_Abort itself.
+FAILURE_GRACE_SECONDS = 1.0
+#: A wait for a collective spins this many polls before it starts sleeping between them (a rank
+#: must not take the CPU from the one it waits for when the machine has fewer cores than ranks).
+SPIN_POLLS = 200
 
 
 def _mpi():
@@ -37,25 +77,80 @@ def _mpi():
 
 class _AllReduceReducer(BatchReducer):
     """Batch statistics summed over every rank; each rank keeps (and updates) its own moving
-    statistics, which stay identical because every rank sees the same sums."""
+    statistics, which stay identical because every rank sees the same sums.
+
+    A rank with no rows in a step still runs the step on a stand-in row (every rank must make the same
+    all-reduce calls); while :attr:`silent` is set it contributes zeros, so the stand-in counts for
+    nothing."""
 
     updates_state = True
 
-    def __init__(self, comm, mpi):
-        self.comm, self.mpi = comm, mpi
+    def __init__(self, strategy):
+        self.strategy = strategy
+        self.silent = False
 
     def sum(self, partial):
-        total = np.ascontiguousarray(partial).copy()
-        self.comm.Allreduce(self.mpi.IN_PLACE, total, op=self.mpi.SUM)
+        partial = np.asarray(partial)
+        total = np.zeros_like(partial) if self.silent else np.ascontiguousarray(partial).copy()
+        self.strategy.allreduce(total)
         return total
+
+
+#: The ``np.random.Generator`` methods :class:`_GlobalBatchDraws` widens, and the position of their
+#: ``size`` argument.
+_SIZE_POSITION = {"random": 0, "standard_normal": 0, "normal": 2, "uniform": 2, "binomial": 2,
+                  "integers": 2, "bernoulli": 1}
+
+
+class _GlobalBatchDraws:
+    """Stands in for the network's generator in its layers during an MPI step.
+
+    A layer that draws per-row randomness (Dropout's mask, ``size=x.shape``) gets, on every rank, a
+    draw for the whole global batch, of which it keeps this rank's rows. So every rank advances the
+    generator by the same amount (the shuffle of the next epoch stays the same on every rank), and
+    the rows get the values one process would give them. Draws whose first axis is not this rank's
+    row count, and everything else, go to the generator unchanged.
+    """
+
+    def __init__(self, rng):
+        self._rng = rng
+        #: ``(lo, hi, rows, local)`` during a step: this rank's rows ``lo:hi`` of ``rows``, and the
+        #: number of rows it computes (1 for a stand-in row when ``lo == hi``).
+        self.piece = None
+
+    def __getattr__(self, name):
+        method = getattr(self._rng, name)
+        position = _SIZE_POSITION.get(name)
+        if position is None:
+            return method
+
+        def draw(*args, **kwargs):
+            piece = self.piece
+            size = kwargs.get("size", args[position] if len(args) > position else None)
+            if piece is None or "out" in kwargs or size is None or np.ndim(size) != 1:
+                return method(*args, **kwargs)
+            lo, hi, rows, local = piece
+            if len(size) == 0 or int(size[0]) != local:
+                return method(*args, **kwargs)
+            wide = (rows,) + tuple(int(d) for d in size[1:])
+            if "size" in kwargs:
+                kwargs["size"] = wide
+            else:
+                args = args[:position] + (wide,) + args[position + 1:]
+            values = method(*args, **kwargs)
+            return values[lo:hi] if hi > lo else values[:1]
+
+        return draw
 
 
 class MPIStrategy(DataParallelStrategy):
     """One participant per MPI rank of ``comm`` (default ``MPI.COMM_WORLD``).
 
     Every rank must call ``fit`` with the same data, seed and arguments. Weights are broadcast from
-    rank 0 when training starts, so ranks whose networks were initialised differently agree from the
-    first step.
+    rank 0 when training starts, so ranks whose networks were initialised differently (or loaded from
+    different files) agree from the first step. Local worker processes within a rank are not
+    offered: start one rank per core instead (MPICH and Open MPI pass messages between ranks on one
+    machine through shared memory).
     """
 
     name = "mpi"
@@ -67,10 +162,11 @@ class MPIStrategy(DataParallelStrategy):
         self.rank = self.comm.Get_rank()
         #: Seconds this rank spent in the gradient all-reduce (waiting for the slowest rank included).
         self.allreduce_seconds = 0.0
+        self._flat = None
 
     @property
     def is_chief(self):
-        """Whether this rank prints progress (rank 0)."""
+        """Whether this rank prints progress, runs the callbacks that write and saves (rank 0)."""
         return self.rank == 0
 
     def sum_gradients(self, partials, out):
@@ -80,14 +176,44 @@ class MPIStrategy(DataParallelStrategy):
         for key, view in out.items():
             np.copyto(view, partials[0][key])
         started = time.perf_counter()
-        self.comm.Allreduce(self.mpi.IN_PLACE, flat, op=self.mpi.SUM)
+        self.allreduce(flat)
         self.allreduce_seconds += time.perf_counter() - started
         return out
+
+    def allreduce(self, buffer):
+        """Sum ``buffer`` over every rank, in place."""
+        self._wait(self.comm.Iallreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM))
+
+    def _wait(self, request):
+        """Wait for a nonblocking collective, watching for another rank's failure message: a rank
+        that raised never joins this collective, so instead of waiting forever this rank reports the
+        failure (rank 0 prints it) and aborts the job."""
+        polls = 0
+        while not request.Test():
+            polls += 1
+            if self.comm.Iprobe(source=self.mpi.ANY_SOURCE, tag=FAILURE_TAG):
+                self._abort_for_another_rank()
+            if polls > SPIN_POLLS:
+                time.sleep(0.0001)
+
+    def _abort_for_another_rank(self):
+        status = self.mpi.Status()
+        text = self.comm.recv(source=self.mpi.ANY_SOURCE, tag=FAILURE_TAG, status=status)
+        if self.is_chief:
+            sys.stderr.write(f"modularcnn: MPI rank {status.Get_source()} of {self.workers} failed, so "
+                             f"every rank stops (MPI_Abort): {text}\n")
+            sys.stderr.flush()
+        sys.stdout.flush()
+        self.comm.Abort(ABORT_STATUS)
 
     def _broadcast_weights(self, net):
         for layer in net.layers:
             for value in layer.params.values():
                 self.comm.Bcast(value, root=0)
+
+    def _piece(self, rows):
+        """``(lo, hi)``: this rank's rows of a batch of ``rows``."""
+        return split_rows(rows, self.workers)[self.rank]
 
     @contextlib.contextmanager
     def open(self, net, batch_size, y_sample):
@@ -95,6 +221,8 @@ class MPIStrategy(DataParallelStrategy):
 
         objective = objective_of(net)
         self._broadcast_weights(net)
+        # From now on this network's files are written by rank 0 alone (saving reads this).
+        net._distributed_rank = self.rank
         params = net.trainable_params()
         sizes = [value.size for value in params.values()]
         self._flat = np.zeros(sum(sizes), dtype=net.dtype)
@@ -102,25 +230,68 @@ class MPIStrategy(DataParallelStrategy):
         for (key, value), size in zip(params.items(), sizes):
             views[key] = self._flat[offset:offset + size].reshape(value.shape)
             offset += size
-        install_batch_reducer(net, _AllReduceReducer(self.comm, self.mpi))
+        reducer = _AllReduceReducer(self)
+        install_batch_reducer(net, reducer)
+        draws = _GlobalBatchDraws(net.rng)
+        drawing = [layer for layer in all_layers(net.layers) if layer.rng is net.rng]
+        for layer in drawing:
+            layer.rng = draws
+        stops = _StopRequests()
 
         def step(x, y, sample_weight=None):
-            if sample_weight is not None:
-                raise ValueError("strategy='mpi' does not weigh samples yet; pass sample_weight=None")
             rows = len(x)
-            lo, hi = split_rows(rows, self.workers)[self.rank]
-            loss, outputs = backpropagate_rows(objective, x[lo:hi], y[lo:hi], rows)
-            gradients = self.sum_gradients([net.trainable_grads()], views)
+            lo, hi = self._piece(rows)
+            # A rank without rows computes a stand-in row weighted 0 (see _AllReduceReducer).
+            empty = hi == lo
+            x_rows, y_rows = (x[:1], y[:1]) if empty else (x[lo:hi], y[lo:hi])
+            w_rows = None if sample_weight is None or empty else np.asarray(sample_weight)[lo:hi]
+            share = 0.0 if empty else (hi - lo) / rows
+            reducer.silent, draws.piece = empty, (lo, hi, rows, len(x_rows))
+            try:
+                value, outputs = objective.backpropagate(x_rows, y_rows, weight=share,
+                                                         sample_weight=w_rows)
+            finally:
+                reducer.silent, draws.piece = False, None
+            # The stand-in row's own gradients are zero, but batch norm's backward pass mixes in the
+            # whole batch's sums, so what reaches the layers below it is not: send zeros instead.
+            partial = dict.fromkeys(views, 0.0) if empty else net.trainable_grads()
+            gradients = self.sum_gradients([partial], views)
             net.optimizer.apply(net.trainable_params(), gradients)
-            total = np.array([loss], dtype=np.float64)
-            self.comm.Allreduce(self.mpi.IN_PLACE, total, op=self.mpi.SUM)
-            return float(total[0]), self._gather_outputs(outputs, rows)
+            # One small all-reduce carries the loss and whether any rank was asked to stop.
+            status = np.array([value * share, float(stops.requested)], dtype=np.float64)
+            self.allreduce(status)
+            if status[1] > 0:
+                interrupt.request_stop()  # every rank, after this same step
+            return float(status[0]), self._gather_outputs(outputs[:0] if empty else outputs, rows)
 
         try:
-            yield step
+            with stops.noting():
+                yield step
+        except BaseException as error:
+            if self.workers > 1 and not isinstance(error, GeneratorExit):
+                self.abort(error)
+            raise
         finally:
             install_batch_reducer(net, ONE_PROCESS)
+            for layer in drawing:
+                layer.rng = net.rng
             self._flat = None
+
+    def evaluate_batch(self, net, objective, x, y, sample_weight=None):
+        """This rank's rows of a validation batch in inference mode; returns what one process would:
+        the batch's (weighted) mean loss and every row's outputs, the same on every rank."""
+        rows = len(x)
+        lo, hi = self._piece(rows)
+        local = np.zeros(1, dtype=np.float64)
+        if hi > lo:
+            outputs = net.forward(x[lo:hi], training=False)
+            weights = None if sample_weight is None else np.asarray(sample_weight)[lo:hi]
+            value, _, _ = objective.value_and_gradient(outputs, y[lo:hi], weights)
+            local[0] = value * (hi - lo)  # the rows' loss sum: sums add up across ranks exactly
+        else:
+            outputs = np.empty((0, *net.output_shape), dtype=net.dtype)
+        self.allreduce(local)
+        return float(local[0] / rows), self._gather_outputs(outputs, rows)
 
     def _gather_outputs(self, outputs, rows):
         """Every rank's outputs, in row order: ``(rows, *output_shape)`` (metrics need the whole batch)."""
@@ -128,8 +299,61 @@ class MPIStrategy(DataParallelStrategy):
         per_row = int(np.prod(outputs.shape[1:], dtype=np.int64))
         counts = [(hi - lo) * per_row for lo, hi in split_rows(rows, self.workers)]
         whole = np.empty((rows, *outputs.shape[1:]), dtype=outputs.dtype)
-        self.comm.Allgatherv(outputs, [whole, counts])
+        self._wait(self.comm.Iallgatherv(outputs, [whole, counts]))
         return whole
+
+    def abort(self, error):
+        """End every rank of the job because this one failed with ``error``: the others may be waiting
+        in a collective this rank will never join. Prints the error with its traceback (``mpirun``
+        shows every rank's stderr), tells the other ranks (rank 0 prints it too, and each aborts when
+        its next wait sees the message), then calls ``MPI_Abort``; does not return."""
+        if isinstance(error, KeyboardInterrupt):
+            reason = "was interrupted a second time (KeyboardInterrupt)"
+        else:
+            reason = f"raised {type(error).__name__}: {error}"
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        sys.stderr.write(f"{text}modularcnn: MPI rank {self.rank} of {self.workers} {reason}\n"
+                         "modularcnn: stopping every rank of the job (MPI_Abort)\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        try:
+            sends = [self.comm.isend(f"rank {self.rank} {reason}", dest=rank, tag=FAILURE_TAG)
+                     for rank in range(self.workers) if rank != self.rank]
+            deadline = time.monotonic() + FAILURE_GRACE_SECONDS
+            while time.monotonic() < deadline and not self.mpi.Request.Testall(sends):
+                time.sleep(0.01)
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))  # rank 0 prints meanwhile
+        finally:
+            self.comm.Abort(ABORT_STATUS)
 
     def __repr__(self):
         return f"MPIStrategy(ranks={self.workers}, rank={self.rank})"
+
+
+class _StopRequests:
+    """Ctrl-C while an MPI job trains: noted here, acted on by every rank after the same step.
+
+    ``fit``'s own handler would stop this rank after its current batch, while another rank that got
+    the signal a moment later trained one batch more and waited for this one forever. A second
+    Ctrl-C raises ``KeyboardInterrupt`` (and so aborts the job), as in one process.
+    """
+
+    def __init__(self):
+        self.requested = False
+
+    @contextlib.contextmanager
+    def noting(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def note(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+
+        previous = signal.signal(signal.SIGINT, note)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)

@@ -112,6 +112,12 @@ def choose_strategy(net, strategy=None, workers="auto", batch_size=32, steps=0):
     from .single import SingleProcess  # noqa: PLC0415
 
     if strategy is not None:
+        named = strategy.lower() if isinstance(strategy, str) else getattr(strategy, "name", None)
+        if workers != "auto" and named == "mpi":
+            raise ValueError(f"strategy='mpi' with workers={workers!r}: an MPI rank trains in its own "
+                             "process, without local workers; start one rank per core instead "
+                             "(mpirun -n <cores per machine x machines>), which MPI connects through "
+                             "shared memory on each machine")
         if workers != "auto" and not (isinstance(strategy, str) and strategy.lower() == "local"):
             raise ValueError(f"give strategy={strategy!r} or workers={workers!r}, not both "
                              "(workers= sets the count of strategy='local' only)")
