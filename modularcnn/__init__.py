@@ -6,6 +6,7 @@
 
 from . import activations, initializers, layers, utils, validation
 from .errors import ArgumentError, DataError, ModelFileError, ShapeError
+from .execution import ExecutionOptions, reference_kernels
 from .gradcheck import GradientCheckError, gradcheck
 from .layers.input_layer import Input
 from .layers.symbolic import SymbolicTensor
@@ -15,7 +16,7 @@ from .plotting import plot_confusion_matrix, plot_history, plot_predictions  # m
 from .version import __version__
 
 __all__ = [
-    "Net", "Input", "SymbolicTensor", "layers", "activations", "initializers", "gradcheck",
+    "Net", "Input", "SymbolicTensor", "ExecutionOptions", "reference_kernels", "layers", "activations", "initializers", "gradcheck",
     "GradientCheckError", "ArgumentError", "ModelFileError", "ShapeError", "DataError", "validation",
     "utils", "load_model", "__version__",
     "plot_history", "plot_predictions", "plot_confusion_matrix",

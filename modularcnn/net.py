@@ -12,12 +12,14 @@ import numbers
 
 import numpy as np
 
+from . import execution as _execution
 from . import summary as _summary
 from . import training as _training
 from . import validation
-from .fusion import execution_plan, step_layers
-from .layers.base import Layer, get_layer_class, snake_case
+from .execution import ExecutionOptions
+from .layers.base import Layer, get_layer_class
 from .layers.input_layer import InputLayer
+from .layers.stack import LayerStack
 from .layers.symbolic import SymbolicTensor
 
 
@@ -39,10 +41,14 @@ class Net:
 
     Attributes
     ----------
+    execution_options : ExecutionOptions
+        What the planner may run (:mod:`modularcnn.execution`): fused steps, Winograd. :meth:`plan`
+        shows the steps; ``with modularcnn.reference_kernels():`` overrides the options in a block.
     fusion : bool, default True
-        :meth:`forward` and :meth:`backward` run a ``Convolutional(activation="relu")`` followed by a
-        2×2 ``MaxPooling`` as one fused step (:mod:`modularcnn.fusion`): the same numbers, less memory
-        traffic. Set it to False to run every layer on its own.
+        Shorthand for ``execution_options.fused``: :meth:`forward` and :meth:`backward` run a
+        ``Convolutional(activation="relu")`` followed by a 2×2 ``MaxPooling`` as one fused step
+        (:mod:`modularcnn.fusion`): the same numbers, less memory traffic. Set it to False to run
+        every layer on its own.
     """
 
     def __init__(self, input_shape=None, name=None, seed=None, dtype="float32", layers=None):
@@ -58,12 +64,10 @@ class Net:
         self.dtype = dtype
         self.rng = np.random.default_rng(seed)
         self.input_shape = validation.shape_tuple(input_shape, "input_shape", "Net", allow_none=True)
-        self.layers = []
+        self._stack = LayerStack()
         self.trainable = True
-        #: Run Convolutional(relu) + 2×2 MaxPooling pairs as one fused step (same results, faster).
-        self.fusion = True
+        self.execution_options = ExecutionOptions()
         self._plan = None
-        self._name_counts = {}
         # Set by compile(); fit() compiles with the defaults when they are missing.
         self.optimizer = None
         self.loss = None
@@ -92,24 +96,34 @@ class Net:
             raise ValueError(f"Net.add expects a Layer instance, got {layer!r}")
         if any(layer is existing for existing in self.layers):
             raise ValueError(f"layer {layer.name!r} is already in this network")
-        layer.name = self._unique_name(layer)
+        layer.name = self._stack.unique_name(layer)
         shape = self._input_shape_for(layer)
-        layer.rng = self.rng
-        layer.dtype = self.dtype
-        if not (layer.built and layer.input_shape == shape):
-            try:
-                layer.build(shape)
-            except BaseException:
-                # A failed build (a shape it cannot take, a parameter over the size bound) must not
-                # leave a half-built layer behind.
-                layer.built, layer.params, layer.output_shape = False, {}, None
-                raise
+        # A failed build (a shape it cannot take, a parameter over the size bound) leaves no
+        # half-built layer behind; a layer already built for this shape (called on an Input) is kept.
+        self._stack.build_layer(layer, shape, self.rng, self.dtype, keep_built=True)
         if self.input_shape is None:
             self.input_shape = shape
         self.layers.append(layer)
-        self._name_counts[snake_case(type(layer).__name__)] = self._name_counts.get(
-            snake_case(type(layer).__name__), 0) + 1
+        self._stack.count_name(layer)
         return layer
+
+    @property
+    def layers(self):
+        """The layers, in order (a list; add layers with :meth:`add`)."""
+        return self._stack.layers
+
+    @layers.setter
+    def layers(self, layers):
+        self._stack.layers = list(layers)
+
+    @property
+    def fusion(self):
+        """Whether fused steps may run: ``execution_options.fused``."""
+        return self.execution_options.fused
+
+    @fusion.setter
+    def fusion(self, value):
+        self.execution_options = self.execution_options.replace(fused=bool(value))
 
     def _set_input(self, given):
         """``add(Input(...))``: take the input shape (and a stated dtype) from it."""
@@ -129,20 +143,6 @@ class Net:
         if source.dtype_requested is not None:
             self.dtype = source.dtype_requested
         return given
-
-    def _unique_name(self, layer):
-        taken = {existing.name for existing in self.layers}
-        if layer.name is not None:
-            if layer.name in taken:
-                raise ValueError(f"a layer named {layer.name!r} is already in this network")
-            return layer.name
-        prefix = snake_case(type(layer).__name__)
-        count = self._name_counts.get(prefix, 0)
-        name = prefix if count == 0 else f"{prefix}_{count}"
-        while name in taken:
-            count += 1
-            name = f"{prefix}_{count}"
-        return name
 
     def _input_shape_for(self, layer):
         requested = layer.requested_input_shape
@@ -184,26 +184,33 @@ class Net:
         if trainable_only:
             if not self.trainable:
                 return 0
-            return sum(layer.count_trainable_params() for layer in self.layers)
-        return sum(layer.count_params() for layer in self.layers)
+            return self._stack.count_params(trainable_only=True)
+        return self._stack.count_params()
 
-    def summary(self, print_fn=print, show_trainable=None):
-        """Print a table of layers, output shapes and parameter counts, with totals (as Keras does)."""
-        print_fn(_summary.summary_text(self, show_trainable=show_trainable))
+    def summary(self, print_fn=print, show_trainable=None, show_plan=False):
+        """Print a table of layers, output shapes and parameter counts, with totals (as Keras does).
+
+        ``show_plan=True`` adds the execution plan (:meth:`plan`): which step runs each layer.
+        """
+        print_fn(_summary.summary_text(self, show_trainable=show_trainable, show_plan=show_plan))
+
+    def plan(self):
+        """The steps :meth:`fit`, :meth:`predict` and :meth:`forward` run, as a
+        :class:`~modularcnn.execution.Plan`: ``print(net.plan())`` shows, for each step, the layers it
+        runs and its kernel (a fused step, or the layer's own reference passes)."""
+        return _execution.plan_for(self)
 
     def trainable_params(self):
         """``{"layer/param": array}`` for every parameter the optimiser updates."""
         if not self.trainable:
             return {}
-        return {f"{layer.name}/{key}": value
-                for layer in self.layers for key, value in layer.trainable_params.items()}
+        return self._stack.trainable_params()
 
     def trainable_grads(self):
         """``{"layer/param": gradient}`` matching :meth:`trainable_params`, from the last backward."""
         if not self.trainable:
             return {}
-        return {f"{layer.name}/{key}": layer.grads[key]
-                for layer in self.layers for key in layer.trainable_params}
+        return self._stack.trainable_grads()
 
     # -- computing -------------------------------------------------------------------------------
 
@@ -230,10 +237,8 @@ class Net:
     def forward(self, x, training=False):
         """Run ``x`` (N, *input_shape) through every layer; ``training`` switches dropout and batch norm."""
         x = self.as_input(x)
-        self._plan = execution_plan(self.layers, self.fusion)
-        for step in self._plan:
-            x = step.forward(x, training=training)
-        return x
+        self._plan = _execution.plan_for(self)
+        return self._stack.forward(x, training=training, steps=self._plan.steps)
 
     def backward(self, dout, input_gradient=True, preactivation=False):
         """Back-propagate ``dout`` = dL/d(output) (N, *output_shape) through every layer.
@@ -247,21 +252,10 @@ class Net:
         Uses what the last :meth:`forward` cached.
         """
         plan = self._plan
-        if plan is None or [layer for step in plan for layer in step_layers(step)] != self.layers:
+        if plan is None or plan.layers != self.layers:
             raise ValueError("backward needs a forward pass of this network first")
-        first = self.layers[0]
-        first.input_grad_needed = input_gradient
-        try:
-            gradient = dout
-            for position in range(len(plan) - 1, -1, -1):
-                step = plan[position]
-                if preactivation and position == len(plan) - 1:
-                    gradient = step.backward_preactivation(gradient)
-                else:
-                    gradient = step.backward(gradient)
-        finally:
-            first.input_grad_needed = True
-        return gradient
+        return self._stack.backward(dout, steps=plan.steps, input_grad_needed=input_gradient,
+                                    preactivation=preactivation)
 
     def forwardpass(self, image):
         """The seed library's single-sample forward pass: one ``image`` (*input_shape), no batch axis.

@@ -1,9 +1,10 @@
-"""Per-layer timing of training steps: where does a batch's time go?
+"""Per-step timing of training steps: where does a batch's time go?
 
 ``profile(net, x, y)`` runs real training steps (forward, loss, backward, optimizer update) on a few
-batches, timing each layer's forward and backward pass separately, and prints a table like the
-breakdowns people publish for from-scratch CNNs. The network is left as it was: weights, optimizer
-state and random generator are restored afterwards.
+batches through the network's execution plan — the steps ``fit`` runs (:mod:`modularcnn.execution`),
+a fused step as one row — timing each step's forward and backward pass separately, and prints a
+table like the breakdowns people publish for from-scratch CNNs. The network is left as it was:
+weights, optimizer state and random generator are restored afterwards.
 """
 
 import copy
@@ -11,14 +12,45 @@ import time
 
 from tabulate import tabulate
 
+from .execution import plan_for, step_kernel, step_layers
+from .layers.stack import LayerStack
 from .training.data import as_inputs, as_targets, check_batch_size
 from .training.loop import _objective
+
+
+class _StepTimer:
+    """The timer a :class:`~modularcnn.layers.stack.LayerStack` calls around each step's passes:
+    adds the seconds to the step's ``forward`` or ``backward`` total while ``counting``."""
+
+    def __init__(self, steps):
+        self.seconds = {(id(step), phase): 0.0 for step in steps for phase in ("forward", "backward")}
+        self.counting = False
+
+    def __call__(self, step, phase, function, *args, **kwargs):
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        if self.counting:
+            self.seconds[id(step), phase] += time.perf_counter() - start
+        return result
 
 
 def _timed(function, *args, **kwargs):
     start = time.perf_counter()
     result = function(*args, **kwargs)
     return result, time.perf_counter() - start
+
+
+def _strategy_note(net, batch_size, steps):
+    """Which strategy ``fit`` would train with for ``steps`` batches (the profile runs here)."""
+    from .training.strategies import choose_strategy  # noqa: PLC0415 - the policy, on request
+
+    try:
+        strategy = choose_strategy(net, batch_size=batch_size, steps=steps)
+    except ValueError as error:
+        return f"fit would refuse its workers: {error}"
+    return (f"fit with {steps} batches would train with {strategy!r}; its workers run the same plan "
+            "on their rows, timed here in one process" if getattr(strategy, "workers", 0)
+            else f"fit with {steps} batches would train in this process, with this plan")
 
 
 def profile(net, x, y, batches=20, batch_size=64, warmup=2, print_fn=print):
@@ -35,8 +67,10 @@ def profile(net, x, y, batches=20, batch_size=64, warmup=2, print_fn=print):
     Returns
     -------
     list of dict
-        One per layer plus ``loss`` and ``optimizer`` rows: ``name``, ``type``, ``forward_ms`` and
-        ``backward_ms`` (mean per batch), ``share`` (fraction of the whole step).
+        One per step of the execution plan (a layer, or a fused step running several), plus ``loss``
+        and ``optimizer`` rows: ``name`` (the layers' names joined by " + "), ``type`` (the step's
+        class), ``layers`` (their names), ``kernel`` (what runs), ``forward_ms`` and ``backward_ms``
+        (mean per batch), ``share`` (fraction of the whole step).
     """
     batch_size = check_batch_size(batch_size)
     if batches < 1:
@@ -48,37 +82,33 @@ def profile(net, x, y, batches=20, batch_size=64, warmup=2, print_fn=print):
     saved_rng = copy.deepcopy(net.rng.bit_generator.state)
     optimizer = copy.deepcopy(net.optimizer)  # the model's own optimizer state stays untouched
 
-    layers = net.layers
-    forward = [0.0] * len(layers)
-    backward = [0.0] * len(layers)
+    plan = plan_for(net)
+    stack = LayerStack(net.layers)
+    timer = _StepTimer(plan.steps)
     loss_time = update_time = 0.0
     try:
         for step in range(warmup + batches):
-            timed = step >= warmup
+            timed = timer.counting = step >= warmup
             index = [(step * batch_size + i) % len(x) for i in range(batch_size)]
-            out, y_batch = x[index], y[index]
-            for i, layer in enumerate(layers):
-                out, seconds = _timed(layer.forward, out, training=True)
-                forward[i] += seconds * timed
+            out = stack.forward(x[index], training=True, steps=plan.steps, timer=timer)
             (value, grad, from_preactivation), seconds = _timed(
-                objective.value_and_gradient, out, y_batch)
+                objective.value_and_gradient, out, y[index])
             loss_time += seconds * timed
-            layers[0].input_grad_needed = False
-            for i in range(len(layers) - 1, -1, -1):
-                step_backward = (layers[i].backward_preactivation
-                                 if from_preactivation and i == len(layers) - 1 else layers[i].backward)
-                grad, seconds = _timed(step_backward, grad)
-                backward[i] += seconds * timed
-            layers[0].input_grad_needed = True
+            stack.backward(grad, steps=plan.steps, input_grad_needed=False,
+                           preactivation=from_preactivation, timer=timer)
             _, seconds = _timed(optimizer.apply, net.trainable_params(), net.trainable_grads())
             update_time += seconds * timed
     finally:
-        layers[0].input_grad_needed = True
         net.set_weights(saved_weights)
         net.rng.bit_generator.state = saved_rng
 
-    rows = [{"name": layer.name, "type": type(layer).__name__, "forward_ms": 1e3 * f / batches,
-             "backward_ms": 1e3 * b / batches} for layer, f, b in zip(layers, forward, backward)]
+    rows = []
+    for step in plan.steps:
+        names = [layer.name for layer in step_layers(step)]
+        rows.append({"name": " + ".join(names), "type": type(step).__name__, "layers": names,
+                     "kernel": step_kernel(step),
+                     "forward_ms": 1e3 * timer.seconds[id(step), "forward"] / batches,
+                     "backward_ms": 1e3 * timer.seconds[id(step), "backward"] / batches})
     rows.append({"name": "loss", "type": type(net.loss).__name__, "forward_ms": 1e3 * loss_time / batches,
                  "backward_ms": 0.0})
     rows.append({"name": "optimizer", "type": type(optimizer).__name__, "forward_ms": 0.0,
@@ -91,8 +121,11 @@ def profile(net, x, y, batches=20, batch_size=64, warmup=2, print_fn=print):
                   f"{r['forward_ms'] + r['backward_ms']:.2f}", f"{100 * r['share']:.1f}%"] for r in rows]
         table.append(["total", "", f"{sum(r['forward_ms'] for r in rows):.2f}",
                       f"{sum(r['backward_ms'] for r in rows):.2f}", f"{total:.2f}", "100.0%"])
-        print_fn(f"Per-batch time over {batches} training steps of batch size {batch_size}:")
-        print_fn(tabulate(table, headers=["Layer", "Type", "Forward ms", "Backward ms", "Total ms", "Share"],
+        print_fn(f"Per-batch time over {batches} training steps of batch size {batch_size}, "
+                 f"{plan.options.describe()}:")
+        print_fn(_strategy_note(net, batch_size, max(1, len(x) // batch_size)))
+        print_fn(tabulate(table, headers=["Step", "Type", "Forward ms", "Backward ms", "Total ms",
+                                          "Share"],
                           tablefmt="simple", disable_numparse=True,
                           colalign=("left", "left", "right", "right", "right", "right")))
     return rows

@@ -10,8 +10,9 @@ def _walk(layers, trainable, depth=0):
         yield from _walk(layer.sublayers, trainable and layer.trainable, depth + 1)
 
 
-def summary_text(net, show_trainable=None):
-    """The summary of ``net`` as a string (see :meth:`modularcnn.Net.summary`)."""
+def summary_text(net, show_trainable=None, show_plan=False):
+    """The summary of ``net`` as a string (see :meth:`modularcnn.Net.summary`); ``show_plan`` adds
+    its execution plan (:mod:`modularcnn.execution`)."""
     if show_trainable is None:
         show_trainable = any(not layer.trainable for layer in net.layers) or not net.trainable
     headers = ["Layer", "Type", "Output Shape", "Param #"] + (["Trainable"] if show_trainable else [])
@@ -36,4 +37,8 @@ def summary_text(net, show_trainable=None):
              f"Trainable params: {trainable:,}",
              f"Non-trainable params: {total - trainable:,}",
              "_" * width]
+    if show_plan:
+        from .execution import plan_for  # noqa: PLC0415 - summary stays below the planner
+
+        lines += [str(plan_for(net)), "_" * width]
     return "\n".join(lines)

@@ -247,3 +247,50 @@ def array_elements(shape, what, owner):
             f"{MAX_ARRAY_ELEMENTS:,} (MAX_ARRAY_ELEMENTS) a layer may create"
         )
     return count
+
+
+#: The padding modes of windowed layers (convolutions, pooling).
+PADDING_MODES = ("valid", "same")
+
+
+def normalize_tuple(value, rank, name, owner="argument"):
+    """Return ``value`` as a tuple of ``rank`` positive ints (an int is repeated).
+
+    ``owner`` names the layer in the error (an :class:`~modularcnn.errors.ArgumentError`).
+
+    >>> normalize_tuple(3, 2, "filter_size")
+    (3, 3)
+    """
+    return int_tuple(value, rank, name, owner)
+
+
+def normalize_padding(pad, rank, owner="argument"):
+    """Check a padding specification: ``"valid"``, ``"same"``, an int, a tuple of ints, or of pairs.
+
+    Returns ``"valid"``, ``"same"``, or a tuple of ``rank`` ``(before, after)`` pairs of non-negative ints.
+    """
+    expected = (f"'valid', 'same', a non-negative int, or {rank} non-negative ints or "
+                "(before, after) pairs")
+    if isinstance(pad, str):
+        mode = pad.lower()
+        if mode not in PADDING_MODES:
+            fail(owner, "padding", expected, pad)
+        return mode
+    if is_integer(pad):
+        pairs = ((int(pad), int(pad)),) * rank
+    else:
+        if not isinstance(pad, (tuple, list)) or len(pad) != rank:
+            fail(owner, "padding", expected, pad)
+        pairs = []
+        for item in pad:
+            if is_integer(item):
+                pairs.append((int(item), int(item)))
+            elif (isinstance(item, (tuple, list)) and len(item) == 2
+                  and all(is_integer(p) for p in item)):
+                pairs.append((int(item[0]), int(item[1])))
+            else:
+                fail(owner, "padding", expected, pad)
+        pairs = tuple(pairs)
+    if any(p < 0 for pair in pairs for p in pair):
+        fail(owner, "padding", expected, pad)
+    return pairs

@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 
 from modularcnn import Net, gradcheck
+from modularcnn.execution import can_fuse, execution_plan
 from modularcnn.fusion import (
     ConvReluPool,
     PatchConvReluPool,
     SlotMajorConvReluPool,
     WinogradConvReluPool,
-    can_fuse,
-    execution_plan,
 )
 from modularcnn.layers import Activation, Convolutional, Dense, Flatten, MaxPooling
 

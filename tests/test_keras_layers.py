@@ -299,7 +299,7 @@ def test_grouped_and_dilated_options_are_refused_when_unsupported():
 
 
 def test_dilated_convolution_is_never_fused():
-    from modularcnn.fusion import can_fuse
+    from modularcnn.execution import can_fuse
     from modularcnn.layers import MaxPooling
     pool = MaxPooling(2)
     for conv in (Conv2D(4, 3, padding="same", dilation_rate=2, activation="relu"),

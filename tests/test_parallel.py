@@ -46,8 +46,10 @@ def data(rows=70, outputs=3):
 
 
 def shared_files():
-    return set(glob.glob("/dev/shm/modularcnn-*")) | set(
-        glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), "modularcnn-*")))
+    """This process's shared-memory files: other processes on a shared machine make their own."""
+    pattern = f"modularcnn-{os.getpid()}-*"
+    return set(glob.glob("/dev/shm/" + pattern)) | set(
+        glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), pattern)))
 
 
 @pytest.mark.parametrize("loss, targets", [

@@ -3,13 +3,12 @@
 import pytest
 
 from modularcnn.kernels.windows import (
-    normalize_padding,
-    normalize_tuple,
     output_length,
     output_spatial_shape,
     resolve_padding,
     same_padding,
 )
+from modularcnn.validation import normalize_padding, normalize_tuple
 
 
 @pytest.mark.parametrize("size, kernel, stride, before, after, expected", [

@@ -3,58 +3,11 @@
 Everything that slides a window over spatial axes (2-D convolution and pooling, and their 1-D/3-D
 relatives) asks this module two questions: how much padding does a padding specification mean, and how
 many output positions are there. Keeping both answers in one place keeps shape inference and the kernels
-in agreement.
+in agreement. (Checking the arguments that become these specifications is the layers' business:
+:func:`modularcnn.validation.normalize_tuple` and :func:`~modularcnn.validation.normalize_padding`.)
 """
 
 import numpy as np
-
-from .. import validation
-
-PADDING_MODES = ("valid", "same")
-
-
-def normalize_tuple(value, rank, name, owner="argument"):
-    """Return ``value`` as a tuple of ``rank`` positive ints (an int is repeated).
-
-    ``owner`` names the layer in the error (an :class:`~modularcnn.errors.ArgumentError`).
-
-    >>> normalize_tuple(3, 2, "filter_size")
-    (3, 3)
-    """
-    return validation.int_tuple(value, rank, name, owner)
-
-
-def normalize_padding(pad, rank, owner="argument"):
-    """Check a padding specification: ``"valid"``, ``"same"``, an int, a tuple of ints, or of pairs.
-
-    Returns ``"valid"``, ``"same"``, or a tuple of ``rank`` ``(before, after)`` pairs of non-negative ints.
-    """
-    expected = (f"'valid', 'same', a non-negative int, or {rank} non-negative ints or "
-                "(before, after) pairs")
-    if isinstance(pad, str):
-        mode = pad.lower()
-        if mode not in PADDING_MODES:
-            validation.fail(owner, "padding", expected, pad)
-        return mode
-    if validation.is_integer(pad):
-        pairs = ((int(pad), int(pad)),) * rank
-    else:
-        if not isinstance(pad, (tuple, list)) or len(pad) != rank:
-            validation.fail(owner, "padding", expected, pad)
-        pairs = []
-        for item in pad:
-            if validation.is_integer(item):
-                pairs.append((int(item), int(item)))
-            elif (isinstance(item, (tuple, list)) and len(item) == 2
-                  and all(validation.is_integer(p) for p in item)):
-                pairs.append((int(item[0]), int(item[1])))
-            else:
-                validation.fail(owner, "padding", expected, pad)
-        pairs = tuple(pairs)
-    if any(p < 0 for pair in pairs for p in pair):
-        validation.fail(owner, "padding", expected, pad)
-    return pairs
-
 
 def same_padding(size, kernel, stride):
     """Keras/TensorFlow "same" padding along one axis: output ``ceil(size / stride)``.

@@ -7,7 +7,7 @@ import numpy as np
 from .. import initializers, validation
 from ..kernels.conv import conv_backward, conv_forward, im2col
 from ..kernels.workspace import Workspace
-from ..kernels.windows import dilated_size, normalize_padding, normalize_tuple
+from ..kernels.windows import dilated_size
 from .base import ActivatedLayer, pick_alias, register_layer
 
 
@@ -26,14 +26,14 @@ class ConvolutionLayer(ActivatedLayer):
                          trainable=trainable)
         kind = type(self).__name__
         self.filters = validation.positive_int(filters, "filters", kind)
-        self.filter_size = normalize_tuple(
+        self.filter_size = validation.normalize_tuple(
             pick_alias(kind, "filter_size", filter_size, "kernel_size", kernel_size, 3),
             self.rank, "filter_size", kind)
-        self.stride = normalize_tuple(
+        self.stride = validation.normalize_tuple(
             pick_alias(kind, "stride", stride, "strides", strides, 1), self.rank, "stride", kind)
-        self.pad = normalize_padding(
+        self.pad = validation.normalize_padding(
             pick_alias(kind, "pad", pad, "padding", padding, self.default_pad), self.rank, kind)
-        self.dilation_rate = normalize_tuple(dilation_rate, self.rank, "dilation_rate", kind)
+        self.dilation_rate = validation.normalize_tuple(dilation_rate, self.rank, "dilation_rate", kind)
         self.groups = validation.positive_int(groups, "groups", kind)
         if self.filters % self.groups:
             raise ValueError(f"{kind}: groups={self.groups} must divide filters={self.filters}")

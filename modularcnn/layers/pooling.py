@@ -2,13 +2,13 @@
 
 import numpy as np
 
+from .. import validation
 from ..kernels.pooling import (
     avg_pool_backward,
     avg_pool_forward,
     max_pool_backward,
     max_pool_forward,
 )
-from ..kernels.windows import normalize_padding, normalize_tuple
 from ..kernels.workspace import Workspace
 from .base import Layer, pick_alias, register_layer
 
@@ -27,12 +27,12 @@ class _Pooling(Layer):
                  trainable=True, strides=None, padding=None):
         super().__init__(input_shape=input_shape, name=name, trainable=trainable)
         kind = type(self).__name__
-        self.pool_size = normalize_tuple(pool_size, self.rank, "pool_size", kind)
-        self.stride = normalize_tuple(
+        self.pool_size = validation.normalize_tuple(pool_size, self.rank, "pool_size", kind)
+        self.stride = validation.normalize_tuple(
             pick_alias(kind, "stride", stride, "strides", strides, self.pool_size), self.rank, "stride",
             kind)
-        self.pad = normalize_padding(pick_alias(kind, "pad", pad, "padding", padding, "valid"),
-                                     self.rank, kind)
+        self.pad = validation.normalize_padding(
+            pick_alias(kind, "pad", pad, "padding", padding, "valid"), self.rank, kind)
 
     def _geometry(self, input_shape):
         pads, out = self.window_geometry(input_shape, self.pool_size, self.stride, self.pad)

@@ -7,56 +7,14 @@ by batch normalisation), as in He et al.'s ResNet.
 
 To the network the block looks like a single layer. Its ``params`` and ``grads`` are views over the inner
 layers' dictionaries under ``"<inner layer>/<name>"`` keys (``"convolutional/kernel"``), so the optimiser,
-``get_weights``/``set_weights`` and saving reach the inner arrays themselves.
+``get_weights``/``set_weights`` and saving reach the inner arrays themselves. Block and shortcut are two
+:class:`~modularcnn.layers.stack.LayerStack` objects, and the layer adds their outputs.
 """
 
-from collections.abc import MutableMapping
-
-from .base import Layer, get_layer_class, register_layer, snake_case
+from .base import Layer, get_layer_class, register_layer
+from .stack import LayerStack, NamedArrays
 
 SHORTCUTS = ("identity", "projection", "projection_bn")
-
-
-class _MergedDict(MutableMapping):
-    """``{"<layer>/<key>": array}`` over one attribute (``params`` or ``grads``) of several layers.
-
-    Reads and writes go to the inner layers' own dictionaries; nothing is copied.
-    """
-
-    def __init__(self, owner, attribute):
-        self._owner = owner
-        self._attribute = attribute
-
-    def _locate(self, key):
-        name, sep, inner = str(key).partition("/")
-        if sep:
-            for layer in self._owner.sublayers:
-                if layer.name == name:
-                    return getattr(layer, self._attribute), inner
-        raise KeyError(key)
-
-    def __getitem__(self, key):
-        table, inner = self._locate(key)
-        return table[inner]
-
-    def __setitem__(self, key, value):
-        table, inner = self._locate(key)
-        table[inner] = value
-
-    def __delitem__(self, key):
-        table, inner = self._locate(key)
-        del table[inner]
-
-    def __iter__(self):
-        for layer in self._owner.sublayers:
-            for inner in list(getattr(layer, self._attribute)):
-                yield f"{layer.name}/{inner}"
-
-    def __len__(self):
-        return sum(len(getattr(layer, self._attribute)) for layer in self._owner.sublayers)
-
-    def __repr__(self):
-        return f"{{{', '.join(f'{k!r}: <{self[k].shape}>' for k in self)}}}"
 
 
 def _layer_list(layers, what):
@@ -147,7 +105,7 @@ class Residual(Layer):
     @property
     def params(self):
         """All inner state as ``{"<inner layer>/<name>": array}`` (a live view, not a copy)."""
-        return _MergedDict(self, "params")
+        return NamedArrays(lambda: self.sublayers, "params")
 
     @params.setter
     def params(self, value):
@@ -161,7 +119,7 @@ class Residual(Layer):
     @property
     def grads(self):
         """Inner gradients from the last backward pass, keyed like :attr:`params`."""
-        return _MergedDict(self, "grads")
+        return NamedArrays(lambda: self.sublayers, "grads")
 
     @grads.setter
     def grads(self, value):
@@ -174,45 +132,23 @@ class Residual(Layer):
     @property
     def non_trainable_params(self):
         """Inner state that is not a weight (batch-norm moving statistics), keyed like :attr:`params`."""
-        return tuple(f"{layer.name}/{key}"
-                     for layer in self.sublayers for key in layer.non_trainable_params)
+        block, shortcut = self._stacks()
+        return block.non_trainable_keys() + shortcut.non_trainable_keys()
 
     @property
     def trainable_params(self):
         """What the optimiser updates: inner trainable parameters (none when the block is frozen)."""
         if not self.trainable:
             return {}
-        return {f"{layer.name}/{key}": value
-                for layer in self.sublayers for key, value in layer.trainable_params.items()}
+        block, shortcut = self._stacks()
+        return {**block.trainable_params(), **shortcut.trainable_params()}
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def _name_layers(self, layers, prefix, taken):
-        counts = {}
-        for layer in layers:
-            if layer.name is None:
-                base = prefix + snake_case(type(layer).__name__)
-                count = counts.get(base, 0)
-                name = base if count == 0 else f"{base}_{count}"
-                while name in taken:
-                    count += 1
-                    name = f"{base}_{count}"
-                counts[base] = count + 1
-                layer.name = name
-            elif layer.name in taken:
-                raise ValueError(f"{self.describe()}: two inner layers are named {layer.name!r}")
-            taken.add(layer.name)
-
-    def _build_chain(self, layers, shape, branch):
-        for layer in layers:
-            layer.rng = self.rng
-            layer.dtype = self.dtype
-            try:
-                layer.build(shape)
-            except ValueError as error:
-                raise ValueError(f"{self.describe()}: {branch}: {error}") from None
-            shape = tuple(layer.output_shape)
-        return shape
+    def _stacks(self):
+        """The block and the shortcut as two stacks over the very lists :attr:`block` and
+        :attr:`shortcut_layers`."""
+        return LayerStack(self.block), LayerStack(self.shortcut_layers, prefix="shortcut_")
 
     def _projection(self, input_shape, output_shape):
         from .convolutional import Conv1D, Conv3D, Convolutional
@@ -240,18 +176,16 @@ class Residual(Layer):
         return layers
 
     def compute_output_shape(self, input_shape):
-        shape = tuple(input_shape)
-        for layer in self.block:
-            shape = tuple(layer.compute_output_shape(shape))
-        return shape
+        return LayerStack(self.block).output_shape(input_shape)
 
     def build(self, input_shape):
         input_shape = tuple(int(d) for d in input_shape)
         if self.rng is None:
             self.rng = self.random
-        taken = set()
-        self._name_layers(self.block, "", taken)
-        output_shape = self._build_chain(self.block, input_shape, "block")
+        duplicate = f"{self.describe()}: two inner layers are named {{name!r}}"
+        block = LayerStack(self.block)
+        taken = block.name_all(duplicate=duplicate)
+        output_shape = block.build(input_shape, self.rng, self.dtype, f"{self.describe()}: block")
         if isinstance(self.shortcut, list):
             self.shortcut_layers = self.shortcut
         elif self.shortcut == "identity" or (self.shortcut is None and output_shape == input_shape):
@@ -263,8 +197,10 @@ class Residual(Layer):
             self.shortcut_layers = []
         else:
             self.shortcut_layers = self._projection(input_shape, output_shape)
-        self._name_layers(self.shortcut_layers, "shortcut_", taken)
-        shortcut_shape = self._build_chain(self.shortcut_layers, input_shape, "shortcut")
+        shortcut = LayerStack(self.shortcut_layers, prefix="shortcut_")
+        shortcut.name_all(taken, duplicate)
+        shortcut_shape = shortcut.build(input_shape, self.rng, self.dtype,
+                                        f"{self.describe()}: shortcut")
         if shortcut_shape != output_shape:
             raise ValueError(
                 f"{self.describe()}: the shortcut maps {input_shape} to {shortcut_shape}, but the block "
@@ -278,37 +214,19 @@ class Residual(Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
+        block, shortcut = self._stacks()
+        # Whoever reseeds this block (gradcheck) reseeds its dropout too.
         rng = self.random
-        h = x
-        for layer in self.block:
-            layer.rng = rng  # whoever reseeds this block (gradcheck) reseeds its dropout too
-            h = layer.forward(h, training=training)
-        s = x
-        for layer in self.shortcut_layers:
-            layer.rng = rng
-            s = layer.forward(s, training=training)
-        return h + s
+        return (block.forward(x, training=training, rng=rng)
+                + shortcut.forward(x, training=training, rng=rng))
 
     def backward(self, dy):
         need = self.input_grad_needed
-        for chain in (self.block, self.shortcut_layers):
-            if chain:
-                chain[0].input_grad_needed = need
-        try:
-            # The sum sends dy unchanged into both branches; their input gradients add up.
-            g = dy
-            for layer in reversed(self.block):
-                g = layer.backward(g)
-            s = dy
-            for layer in reversed(self.shortcut_layers):
-                s = layer.backward(s)
-        finally:
-            for chain in (self.block, self.shortcut_layers):
-                if chain:
-                    chain[0].input_grad_needed = True
-        if not need:
-            return None
-        return g + s
+        block, shortcut = self._stacks()
+        # The sum sends dy unchanged into both branches; their input gradients add up.
+        g = block.backward(dy, input_grad_needed=need)
+        s = shortcut.backward(dy, input_grad_needed=need)
+        return g + s if need else None
 
     # -- config ----------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..kernels.windows import normalize_tuple
+from .. import validation
 from .base import Layer, register_layer
 
 
@@ -25,7 +25,7 @@ class UpSampling2D(Layer):
 
     def __init__(self, size=2, interpolation="nearest", **kwargs):
         super().__init__(**kwargs)
-        self.size = normalize_tuple(size, self.rank, "size", type(self).__name__)
+        self.size = validation.normalize_tuple(size, self.rank, "size", type(self).__name__)
         if interpolation != "nearest":
             raise ValueError(f"{type(self).__name__}: only interpolation='nearest' is implemented, "
                              f"got {interpolation!r}")

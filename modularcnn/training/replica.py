@@ -8,8 +8,9 @@ class is importable by name there (defined in a module on ``sys.path``, not in `
 a function): :func:`unsupported_reason` says why a network cannot be rebuilt, before any process
 starts.
 
-The execution options (fused steps or the reference kernels) are part of the spec, so ``net.fusion =
-False`` and ``modularcnn.reference_kernels()`` reach every worker at every ``fit``.
+The execution options (:class:`~modularcnn.execution.ExecutionOptions`: fused steps or the reference
+kernels) are part of the spec, so ``net.fusion = False``, ``net.execution_options`` and a
+``modularcnn.reference_kernels()`` block reach every worker at every ``fit``.
 """
 
 import importlib
@@ -18,7 +19,7 @@ import sys
 
 import numpy as np
 
-from .. import losses
+from .. import execution, losses
 from ..layers.base import get_layer_class
 
 
@@ -93,24 +94,25 @@ def _import_class(path):
 
 
 def execution_options(net):
-    """The net's execution options as a dict, the form every worker receives."""
-    try:
-        from .. import execution  # noqa: PLC0415 - the planner, where it exists
-    except ImportError:
-        return {"fused": bool(net.fusion)}
+    """The options ``net`` runs with here and now (a ``reference_kernels()`` block included), as the
+    dict every worker receives."""
     return execution.options_for(net).to_dict()
 
 
 def apply_execution_options(net, options):
     """Make ``net`` run as ``options`` (from :func:`execution_options`) say."""
-    net.fusion = bool(options.get("fused", True))
+    net.execution_options = execution.ExecutionOptions.from_dict(options)
 
 
 def plan_kinds(net):
-    """The class name of every step ``net`` runs (a layer's, or a fused step's)."""
-    from ..fusion import execution_plan  # noqa: PLC0415 - the planner is imported only on request
+    """The class name of every step ``net`` would run now (a layer's, or a fused step's)."""
+    return execution.plan_for(net).kinds()
 
-    return [type(step).__name__ for step in execution_plan(net.layers, net.fusion)]
+
+def ran_kinds(net):
+    """The class name of every step of ``net``'s last forward pass (None before the first)."""
+    ran = getattr(net, "_plan", None)
+    return None if ran is None else ran.kinds()
 
 
 def replica_spec(net):

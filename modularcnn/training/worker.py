@@ -23,7 +23,7 @@ import numpy as np
 
 from ..layers.batch_statistics import BatchReducer
 from .objective import Objective
-from .replica import apply_execution_options, build_replica, plan_kinds, weight_names
+from .replica import apply_execution_options, build_replica, plan_kinds, ran_kinds, weight_names
 from .shared import SharedArrays, remove_files_of
 from .strategies.base import backpropagate_rows, install_batch_reducer
 
@@ -110,6 +110,8 @@ def _serve(channel, state):
                 answer = "done"
             elif line == "plan":
                 answer = "plan " + json.dumps(plan_kinds(state.net))
+            elif line == "ran":
+                answer = "ran " + json.dumps(ran_kinds(state.net))
             else:
                 raise ValueError(f"unknown command {line!r}")
         except Exception:  # noqa: BLE001 - whatever it is, the training process must hear of it

@@ -123,12 +123,20 @@ class WorkerPool:
             self.block.unlink()  # every process has it mapped; nothing is left behind on a crash
         return self.block
 
-    def plans(self):
-        """The kinds of steps each worker's network runs (``[[kind, ...], ...]``)."""
+    def _ask(self, command):
         for worker in self.workers:
-            worker.send("plan")
+            worker.send(command)
         answers = [worker.receive() for worker in self.workers]
         return [json.loads(answer.split(" ", 1)[1]) for answer in answers]
+
+    def plans(self):
+        """The kinds of steps each worker's network would run now (``[[kind, ...], ...]``)."""
+        return self._ask("plan")
+
+    def ran(self):
+        """The kinds of steps each worker's last forward pass ran (None for a worker that has not
+        run one since its network was built)."""
+        return self._ask("ran")
 
     def close(self):
         """Stop the workers and release the shared block; safe to call more than once."""

@@ -1,0 +1,254 @@
+"""What runs when a network computes: its execution plan, and the one function that chooses it.
+
+A network is a list of layers; what actually runs is a list of *steps* (:class:`Plan`). A step is
+either a layer itself — its own ``forward``/``backward``, the reference kernels of
+:mod:`modularcnn.kernels` that a learner reads — or a fused step of :mod:`modularcnn.fusion` that
+runs several layers as one through a fast kernel (same numbers, less memory traffic).
+
+Every selection rule lives in :func:`select_step`, each one expression; nothing else in the library
+decides which code runs. What it may choose is set by :class:`ExecutionOptions`:
+
+- ``net.execution_options`` (``net.fusion = False`` is shorthand for ``fused=False``) per network;
+- ``with modularcnn.reference_kernels(): ...`` for everything run inside the block, in this thread:
+  every layer runs its own reference kernels;
+- a worker process gets the options of its parent's network with every set-up
+  (:func:`modularcnn.training.replica.replica_spec`), so both of the above reach it.
+
+``net.plan()`` shows the plan (``print(net.plan())``), ``net.summary(show_plan=True)`` adds it to the
+summary, and ``net.profile(...)`` times it step by step.
+
+Dependency rule (checked by ``tests/test_dependencies.py``): ``kernels`` import only NumPy and each
+other; ``layers`` import ``kernels`` (and the argument helpers: activations, initializers,
+validation, errors); this module and :mod:`modularcnn.fusion` import ``layers`` and ``kernels``;
+training, saving and ``Net`` import the rest. Layers never import the planner.
+"""
+
+import contextlib
+import contextvars
+import dataclasses
+
+from .activations import ReLU
+from .fusion import FUSED_STEPS, ConvReluPool
+from .layers.convolutional import Convolutional
+from .layers.pooling import MaxPooling
+
+#: With fewer input channels Winograd's products are too narrow to repay its transforms. Forward and
+#: backward of a 14×14 batch of 32 against the slot-major layout: 4 channels (32 filters) 1.36 against
+#: 1.34 ms, 6 channels (16 filters) 1.08 against 1.18 ms, 32 channels (64 filters) 6.8 against 9.7 ms.
+WINOGRAD_MIN_CHANNELS = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutionOptions:
+    """What the planner may choose.
+
+    Parameters
+    ----------
+    fused : bool, default True
+        Run fusable runs of layers as one fused step (:mod:`modularcnn.fusion`).
+    winograd : bool, default True
+        Let a fused step use Winograd's reduced-arithmetic convolution (3×3 kernels).
+
+    ``ExecutionOptions.reference()`` turns both off: every layer runs its own reference kernels.
+    """
+
+    fused: bool = True
+    winograd: bool = True
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            if not isinstance(getattr(self, field.name), bool):
+                raise ValueError(f"ExecutionOptions: {field.name} must be True or False, got "
+                                 f"{getattr(self, field.name)!r}")
+
+    @classmethod
+    def reference(cls):
+        """Every layer on its own reference kernels."""
+        return cls(fused=False, winograd=False)
+
+    @property
+    def is_reference(self):
+        """True when no fast path may run."""
+        return not (self.fused or self.winograd)
+
+    def replace(self, **changes):
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        """The options as JSON-serialisable data (what a worker receives)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        """The inverse of :meth:`to_dict`; unknown keys are refused."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"ExecutionOptions: unknown options {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**data)
+
+    def describe(self):
+        """``"fused steps on, Winograd on"``, or ``"reference kernels"``."""
+        if self.is_reference:
+            return "reference kernels"
+        return (f"fused steps {'on' if self.fused else 'off'}, "
+                f"Winograd {'on' if self.winograd else 'off'}")
+
+
+_FORCED = contextvars.ContextVar("modularcnn_execution_options", default=None)
+
+
+@contextlib.contextmanager
+def reference_kernels():
+    """``with modularcnn.reference_kernels(): net.fit(...)``: inside the block every network runs
+    each layer on its own reference kernels, in this process and in its training workers.
+
+    Useful to read (or step through) the code that a layer's docstring describes, and in tests that
+    compare the fast paths with it. Blocks nest; the previous state returns when the block ends.
+    """
+    token = _FORCED.set(ExecutionOptions.reference())
+    try:
+        yield
+    finally:
+        _FORCED.reset(token)
+
+
+def options_for(net):
+    """The options ``net`` runs with now: a :func:`reference_kernels` block wins over the network's
+    own ``execution_options`` (any object with ``fusion`` and no options gets ``fused=fusion``)."""
+    forced = _FORCED.get()
+    if forced is not None:
+        return forced
+    options = getattr(net, "execution_options", None)
+    if options is None:
+        options = ExecutionOptions(fused=bool(getattr(net, "fusion", True)))
+    return options
+
+
+# -- the rules -------------------------------------------------------------------------------------
+
+def _plain_relu(activation):
+    """``max(z, 0)`` exactly (not a leaky, capped or shifted ReLU)."""
+    return type(activation) is ReLU and activation.plain
+
+
+def select_step(layers, i, options):
+    """The step that runs ``layers[i:i + k]``, and ``k``: every selection rule of the engine.
+
+    Returns ``(layers[i], 1)`` (the layer runs itself) unless a fused step applies.
+    """
+    conv, pool = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+    # A convolution with a plain ReLU, stride 1, a zero border, no dilation, one group, whose even
+    # output goes straight into a 2x2, stride-2, unpadded max pool: one fused step.
+    fuse_conv_relu_pool = (
+        options.fused
+        and isinstance(conv, Convolutional) and conv.rank == 2 and _plain_relu(conv.activation)
+        and conv.stride == (1, 1) and conv.pad_value == 0 and conv.dilation_rate == (1, 1)
+        and conv.groups == 1 and conv.out_spatial[0] % 2 == 0 and conv.out_spatial[1] % 2 == 0
+        and isinstance(pool, MaxPooling) and pool.rank == 2 and pool.pool_size == (2, 2)
+        and pool.stride == (2, 2) and not any(any(p) for p in pool.pads))
+    if not fuse_conv_relu_pool:
+        return conv, 1
+    channels = conv.input_shape[-1]
+    # One input channel: patches (a window row would be single values). 3x3 kernels with channels
+    # enough to repay the transforms: Winograd. Otherwise slot-major im2col.
+    layout = ("patch" if channels == 1
+              else "winograd" if (options.winograd and conv.filter_size == (3, 3)
+                                  and channels >= WINOGRAD_MIN_CHANNELS)
+              else "slot_major")
+    # Winograd's transforms are repaid by the backward pass: inference (no backward) runs slot-major,
+    # which was faster for it (one image: 0.21 against 0.29 ms).
+    inference_layout = "slot_major" if layout == "winograd" else layout
+    return FUSED_STEPS[layout](conv, pool, inference_layout=inference_layout), 2
+
+
+def can_fuse(conv, pool, options=None):
+    """True when :func:`select_step` runs ``conv`` then ``pool`` as one fused step."""
+    return select_step([conv, pool], 0, options or ExecutionOptions())[1] > 1
+
+
+# -- plans -----------------------------------------------------------------------------------------
+
+def step_layers(step):
+    """The layers a step runs: its ``layers`` (a fused step), or the step itself (a layer)."""
+    return tuple(step.layers) if isinstance(step, ConvReluPool) else (step,)
+
+
+def step_kernel(step):
+    """What a step runs, in words: the fused kernel and its layout, or the layer's own passes."""
+    if isinstance(step, ConvReluPool):
+        return step.kernel
+    return f"{type(step).__name__}.forward/backward (reference)"
+
+
+class Plan:
+    """The steps a network runs, in order; indexable like a list.
+
+    ``str(plan)`` is a table: each step's kind, the layers it runs and its kernel.
+    """
+
+    def __init__(self, steps, options, name="net"):
+        self.steps = list(steps)
+        self.options = options
+        self.name = name
+
+    def __iter__(self):
+        return iter(self.steps)
+
+    def __len__(self):
+        return len(self.steps)
+
+    def __getitem__(self, index):
+        return self.steps[index]
+
+    @property
+    def layers(self):
+        """Every layer the plan runs, in order (the network's layers)."""
+        return [layer for step in self.steps for layer in step_layers(step)]
+
+    def kinds(self):
+        """The class name of each step: ``["PatchConvReluPool", ..., "Dense"]``."""
+        return [type(step).__name__ for step in self.steps]
+
+    @property
+    def fused_steps(self):
+        """The steps that run several layers."""
+        return [step for step in self.steps if isinstance(step, ConvReluPool)]
+
+    def rows(self):
+        """``[step kind, layers, kernel]`` for each step."""
+        return [[type(step).__name__, " + ".join(layer.name for layer in step_layers(step)),
+                 step_kernel(step)] for step in self.steps]
+
+    def __str__(self):
+        from tabulate import tabulate  # noqa: PLC0415 - only for display
+
+        title = f'Execution plan of "{self.name}" ({self.options.describe()}):'
+        table = tabulate(self.rows(), headers=["Step", "Layers", "Runs"], tablefmt="simple")
+        return f"{title}\n{table}"
+
+    def __repr__(self):
+        return f"<Plan {self.kinds()}>"
+
+
+def plan(layers, options=None, name="net"):
+    """The :class:`Plan` for ``layers`` (built) under ``options`` (default :class:`ExecutionOptions`)."""
+    options = options or ExecutionOptions()
+    steps, i = [], 0
+    while i < len(layers):
+        step, taken = select_step(layers, i, options)
+        steps.append(step)
+        i += taken
+    return Plan(steps, options, name)
+
+
+def plan_for(net):
+    """The plan ``net`` runs now (its options, or a :func:`reference_kernels` block's)."""
+    return plan(net.layers, options_for(net), getattr(net, "name", "net"))
+
+
+def execution_plan(layers, fuse=True):
+    """The steps of :func:`plan` as a list; ``fuse=False`` is the reference plan."""
+    options = ExecutionOptions() if fuse else ExecutionOptions.reference()
+    return plan(layers, options).steps
