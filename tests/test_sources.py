@@ -1,9 +1,11 @@
 """fit/evaluate/predict on data that is not one in-memory float array: memmaps, HDF5, generators,
 Sequences, image folders; sample and class weights."""
 
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -314,3 +316,15 @@ def test_image_dataset_from_directory(tmp_path):
     net.add(Flatten())
     net.add(Dense(2, activation="softmax"))
     net.fit(train, validation_data=val, epochs=1, verbose=0)
+
+
+def test_prefetch_timing_script_runs(tmp_path):
+    """scripts/prefetch_timing.py (the README's prefetching figures) runs and reports every row."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(root / "scripts" / "prefetch_timing.py"), "--batches",
+                           "3", "--batch-size", "4", "--repeat", "1", "--sleep-ms", "1"],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    for row in ("compute alone", "loading alone", "prefetching", "no read-ahead"):
+        assert row in done.stdout
