@@ -20,7 +20,7 @@ from .execution import ExecutionOptions
 from .layers.base import Layer, get_layer_class
 from .layers.input_layer import InputLayer
 from .layers.stack import LayerStack
-from .layers.symbolic import SymbolicTensor
+from .layers.symbolic import SymbolicTensor, is_symbolic
 
 
 class Net:
@@ -92,6 +92,11 @@ class Net:
         """
         if isinstance(layer, (SymbolicTensor, InputLayer)):
             return self._set_input(layer)
+        if isinstance(layer, Net):
+            # A network added as one layer (Keras's Sequential/Model inside a Sequential).
+            from .layers.nested import as_layer  # noqa: PLC0415 - nested imports net
+
+            layer = as_layer(layer)
         if not isinstance(layer, Layer):
             raise ValueError(f"Net.add expects a Layer instance, got {layer!r}")
         if any(layer is existing for existing in self.layers):
@@ -213,6 +218,15 @@ class Net:
         return self._stack.trainable_grads()
 
     # -- computing -------------------------------------------------------------------------------
+
+    def __call__(self, inputs, training=None):
+        """On symbolic tensors: this network as one layer of a graph (``Model``), as in Keras.
+        On arrays: :meth:`forward` (inference unless ``training=True``)."""
+        if is_symbolic(inputs):
+            from .layers.nested import as_layer  # noqa: PLC0415 - nested imports net
+
+            return as_layer(self)(inputs, training=training)
+        return self.forward(inputs, training=bool(training))
 
     def as_input(self, x):
         """``x`` as a batch array of the network's dtype and input shape, or a ``ValueError``.
@@ -523,7 +537,16 @@ class Net:
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        """Rebuild a network (fresh weights) from :meth:`get_config`'s output."""
+        """Rebuild a network (fresh weights) from :meth:`get_config`'s output.
+
+        A graph's config (``"class_name": "Model"``, from :meth:`Model.get_config`) rebuilds a
+        :class:`~modularcnn.Model`, so code that rebuilds networks (model files, training workers)
+        takes both.
+        """
+        if config.get("class_name") == "Model" and cls is Net:
+            from .functional import Model  # noqa: PLC0415 - functional imports this module
+
+            return Model.from_config(config, custom_objects=custom_objects)
         net = cls(input_shape=config.get("input_shape"), name=config.get("name"),
                   seed=config.get("seed"), dtype=config.get("dtype", "float32"))
         for entry in config.get("layers", []):

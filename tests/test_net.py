@@ -174,7 +174,8 @@ def test_every_registered_layer_config_round_trips(class_name):
     layer_class = registered_layers()[class_name]
     args = {"Dense": {"units": 3}, "Activation": {"activation": "tanh"}, "Dropout": {"rate": 0.2},
             "Reshape": {"target_shape": (2, 3)}, "Residual": {"layers": [Dense(3)]},
-            "InputLayer": {"shape": (3,)}}
+            "InputLayer": {"shape": (3,)}, "Dot": {"axes": 1},
+            "NestedModel": {"model": Net(input_shape=(4,), layers=[Dense(3)])}}
     kwargs = {"filters": 2} if "Conv" in class_name else args.get(class_name, {})
     layer = layer_class(**kwargs, name="x")
     config = json.loads(json.dumps(layer.get_config()))

@@ -113,7 +113,25 @@ FACTORIES = {
     "PReLU": ((4, 4, 3), lambda c: c("he_normal", shared_axes=[1, 2])),
     "ELU": ((6,), lambda c: c(0.7)),
     "Softmax": ((3, 4), lambda c: c(axis=1)),
+    # Merge layers live in graphs: a Model around them, added to the Net as one (nested) layer.
+    "Add": ((6,), lambda c: _merge_block(c())),
+    "Subtract": ((6,), lambda c: _merge_block(c())),
+    "Multiply": ((6,), lambda c: _merge_block(c())),
+    "Average": ((6,), lambda c: _merge_block(c())),
+    "Maximum": ((6,), lambda c: _merge_block(c())),
+    "Minimum": ((6,), lambda c: _merge_block(c())),
+    "Concatenate": ((6,), lambda c: _merge_block(c(axis=-1))),
+    "Dot": ((6,), lambda c: _merge_block(c(axes=1, normalize=True))),
+    "NestedModel": ((6,), lambda c: c(Net(input_shape=(6,), layers=[Dense(3), BatchNormalization()]))),
 }
+
+
+def _merge_block(merge):
+    """A Model ``merge([Dense(3)(x), Dense(3)(x)])`` over a (6,) input."""
+    from modularcnn import Input, Model
+
+    x = Input((6,))
+    return Model(x, merge([Dense(3)(x), Dense(3, activation="tanh")(x)]))
 
 
 def builtin_layer_names():

@@ -9,6 +9,8 @@ from .convolutional import Conv1D, Conv2D, Conv3D, Convolutional
 from .core import Activation, Dropout, Flatten, Reshape
 from .dense import Dense
 from .input_layer import Input, InputLayer
+from .merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
+from .nested import NestedModel
 from .normalization import BatchNormalization
 from .pooling import (
     AveragePooling,
@@ -37,4 +39,6 @@ __all__ = [
     "Residual", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
     "UpSampling1D", "UpSampling2D", "UpSampling3D",
     "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
+    "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
+    "NestedModel",
 ]

@@ -16,7 +16,8 @@ version 1 (``<...>`` is a name, ``*`` marks what only some files have)::
     /optimizer/state/<state name>   float dataset
 
 Texts are UTF-8 strings (JSON where structured) stored as fixed-length attributes, so they live in
-checksummed HDF5 metadata. ``checksum`` is ``"sha256:<hex>"`` over every attribute and dataset above
+checksummed HDF5 metadata. Version 2 has the same layout; its ``model_config`` may describe a graph
+(``Model``), whose ``/weights`` lists every layer of the graph (inputs with no weights). ``checksum`` is ``"sha256:<hex>"`` over every attribute and dataset above
 (see :func:`_digest`), so a damaged or edited file is refused rather than silently loaded with
 different numbers. Reading never runs code: texts are parsed with :func:`json.loads` only, and every
 dataset's type is checked before it is read.
@@ -37,7 +38,10 @@ from .atomic import atomic_path
 
 FORMAT = "modularcnn"
 #: The version written; files of a larger version are refused with a request to upgrade.
-FORMAT_VERSION = 1
+#: Version 2 (this change) adds graph models: ``model_config`` with ``"class_name": "Model"`` (see
+#: :meth:`modularcnn.Model.get_config`) and per-output compile settings in ``training_config``. The
+#: layout is the same, so version 1 files (every one a ``Net``) are read as before.
+FORMAT_VERSION = 2
 KINDS = ("model", "weights")
 # Object headers, superblock and link tables from HDF5 1.8 on carry checksums, so that damage to the
 # file's structure is reported by HDF5 instead of being parsed.

@@ -520,6 +520,9 @@ def save_keras(net, path):
     opens. Raises ``ValueError`` naming the first layer that has no Keras equivalent."""
     if not net.layers:
         raise ValueError("save: the network has no layers")
+    if hasattr(net, "graph"):
+        raise ValueError("save: writing a graph model (Model) as a .keras archive is not supported "
+                         "yet; save it as .h5")
     config = json.dumps(keras_config(net))
     weights = _weights_file_bytes(net)
     metadata = json.dumps({"keras_version": WRITTEN_KERAS_VERSION,

@@ -58,12 +58,7 @@ def save_model(net, path, *, epoch=None, checkpoint=None):
         return
     training_config = optimizer_state = None
     if net.compiled:
-        training_config = {
-            "optimizer": optimizers.serialize(net.optimizer),
-            "loss": losses.serialize(net.loss),
-            "metrics": [{"name": name, "metric": metrics_module.serialize(metric)}
-                        for name, metric in net.metrics],
-        }
+        training_config = _training_config(net)
         optimizer_state = net.optimizer.get_state()
     config = net.get_config()
     for layer, entry in zip(net.layers, config["layers"]):
@@ -73,6 +68,28 @@ def save_model(net, path, *, epoch=None, checkpoint=None):
         training_config=training_config, optimizer_state=optimizer_state,
         rng_state=encode_rng_state(net.rng), epoch=_epochs_trained(net, epoch), checkpoint=checkpoint,
     ))
+
+
+def _per_output_compile(net):
+    """True for a Model whose compile settings are per output (several outputs, or loss weights)."""
+    names = getattr(net, "output_names", None)
+    return names is not None and (len(names) > 1 or net.loss_weights not in (None, [1.0]))
+
+
+def _training_config(net):
+    """The compile settings as JSON data: a Net's form, or for a Model compiled per output its
+    losses, ``loss_weights`` and each output's metrics (``output_metrics``)."""
+    config = {"optimizer": optimizers.serialize(net.optimizer)}
+    if _per_output_compile(net):
+        config["loss"] = [losses.serialize(loss) for loss in net.output_losses]
+        config["loss_weights"] = list(net.loss_weights)
+        config["output_metrics"] = [[metrics_module.serialize(metrics_module.get(entry)) for entry in entries]
+                                    for entries in net.metric_specs]
+        return config
+    config["loss"] = losses.serialize(net.loss)
+    config["metrics"] = [{"name": name, "metric": metrics_module.serialize(metric)}
+                         for name, metric in net.metrics]
+    return config
 
 
 def save_weights(net, path, *, epoch=None, checkpoint=None):
@@ -304,7 +321,29 @@ def _exact_weight_pairs(net, stored, bad):
     return pairs
 
 
+def _compile_per_output(net, training_config, custom_objects, bad):
+    """Compile a Model from :func:`_training_config`'s per-output form."""
+    names = getattr(net, "output_names", None)
+    specs, weights, metric_lists = (training_config.get(key) for key in
+                                    ("loss", "loss_weights", "output_metrics"))
+    if names is None or not all(isinstance(v, list) and len(v) == len(names)
+                                for v in (specs, weights, metric_lists)):
+        raise bad("training_config: per-output 'loss', 'loss_weights' and 'output_metrics' should be "
+                  f"lists with one entry per output of the model ({names})")
+    optimizer = _from_spec(training_config.get("optimizer"), custom_objects, optimizers.get,
+                           optimizers.Optimizer, "optimizer", bad)
+    chosen = [_from_spec(spec, custom_objects, losses.get, losses.Loss, "loss", bad) for spec in specs]
+    try:
+        per_output = [[metrics_module.get(entry) for entry in entries] for entries in metric_lists]
+        net.compile(optimizer=optimizer, loss=chosen, loss_weights=weights, metrics=per_output)
+    except (ValueError, TypeError) as error:
+        raise bad(f"training_config: cannot compile the model: {error}") from error
+
+
 def _compile(net, training_config, custom_objects, bad):
+    if "output_metrics" in training_config:
+        _compile_per_output(net, training_config, custom_objects, bad)
+        return
     metric_entries = training_config.get("metrics", [])
     if not isinstance(metric_entries, list) or not all(
         isinstance(entry, dict) and isinstance(entry.get("name"), str) for entry in metric_entries

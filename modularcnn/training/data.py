@@ -123,7 +123,12 @@ def as_targets(net, loss, y, count, what="y"):
 
 
 def class_ids(y):
-    """Class ids of prepared targets for stratification, or None when targets are not classes."""
+    """Class ids of prepared targets for stratification, or None when targets are not classes.
+
+    For several outputs (a :class:`~.rows.Rows`), the first output's classes.
+    """
+    if hasattr(y, "arrays"):
+        y = y.arrays[0]
     if y.ndim == 1 and y.dtype.kind in "iu":
         return y
     if y.ndim == 2 and y.shape[1] > 1:

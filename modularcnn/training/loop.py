@@ -23,7 +23,7 @@ from .data import (
     validation_split_indices,
 )
 from .interrupt import stop_on_interrupt
-from .objective import Objective
+from .objective import objective_for, objective_last
 from .prefetch import Loader
 from .sources import (
     ArraySource,
@@ -36,6 +36,7 @@ from .sources import (
     make_source,
     weight_vector,
 )
+from . import structured
 from .strategies import SingleProcess, choose_strategy, pool_of
 from .strategies.local import LocalWorkers
 
@@ -59,9 +60,9 @@ def compile(net, optimizer="adam", loss="cross_entropy", metrics=("accuracy",)):
 def objective_of(net):
     """The network's :class:`Objective`, compiling it with the defaults first when needed."""
     if not net.compiled:
-        compile(net)
-    if getattr(net, "_objective", None) is None or net._objective.last is not net.layers[-1]:
-        net._objective = Objective(net)
+        net.compile()  # the defaults, through the network's own compile (a Model's is per output)
+    if getattr(net, "_objective", None) is None or net._objective.last is not objective_last(net):
+        net._objective = objective_for(net)
     return net._objective
 
 
@@ -178,6 +179,9 @@ def fit(net, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validat
     user_callbacks = callback_list(callbacks)
     if augment is not None and not callable(augment):
         raise ValueError(f"augment must be callable as augment(x_batch, rng=...), got {augment!r}")
+    if augment is not None and len(getattr(net, "input_names", ())) > 1:
+        raise ValueError("augment= takes one input batch; this model has several inputs: augment "
+                         "inside a Sequence instead")
     if sample_weight is not None and class_weight is not None:
         raise ValueError("give sample_weight or class_weight, not both (as in Keras): multiply the "
                          "class weights into sample_weight yourself to combine them")
@@ -372,6 +376,8 @@ def predict(net, x, batch_size=None, steps=None, out=None):
     if batch_size is not None:
         batch_size = check_batch_size(batch_size, "Net.predict")
     steps = _check_steps(steps, "steps")
+    if getattr(net, "structured", False):
+        return structured.predict(net, x, batch_size=batch_size, steps=steps, out=out)
     source = make_source(net, x, batch_size=batch_size or (
         None if is_sequence(x) or is_iterator(x) else DEFAULT_EVAL_BATCH), needs_targets=False)
     count = source.count
@@ -421,10 +427,15 @@ def train_on_batch(net, x, y, sample_weight=None, class_weight=None):
     batch has a row for each worker, and no weights), else in this process.
     """
     objective_of(net)
-    x = as_inputs(net, x)
-    y = as_targets(net, net.loss, y, len(x))
     if sample_weight is not None and class_weight is not None:
         raise ValueError("give sample_weight or class_weight, not both (as in Keras)")
+    if getattr(net, "structured", False):
+        if class_weight is not None:
+            ClassWeights(net, class_weight)  # refuses, saying why
+        x, y, sample_weight = structured.one_batch(net, x, y, sample_weight)
+    else:
+        x = as_inputs(net, x)
+        y = as_targets(net, net.loss, y, len(x))
     if sample_weight is not None:
         sample_weight = weight_vector(sample_weight, len(x), "train_on_batch")
     elif class_weight is not None:
@@ -440,5 +451,8 @@ def train_on_batch(net, x, y, sample_weight=None, class_weight=None):
 
 def test_on_batch(net, x, y, sample_weight=None):
     """Loss and metrics on one batch in inference mode, without updating anything."""
+    if getattr(net, "structured", False):
+        x, y, sample_weight = structured.one_batch(net, x, y, sample_weight)
+        return evaluate(net, x.arrays, y.arrays, batch_size=len(x), sample_weight=sample_weight)
     x = as_inputs(net, x)  # a clear error for what is not a batch, before len() is taken
     return evaluate(net, x, y, batch_size=len(x), sample_weight=sample_weight)

@@ -27,10 +27,13 @@ class Objective:
     its ``backward_preactivation``.
     """
 
-    def __init__(self, net):
+    def __init__(self, net, loss=None, last=None, fusable=True):
         self.net = net
-        self.loss = net.loss
-        self.last = net.layers[-1]
+        self.loss = net.loss if loss is None else loss
+        # ``last()`` is the object that computed the output in the last forward pass: the output
+        # layer, or in a graph a shared layer's call instance (see modularcnn.graph_execution).
+        self._last = last or (lambda: net.layers[-1])
+        self.last = self._last()
         self.mode = "plain"
         cross_entropy = next((fused for kind, fused in _FUSED_ACTIVATION.items()
                               if isinstance(self.loss, kind)), None)
@@ -38,8 +41,9 @@ class Objective:
             return
         activation = getattr(getattr(self.last, "activation", None), "name", None)
         # A softmax along another axis than the last one is not what the fused gradient assumes.
-        last_axis = getattr(self.last.activation, "axis", -1) == -1
-        if activation == cross_entropy and last_axis and hasattr(self.last, "backward_preactivation"):
+        last_axis = getattr(getattr(self.last, "activation", None), "axis", -1) == -1
+        if (activation == cross_entropy and last_axis and fusable
+                and hasattr(self.last, "backward_preactivation")):
             self.mode = "fused"
         elif activation not in ("softmax", "sigmoid"):
             self.mode = "logits"
@@ -63,7 +67,7 @@ class Objective:
         weights = np.asarray(sample_weight, dtype=grad.dtype).reshape((-1,) + (1,) * (grad.ndim - 1))
         grad = grad * weights
         if self.mode == "fused":
-            per_sample = self.loss.per_sample_from_logits(y, self.last.preactivation)
+            per_sample = self.loss.per_sample_from_logits(y, self._last().preactivation)
         elif self.mode == "logits":
             per_sample = self.loss.per_sample_from_logits(y, outputs)
         else:
@@ -72,7 +76,7 @@ class Objective:
 
     def _unweighted(self, outputs, y):
         if self.mode == "fused":
-            value, grad = self.loss.value_and_gradient_from_logits(y, self.last.preactivation)
+            value, grad = self.loss.value_and_gradient_from_logits(y, self._last().preactivation)
             return value, grad, True
         if self.mode == "logits":
             value, grad = self.loss.value_and_gradient_from_logits(y, outputs)
@@ -94,3 +98,17 @@ class Objective:
             grad = grad * grad.dtype.type(weight)
         self.net.backward(grad, input_gradient=False, preactivation=from_preactivation)
         return value, outputs
+
+
+def objective_last(net):
+    """The output layer an objective of ``net`` is bound to (the check that it is still current)."""
+    if hasattr(net, "make_objective"):
+        return None
+    return net.layers[-1]
+
+
+def objective_for(net):
+    """The objective of a compiled network: its own (a Model's: per output) or :class:`Objective`."""
+    if hasattr(net, "make_objective"):
+        return net.make_objective()
+    return Objective(net)

@@ -19,7 +19,7 @@ import multiprocessing
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-from .sources import ArraySource, Exhausted, SequenceSource
+from .sources import Exhausted, SequenceSource
 
 #: Batches read ahead of the one in use by arrays on disk and iterators.
 AHEAD = 2
@@ -54,7 +54,8 @@ class Loader:
         self.executor = None
         self.processes = False
         self.depth = 0
-        if isinstance(source, ArraySource) and source.in_memory:
+        # Arrays in memory (one input's, or every input's of a model with several) need no thread.
+        if getattr(source, "in_memory", False):
             return
         if isinstance(source, SequenceSource):
             sequence = source.sequence

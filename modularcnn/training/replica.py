@@ -55,6 +55,11 @@ def _import_reason(cls, what):
 
 def unsupported_reason(net):
     """Why ``net`` cannot be trained by processes that each hold a rebuilt copy, or None when it can."""
+    if getattr(net, "structured", False):
+        return ("a model with several inputs or outputs trains in one process (data-parallel workers "
+                "exchange one input and one target array per batch)")
+    if getattr(net, "loss_weights", None) not in (None, [1.0]):
+        return "a model compiled with loss_weights trains in one process"
     for layer in all_layers(net.layers):
         kind = type(layer).__name__
         if not layer.samples_independent and not layer.syncs_batch_statistics:

@@ -107,6 +107,9 @@ class ClassWeights:
     def __init__(self, net, class_weight):
         if not isinstance(class_weight, dict):
             raise ValueError(f"class_weight must be a dict {{class id: weight}}, got {class_weight!r}")
+        if getattr(net, "structured", False):
+            raise ValueError("class_weight is for models with one output (as in Keras); with several "
+                             "inputs or outputs give sample_weight instead")
         out = tuple(net.output_shape)
         binary = isinstance(net.loss, losses.BinaryCrossentropy) and out == (1,)
         if not (binary or (isinstance(net.loss, losses.CategoricalCrossentropy) and len(out) == 1)):
@@ -403,6 +406,10 @@ def make_source(net, x, y=None, sample_weight=None, batch_size=None, needs_targe
     ``batch_size`` is only for arrays: a Sequence or generator makes its own batches, and passing one
     with them raises, as in Keras; so do ``y`` and ``sample_weight``, which they must yield instead.
     """
+    if getattr(net, "structured", False):
+        from . import structured  # noqa: PLC0415 - structured imports this module
+
+        return structured.make_source(net, x, y, sample_weight, batch_size, needs_targets, what)
     if x is None:
         raise ValueError(f"{what} is missing")
     if is_sequence(x) or is_iterator(x):

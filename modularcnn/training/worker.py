@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from ..layers.batch_statistics import BatchReducer
-from .objective import Objective
+from .objective import objective_for
 from .replica import apply_execution_options, build_replica, plan_kinds, ran_kinds, weight_names
 from .shared import SharedArrays, remove_files_of
 from .strategies.base import backpropagate_rows, install_batch_reducer
@@ -70,7 +70,7 @@ class WorkerState:
                          sort_keys=True)
         if key != self.network_key:
             self.net = build_replica(header["spec"], worker=index)
-            self.objective = Objective(self.net)
+            self.objective = objective_for(self.net)
             self.network_key = key
         if self.shared is None or self.shared.path != header["shared"]:
             if self.shared is not None:
