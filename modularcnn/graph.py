@@ -111,9 +111,11 @@ def trace(inputs, outputs):
                 raise ValueError(f"Model: the graph has a cycle through {node.layer.describe()}")
             if not node.inputs:
                 names = [t.name for t in inputs]
+                made_by = output.node.layer.describe()
                 raise ValueError(
-                    f"Model: graph disconnected: output {output.name!r} needs the input "
-                    f"{node.layer.describe()}, which is not among the model's inputs {names}")
+                    f"Model: graph disconnected: the output made by {made_by} needs the input "
+                    f"{node.layer.name or 'unnamed'!r} {node.layer.input_shape}, which is not among "
+                    f"the model's inputs {names}")
             on_path.add(id(node))
             stack.append((node, True))
             for tensor in reversed(node.inputs):

@@ -22,6 +22,7 @@ over its calls.
 """
 
 import copy
+import time
 
 from .execution import ExecutionOptions, plan, step_layers
 from .kernels.workspace import Workspace
@@ -102,6 +103,16 @@ class GraphExecutor:
         self._workspaces = {}
         self._instances = None
         self._plans = None
+        #: ``{layer name: [forward seconds, backward seconds]}`` while the profiler times steps.
+        self.timer = None
+
+    def _timed(self, layer, phase, function, *args, **kwargs):
+        if self.timer is None:
+            return function(*args, **kwargs)
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        self.timer.setdefault(layer.name, [0.0, 0.0])[phase] += time.perf_counter() - start
+        return result
 
     def instance(self, node):
         """The object that ran ``node`` in the last forward pass (the layer, or its call instance)."""
@@ -126,14 +137,15 @@ class GraphExecutor:
         for step in self.steps:
             if step.merge:
                 node = step.nodes[0]
-                values[id(node.output)] = instances[id(node)].forward(
-                    [values[id(t)] for t in node.inputs], training=training)
+                values[id(node.output)] = self._timed(
+                    node.layer, 0, instances[id(node)].forward, [values[id(t)] for t in node.inputs],
+                    training=training)
                 self._plans.append(None)
             else:
                 plan = run_plan([instances[id(n)] for n in step.nodes], options)
                 x = values[id(step.inputs[0])]
                 for part in plan:
-                    x = part.forward(x, training=training)
+                    x = self._timed(step_layers(part)[0], 0, part.forward, x, training=training)
                 values[id(step.output)] = x
                 self._plans.append(plan)
             for tensor in step.frees:
@@ -171,7 +183,7 @@ class GraphExecutor:
             gradient = entry[0]
             if step.merge:
                 node = step.nodes[0]
-                parts = self.instance(node).backward(gradient)
+                parts = self._timed(node.layer, 1, self.instance(node).backward, gradient)
                 for tensor, part in zip(node.inputs, parts):
                     if wanted(tensor):
                         _accumulate(grads, tensor, part)
@@ -182,10 +194,9 @@ class GraphExecutor:
             try:
                 for position in range(len(plan) - 1, -1, -1):
                     part = plan[position]
-                    if position == len(plan) - 1 and id(step.output) in from_preactivation:
-                        gradient = part.backward_preactivation(gradient)
-                    else:
-                        gradient = part.backward(gradient)
+                    pre = position == len(plan) - 1 and id(step.output) in from_preactivation
+                    gradient = self._timed(step_layers(part)[0], 1, part.backward_preactivation
+                                           if pre else part.backward, gradient)
             finally:
                 first.input_grad_needed = True
             if wanted(source):
@@ -210,5 +221,4 @@ def run_plan(layers, options):
 
 def step_first_layer(plan):
     """The layer whose ``input_grad_needed`` decides a plan's first step (a fused pair's conv)."""
-    first = plan[0]
-    return first.layers[0] if hasattr(first, "layers") and not hasattr(first, "params") else first
+    return step_layers(plan[0])[0]

@@ -453,6 +453,7 @@ def test_on_batch(net, x, y, sample_weight=None):
     """Loss and metrics on one batch in inference mode, without updating anything."""
     if getattr(net, "structured", False):
         x, y, sample_weight = structured.one_batch(net, x, y, sample_weight)
-        return evaluate(net, x.arrays, y.arrays, batch_size=len(x), sample_weight=sample_weight)
+        return evaluate(net, x.arrays, y.arrays if hasattr(y, "arrays") else y, batch_size=len(x),
+                        sample_weight=sample_weight)
     x = as_inputs(net, x)  # a clear error for what is not a batch, before len() is taken
     return evaluate(net, x, y, batch_size=len(x), sample_weight=sample_weight)

@@ -243,7 +243,8 @@ def _targets(model, y, count, what):
         if array is None:
             raise ValueError(f"{label} is missing")
         prepared.append(as_targets(port, port.loss, array, count, label))
-    return Rows(prepared)
+    # One output: its targets as they are, which is what a one-output objective takes.
+    return Rows(prepared) if len(prepared) > 1 else prepared[0]
 
 
 class StructuredArraySource(ArraySource):
