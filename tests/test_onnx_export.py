@@ -139,6 +139,21 @@ def test_every_layer_type_is_covered():
 
 #: Registered layers the exporter refuses, and why (each refusal is checked below).
 NOT_EXPORTED = {"InputLayer": "states the input shape; never a layer of a Net"}
+# Graph-model layers: a Net holding a Model (NestedModel) with them is refused by name, and
+# Model.export_onnx refuses graphs as a whole (tests/test_graph_training.py).
+NOT_EXPORTED.update(dict.fromkeys(
+    ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
+     "NestedModel"], "graph models are not exported to ONNX yet"))
+
+
+def test_a_net_holding_a_graph_is_refused_by_name(tmp_path):
+    from modularcnn import Input, Model
+    from modularcnn.layers import Add
+
+    x = Input((3,))
+    net = Net(input_shape=(3,), layers=[Model(x, Add()([Dense(3)(x), x]), name="block"), Dense(2)])
+    with pytest.raises(ValueError, match="block"):
+        net.export_onnx(tmp_path / "net.onnx")
 
 
 def builtin_layers():
