@@ -31,11 +31,13 @@ from . import summary as _summary
 from . import validation
 from .execution import options_for
 from .graph_execution import GraphExecutor
+from .layers.nested import register_network
 from .layers.symbolic import SymbolicTensor, is_symbolic
 from .net import Net
 from .training.rows import Rows
 
 
+@register_network
 class Model(Net):
     """A graph of layers from ``inputs`` to ``outputs``.
 
@@ -200,8 +202,16 @@ class Model(Net):
         """Outputs for ``x`` (see :meth:`as_input`): one array, or a list with several outputs."""
         x = self.as_input(x)
         arrays = x.arrays if isinstance(x, Rows) else [x]
-        outputs = self._executor.forward(arrays, training=training, options=options_for(self))
+        options = options_for(self)
+        outputs = self._executor.forward(arrays, training=training, options=options)
+        self._plan = self._executor.ran(options, self.name)
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def plan(self):
+        """The steps :meth:`forward` runs, as a :class:`~modularcnn.execution.Plan`: each linear chain
+        of the graph planned as a ``Net``'s layers are (fused steps included), and each merge layer;
+        ``print(model.plan())`` shows them."""
+        return self._executor.plan(options_for(self), self.name)
 
     def backward(self, dout, input_gradient=True, preactivation=False):
         """Back-propagate ``dout`` (one array per output, a list with several) through the graph.

@@ -24,7 +24,7 @@ over its calls.
 import copy
 import time
 
-from .execution import ExecutionOptions, plan, step_layers
+from .execution import ExecutionOptions, Plan, plan, step_layers
 from .kernels.workspace import Workspace
 
 
@@ -103,16 +103,14 @@ class GraphExecutor:
         self._workspaces = {}
         self._instances = None
         self._plans = None
-        #: ``{layer name: [forward seconds, backward seconds]}`` while the profiler times steps.
+        #: ``timer(step, "forward" or "backward", function, *args)`` while the profiler times steps.
         self.timer = None
 
-    def _timed(self, layer, phase, function, *args, **kwargs):
+    def _timed(self, step, phase, function, *args, **kwargs):
+        # The profiler's timer (the protocol of LayerStack's), called around each step's passes.
         if self.timer is None:
             return function(*args, **kwargs)
-        start = time.perf_counter()
-        result = function(*args, **kwargs)
-        self.timer.setdefault(layer.name, [0.0, 0.0])[phase] += time.perf_counter() - start
-        return result
+        return self.timer(step, phase, function, *args, **kwargs)
 
     def instance(self, node):
         """The object that ran ``node`` in the last forward pass (the layer, or its call instance)."""
@@ -128,6 +126,25 @@ class GraphExecutor:
                 node.layer, self._workspaces.setdefault(id(node), {}))
         return instances
 
+    def plan(self, options=None, name="model"):
+        """The :class:`~modularcnn.execution.Plan` of the whole graph under ``options``: each chain's
+        steps (fused ones included) and each merge layer, in execution order (a shared layer once per
+        call)."""
+        steps = []
+        for step in self.steps:
+            layers = [node.layer for node in step.nodes]
+            steps.extend(layers if step.merge else run_plan(layers, options))
+        return Plan(steps, options or ExecutionOptions(), name)
+
+    def ran(self, options=None, name="model"):
+        """The :class:`~modularcnn.execution.Plan` of the last forward pass (None before the first)."""
+        if self._plans is None:
+            return None
+        steps = []
+        for step, chain in zip(self.steps, self._plans):
+            steps.extend([self.instance(step.nodes[0])] if chain is None else chain)
+        return Plan(steps, options or ExecutionOptions(), name)
+
     def forward(self, arrays, training=False, options=None):
         """``arrays`` (one per model input, ``(N, *shape)``) -> list of the outputs' arrays."""
         graph = self.graph
@@ -137,15 +154,16 @@ class GraphExecutor:
         for step in self.steps:
             if step.merge:
                 node = step.nodes[0]
+                instance = instances[id(node)]
                 values[id(node.output)] = self._timed(
-                    node.layer, 0, instances[id(node)].forward, [values[id(t)] for t in node.inputs],
+                    instance, "forward", instance.forward, [values[id(t)] for t in node.inputs],
                     training=training)
                 self._plans.append(None)
             else:
                 plan = run_plan([instances[id(n)] for n in step.nodes], options)
                 x = values[id(step.inputs[0])]
                 for part in plan:
-                    x = self._timed(step_layers(part)[0], 0, part.forward, x, training=training)
+                    x = self._timed(part, "forward", part.forward, x, training=training)
                 values[id(step.output)] = x
                 self._plans.append(plan)
             for tensor in step.frees:
@@ -183,7 +201,8 @@ class GraphExecutor:
             gradient = entry[0]
             if step.merge:
                 node = step.nodes[0]
-                parts = self._timed(node.layer, 1, self.instance(node).backward, gradient)
+                instance = self.instance(node)
+                parts = self._timed(instance, "backward", instance.backward, gradient)
                 for tensor, part in zip(node.inputs, parts):
                     if wanted(tensor):
                         _accumulate(grads, tensor, part)
@@ -195,7 +214,7 @@ class GraphExecutor:
                 for position in range(len(plan) - 1, -1, -1):
                     part = plan[position]
                     pre = position == len(plan) - 1 and id(step.output) in from_preactivation
-                    gradient = self._timed(step_layers(part)[0], 1, part.backward_preactivation
+                    gradient = self._timed(part, "backward", part.backward_preactivation
                                            if pre else part.backward, gradient)
             finally:
                 first.input_grad_needed = True

@@ -10,9 +10,11 @@ Fans follow Keras: a dense kernel ``(in, out)`` has ``fan_in = in``; a convoluti
 """
 
 import math
+import random
 
 import numpy as np
 
+from . import validation
 from .catalog import Configurable
 
 
@@ -207,3 +209,31 @@ def deserialize(config):
             f"unknown initializer class {class_name!r}; valid classes: {', '.join(sorted(_CLASSES))}"
         )
     return _CLASSES[class_name].from_config(dict(config.get("config") or {}))
+
+
+# -- the seed of layers that belong to no network ---------------------------------------------------
+
+_GENERATOR = None
+
+
+def set_random_seed(seed):
+    """Seed the initial weights of layers outside any ``Net`` (and ``random`` and ``np.random``).
+
+    A ``Net`` seeds its layers itself (``Net(seed=...)``). Layers called on ``Input(...)`` tensors to
+    build a graph draw their initial weights when they are first called, before any ``Model`` exists;
+    without a seed each draws from a fresh, unseeded generator. After ``set_random_seed(seed)`` they all
+    draw from one generator seeded with ``seed``, so the same script builds the same weights, as
+    ``keras.utils.set_random_seed`` does. Also exported as ``modularcnn.utils.set_random_seed``.
+    """
+    global _GENERATOR
+    seed = validation.seed(seed, "seed", "set_random_seed")
+    if seed is None:
+        raise ValueError("set_random_seed: seed must be a non-negative int, got None")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    _GENERATOR = np.random.default_rng(seed)
+
+
+def layer_generator():
+    """The generator a layer outside any network draws from: the seeded one, or a fresh one."""
+    return _GENERATOR if _GENERATOR is not None else np.random.default_rng()

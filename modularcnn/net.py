@@ -19,10 +19,12 @@ from . import validation
 from .execution import ExecutionOptions
 from .layers.base import Layer, get_layer_class
 from .layers.input_layer import InputLayer
+from .layers.nested import register_network
 from .layers.stack import LayerStack
 from .layers.symbolic import SymbolicTensor, is_symbolic
 
 
+@register_network
 class Net:
     """A sequential network.
 

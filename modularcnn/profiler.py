@@ -14,7 +14,7 @@ import numpy as np
 
 from tabulate import tabulate
 
-from .execution import plan_for, step_kernel, step_layers
+from .execution import options_for, plan_for, step_kernel, step_layers
 from .layers.stack import LayerStack
 from .training.data import as_inputs, as_targets, check_batch_size
 from .training.loop import _objective
@@ -78,8 +78,8 @@ def profile(net, x, y, batches=20, batch_size=64, warmup=2, print_fn=print):
     if batches < 1:
         raise ValueError(f"batches must be at least 1, got {batches!r}")
     if hasattr(net, "graph"):
-        return _report(_profile_graph(net, x, y, batches, batch_size, warmup), batches, batch_size,
-                       print_fn)
+        rows, count = _profile_graph(net, x, y, batches, batch_size, warmup)
+        return _report(rows, net, batches, batch_size, count, print_fn)
     objective = _objective(net)
     x = as_inputs(net, x)
     y = as_targets(net, net.loss, y, len(x))
@@ -118,52 +118,71 @@ def profile(net, x, y, batches=20, batch_size=64, warmup=2, print_fn=print):
                  "backward_ms": 0.0})
     rows.append({"name": "optimizer", "type": type(optimizer).__name__, "forward_ms": 0.0,
                  "backward_ms": 1e3 * update_time / batches})
-    return _report(rows, batches, batch_size, print_fn)
+    return _report(rows, net, batches, batch_size, len(x), print_fn)
+
+
+class _GraphTimer:
+    """The timer a graph's executor calls around each step: seconds per step *kind* — its class and
+    the layers it runs — so that the calls of a shared layer add up in one row."""
+
+    def __init__(self):
+        self.seconds, self.steps = {}, {}
+        self.counting = False
+
+    def __call__(self, step, phase, function, *args, **kwargs):
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        if self.counting:
+            key = (type(step).__name__, tuple(layer.name for layer in step_layers(step)))
+            self.steps.setdefault(key, step)
+            totals = self.seconds.setdefault(key, {"forward": 0.0, "backward": 0.0})
+            totals[phase] += time.perf_counter() - start
+        return result
 
 
 def _profile_graph(model, x, y, batches, batch_size, warmup):
-    """The rows of :func:`profile` for a graph (``Model``): each layer's time summed over its calls,
-    every layer run unfused (as for a Net), in the graph's order."""
-    from .training.sources import make_source  # noqa: PLC0415
+    """The rows of :func:`profile` for a graph (``Model``): one per step kind its executor runs (a
+    chain's plan steps, fused ones included, and merge layers), a shared layer's calls summed."""
+    from .training.sources import make_source  # noqa: PLC0415 - the sources, on request
 
     objective = _objective(model)
     source = make_source(model, x, y, batch_size=batch_size)
     saved_weights = model.get_weights()
     saved_rng = copy.deepcopy(model.rng.bit_generator.state)
     optimizer = copy.deepcopy(model.optimizer)
-    executor, fusion = model._executor, model.fusion
-    executor.timer, model.fusion = {}, False
+    executor = model._executor
+    timer = executor.timer = _GraphTimer()
     loss_time = update_time = 0.0
     try:
         for step in range(warmup + batches):
-            if step == warmup:
-                executor.timer, loss_time, update_time = {}, 0.0, 0.0
+            timed = timer.counting = step >= warmup
             index = np.array([(step * batch_size + i) % source.count for i in range(batch_size)])
             x_batch, y_batch, _ = source.load(index)
             outputs = model.forward(x_batch, training=True)
             (_, grads, flags), seconds = _timed(objective.value_and_gradient, outputs, y_batch)
-            loss_time += seconds
+            loss_time += seconds * timed
             model.backward(grads, input_gradient=False, preactivation=flags)
             _, seconds = _timed(optimizer.apply, model.trainable_params(), model.trainable_grads())
-            update_time += seconds
-        timer = executor.timer
+            update_time += seconds * timed
     finally:
-        executor.timer, model.fusion = None, fusion
+        executor.timer = None
         model.set_weights(saved_weights)
         model.rng.bit_generator.state = saved_rng
-    rows = [{"name": layer.name, "type": type(layer).__name__,
-             "forward_ms": 1e3 * timer.get(layer.name, (0.0, 0.0))[0] / batches,
-             "backward_ms": 1e3 * timer.get(layer.name, (0.0, 0.0))[1] / batches}
-            for layer in model.layers]
+    rows = []
+    for (kind, names), totals in timer.seconds.items():
+        rows.append({"name": " + ".join(names), "type": kind, "layers": list(names),
+                     "kernel": step_kernel(timer.steps[kind, names]),
+                     "forward_ms": 1e3 * totals["forward"] / batches,
+                     "backward_ms": 1e3 * totals["backward"] / batches})
     loss = model.loss if not isinstance(model.loss, list) else model.loss[0]
     rows.append({"name": "loss", "type": type(loss).__name__, "forward_ms": 1e3 * loss_time / batches,
                  "backward_ms": 0.0})
     rows.append({"name": "optimizer", "type": type(optimizer).__name__, "forward_ms": 0.0,
                  "backward_ms": 1e3 * update_time / batches})
-    return rows
+    return rows, source.count
 
 
-def _report(rows, batches, batch_size, print_fn):
+def _report(rows, net, batches, batch_size, samples, print_fn):
     """Add each row's share of the step, print the table (unless ``print_fn`` is None), return rows."""
     total = sum(r["forward_ms"] + r["backward_ms"] for r in rows)
     for row in rows:
@@ -174,8 +193,8 @@ def _report(rows, batches, batch_size, print_fn):
         table.append(["total", "", f"{sum(r['forward_ms'] for r in rows):.2f}",
                       f"{sum(r['backward_ms'] for r in rows):.2f}", f"{total:.2f}", "100.0%"])
         print_fn(f"Per-batch time over {batches} training steps of batch size {batch_size}, "
-                 f"{plan.options.describe()}:")
-        print_fn(_strategy_note(net, batch_size, max(1, len(x) // batch_size)))
+                 f"{options_for(net).describe()}:")
+        print_fn(_strategy_note(net, batch_size, max(1, samples // batch_size)))
         print_fn(tabulate(table, headers=["Step", "Type", "Forward ms", "Backward ms", "Total ms",
                                           "Share"],
                           tablefmt="simple", disable_numparse=True,

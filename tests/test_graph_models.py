@@ -328,6 +328,15 @@ def test_fusion_inside_chains_gives_the_reference_numbers():
         np.testing.assert_allclose(results[True][2][key], value, rtol=1e-10, atol=1e-14)
     model.fusion = True
     model_gradcheck(model, [x])
+    # The plan shows each chain's steps; a reference_kernels() block runs none fused.
+    assert "ConvReluPool" in " ".join(model.plan().kinds())
+    with mc.reference_kernels():
+        model.forward(x)
+        assert not any("ConvReluPool" in kind for kind in model._plan.kinds())
+        assert not any("ConvReluPool" in kind for kind in model.plan().kinds())
+    lines = []
+    model.summary(print_fn=lines.append, show_plan=True)
+    assert "Execution plan" in lines[0]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -273,7 +273,10 @@ def test_profile_times_every_graph_layer():
                          batch_size=8, print_fn=None)
     names = [row["name"] for row in rows]
     assert names[-2:] == ["loss", "optimizer"]
-    assert set(names[:-2]) == {layer.name for layer in model.layers}
+    timed = {name for row in rows[:-2] for name in row["layers"]}
+    assert timed == {layer.name for layer in model.layers if type(layer).__name__ != "InputLayer"}
+    assert any("ConvReluPool" in row["type"] for row in rows)  # the fused step is timed as one
+    assert model.plan().kinds() == [row["type"] for row in rows[:-2]]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -207,9 +207,7 @@ class Layer:
     def random(self):
         """The generator for this layer's random draws (the network's, once added to one)."""
         if self.rng is None:
-            from ..seeding import layer_generator  # noqa: PLC0415 - seeding imports validation only
-
-            self.rng = layer_generator()
+            self.rng = initializers.layer_generator()
         return self.rng
 
     @property

@@ -15,7 +15,18 @@ network with several outputs cannot be a layer (a layer makes one tensor).
 import numpy as np
 
 from .base import Layer, register_layer
-from .residual import _MergedDict
+from .stack import NamedArrays
+
+
+#: The network classes by name (``"Net"``, ``"Model"``), registered by their modules: layers stay
+#: below the networks (tests/test_dependencies.py), so this module never imports them.
+NETWORKS = {}
+
+
+def register_network(cls):
+    """Make ``cls`` (Net, Model) usable here by its class name; returns it (a class decorator)."""
+    NETWORKS[cls.__name__] = cls
+    return cls
 
 
 def as_layer(network):
@@ -45,9 +56,7 @@ class NestedModel(Layer):
     """
 
     def __init__(self, model, name=None, trainable=True, input_shape=None):
-        from ..net import Net  # noqa: PLC0415 - net imports the layers package
-
-        if not isinstance(model, Net):
+        if not isinstance(model, tuple(NETWORKS.values())):
             raise ValueError(f"NestedModel: model must be a Net or Model, got {type(model).__name__}")
         if model.input_shape is None or not model.layers:
             raise ValueError(f"NestedModel: the network {model.name!r} has no layers or no input shape "
@@ -69,7 +78,7 @@ class NestedModel(Layer):
 
     @property
     def params(self):
-        return _MergedDict(self, "params")
+        return NamedArrays(lambda: self.sublayers, "params")
 
     @params.setter
     def params(self, value):
@@ -79,7 +88,7 @@ class NestedModel(Layer):
 
     @property
     def grads(self):
-        return _MergedDict(self, "grads")
+        return NamedArrays(lambda: self.sublayers, "grads")
 
     @grads.setter
     def grads(self, value):
@@ -139,16 +148,13 @@ class NestedModel(Layer):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        from ..functional import Model  # noqa: PLC0415
-        from ..net import Net  # noqa: PLC0415
-
         config = dict(config)
         inner = config.pop("model", None)
-        if not isinstance(inner, dict) or inner.get("class_name") not in ("Net", "Model") or not \
+        if not isinstance(inner, dict) or inner.get("class_name") not in NETWORKS or not \
                 isinstance(inner.get("config"), dict):
-            raise ValueError("NestedModel: 'model' should be {'class_name': 'Net' or 'Model', "
+            raise ValueError(f"NestedModel: 'model' should be {{'class_name': one of {sorted(NETWORKS)}, "
                              f"'config': {{...}}}}, found {str(inner)[:80]}")
-        network_class = Model if inner["class_name"] == "Model" else Net
+        network_class = NETWORKS[inner["class_name"]]
         network = network_class.from_config(inner["config"], custom_objects=custom_objects)
         wrapper = cls(network, **config)
         network._as_layer = wrapper

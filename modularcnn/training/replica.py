@@ -111,7 +111,7 @@ def apply_execution_options(net, options):
 
 def plan_kinds(net):
     """The class name of every step ``net`` would run now (a layer's, or a fused step's)."""
-    return execution.plan_for(net).kinds()
+    return net.plan().kinds()  # a Model plans its graph's chains itself
 
 
 def ran_kinds(net):
