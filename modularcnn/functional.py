@@ -302,9 +302,10 @@ class Model(Net):
 
     # -- reporting -------------------------------------------------------------------------------
 
-    def summary(self, print_fn=print, show_trainable=None):
-        """The layer table with a "Connected to" column (the tensors each call takes), as Keras prints."""
-        print_fn(_summary.summary_text(self, show_trainable=show_trainable))
+    def summary(self, print_fn=print, show_trainable=None, show_plan=False):
+        """The layer table with a "Connected to" column (the tensors each call takes), as Keras
+        prints it; ``show_plan=True`` adds :meth:`plan`."""
+        print_fn(_summary.summary_text(self, show_trainable=show_trainable, show_plan=show_plan))
 
     def __repr__(self):
         return (f"<Model name={self.name!r} inputs={len(self.graph.inputs)} "
