@@ -185,7 +185,8 @@ JOB = textwrap.dedent('''
     def run(config, strategy):
         x, y, w = data(config.get("rows", 70))
         net = modularcnn.load_model(config["load"]) if config.get("load") else build()
-        kwargs = dict(epochs=config.get("epochs", 2), batch_size=config.get("batch_size", 16),
+        batch_size = config.get("rank1_batch_size", 16) if RANK == 1 else 16
+        kwargs = dict(epochs=config.get("epochs", 2), batch_size=batch_size,
                       initial_epoch=config.get("initial_epoch", 0), verbose=config.get("verbose", 0))
         if config.get("weighted"):
             kwargs["sample_weight"] = w
@@ -412,3 +413,14 @@ def test_local_workers_within_a_rank_are_refused_clearly():
     net.add(Dense(2, activation="softmax"))
     with pytest.raises(ValueError, match=r"one rank per core"):
         net.fit(np.zeros((8, 3)), np.zeros(8, dtype=int), strategy="mpi", workers=2, verbose=0)
+
+
+def test_ranks_that_train_different_things_all_raise_the_same_error(tmp_path):
+    """A rank with another batch size would wait in collectives no other rank makes: every rank
+    raises the same ValueError before the first step instead."""
+    done = run_job(tmp_path, {"rank1_batch_size": 8}, timeout=60)
+    assert done.returncode != 0
+    assert done.stderr.count("ValueError: strategy='mpi': every rank must fit the same network") == 2
+    assert "rank 1 has (batch size, trainable values, weights, target values per row, dtype bytes) " \
+           "= (8, " in done.stderr
+    assert "MPI_Abort" not in done.stderr  # raised on every rank alike: nobody waits, nothing aborts

@@ -211,6 +211,23 @@ class MPIStrategy(DataParallelStrategy):
             for value in layer.params.values():
                 self.comm.Bcast(value, root=0)
 
+    def _check_same_job(self, net, batch_size, y_sample):
+        """Raise the same ValueError on every rank when the ranks do not train the same thing (a rank
+        with another network or batch size would wait in collectives no other rank makes)."""
+        mine = np.array([batch_size, sum(v.size for v in net.trainable_params().values()),
+                         sum(v.size for layer in net.layers for v in layer.params.values()),
+                         int(np.prod(y_sample.shape[1:], dtype=np.int64)), np.dtype(net.dtype).itemsize],
+                        dtype=np.int64)
+        every = np.empty((self.workers, mine.size), dtype=np.int64)
+        self.comm.Allgather(mine, every)
+        differ = [rank for rank in range(self.workers) if not np.array_equal(every[rank], every[0])]
+        if differ:
+            names = "batch size, trainable values, weights, target values per row, dtype bytes"
+            raise ValueError(f"strategy='mpi': every rank must fit the same network on the same data "
+                             f"with the same arguments, but rank {differ[0]} has ({names}) = "
+                             f"{tuple(int(v) for v in every[differ[0]])} and rank 0 "
+                             f"{tuple(int(v) for v in every[0])}")
+
     def _piece(self, rows):
         """``(lo, hi)``: this rank's rows of a batch of ``rows``."""
         return split_rows(rows, self.workers)[self.rank]
@@ -220,6 +237,7 @@ class MPIStrategy(DataParallelStrategy):
         from ..loop import objective_of  # noqa: PLC0415 - loop imports the strategies
 
         objective = objective_of(net)
+        self._check_same_job(net, batch_size, y_sample)
         self._broadcast_weights(net)
         # From now on this network's files are written by rank 0 alone (saving reads this).
         net._distributed_rank = self.rank
@@ -236,7 +254,9 @@ class MPIStrategy(DataParallelStrategy):
         drawing = [layer for layer in all_layers(net.layers) if layer.rng is net.rng]
         for layer in drawing:
             layer.rng = draws
-        stops = _StopRequests()
+        # A Ctrl-C that fit's own handler took before this (while the data loader started) stops
+        # this rank after its first step: tell the others, so that they stop after it too.
+        stops = _StopRequests(requested=interrupt.seconds_since_interrupt() is not None)
 
         def step(x, y, sample_weight=None):
             rows = len(x)
@@ -338,8 +358,8 @@ class _StopRequests:
     Ctrl-C raises ``KeyboardInterrupt`` (and so aborts the job), as in one process.
     """
 
-    def __init__(self):
-        self.requested = False
+    def __init__(self, requested=False):
+        self.requested = requested
 
     @contextlib.contextmanager
     def noting(self):
