@@ -226,10 +226,9 @@ def _absorb_ctrl_c():
 def command_train(args):
     strategy = None
     if args.distributed == "mpi":
-        if args.workers != "auto":
-            raise ValueError("--distributed mpi takes one process per rank: drop --workers")
         from .training.strategies.mpi import MPIStrategy
-        strategy = MPIStrategy()
+        # --workers N: N local worker processes share each rank's rows (default: none).
+        strategy = MPIStrategy(local_workers=1 if args.workers == "auto" else args.workers)
     # Under MPI every rank trains; rank 0 alone prints, checkpoints and saves (fit skips the
     # callbacks that write on the other ranks, and their net.save writes nothing).
     chief = strategy is None or strategy.is_chief
@@ -274,7 +273,8 @@ def command_train(args):
     previous_handler = signal.getsignal(signal.SIGINT)
     pressed = _absorb_ctrl_c()
     history = net.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, validation_data=validation,
-                      callbacks=hooks, verbose=1, augment=augment, workers=args.workers,
+                      callbacks=hooks, verbose=1, augment=augment,
+                      workers=args.workers if strategy is None else "auto",
                       strategy=strategy)
     seconds = time.perf_counter() - started
     # fit returns early, keeping the weights, when Ctrl-C stops it; later presses were absorbed.
@@ -434,7 +434,8 @@ def build_parser():
                        help="seeds weights, shuffling, validation split and augmentation (default: 0)")
     train.add_argument("--workers", type=_workers, default="auto", metavar="N",
                        help="processes sharing each batch, one per core by default for runs of 100+ "
-                            "batches ('auto'); 1 trains in one process")
+                            "batches ('auto'); 1 trains in one process. With --distributed mpi: "
+                            "worker processes per rank (default: none, the rank computes its rows)")
     train.add_argument("--distributed", choices=["mpi"], default=None,
                        help="train data-parallel across MPI ranks (run under mpirun; needs "
                             "pip install modularcnn[mpi]); rank 0 prints and saves")

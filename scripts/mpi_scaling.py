@@ -5,6 +5,7 @@ share of it spent in the gradient all-reduce; run it under mpirun with different
     OMP_NUM_THREADS=1 mpirun -n 2 python scripts/mpi_scaling.py
     OMP_NUM_THREADS=1 python scripts/mpi_scaling.py --local 2     # the local worker pool, for comparison
     OMP_NUM_THREADS=1 python scripts/mpi_scaling.py --local 1     # one process, no MPI
+    OMP_NUM_THREADS=1 mpirun -n 1 python scripts/mpi_scaling.py --workers 2   # 2 workers in a rank
 
 After one warm-up epoch it times ``--repeats`` epochs (separate ``fit`` calls) of ``--samples`` MNIST
 images in batches of 64, and prints each with the 1-minute load average when it ended (a shared
@@ -36,6 +37,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--local", type=int, default=0,
                         help="use the local worker pool of N instead (1: one process)")
+    parser.add_argument("--workers", type=int, default=1, help="local workers per MPI rank")
     args = parser.parse_args()
     (x, y), _ = mnist.load_data()
     x, y = x[:args.samples, :, :, None] / 255.0, y[:args.samples]
@@ -47,8 +49,10 @@ def main():
         chief = True
     else:
         from modularcnn.training.strategies.mpi import MPIStrategy
-        strategy = MPIStrategy()
+        strategy = MPIStrategy(local_workers=args.workers)
         label, chief = f"MPI, {strategy.workers} rank(s)", strategy.is_chief
+        if args.workers > 1:
+            label += f" x {args.workers} local workers"
     net.fit(x, y, epochs=1, batch_size=64, strategy=strategy, verbose=0)   # warm-up
     epochs, shares = [], []
     for repeat in range(args.repeats):

@@ -2,6 +2,8 @@
 the weights after a few steps equal one process on the same global batches (float64, 1e-10), with and
 without batch normalization, and a killed rank ends the job with an error instead of a hang."""
 
+import contextlib
+import glob
 import json
 import os
 import shutil
@@ -19,6 +21,31 @@ pytest.importorskip("mpi4py")
 MPIRUN = shutil.which("mpirun") or shutil.which("mpirun", path=os.path.dirname(sys.executable))
 pytestmark = pytest.mark.skipif(MPIRUN is None, reason="no mpirun on PATH")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _mapped_files():
+    """Every file some live process has mapped (from /proc/*/maps)."""
+    mapped = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            mapped.update(line.split(None, 5)[5].strip() for line in maps.read_text().splitlines()
+                          if line.count(" ") >= 5 and "/dev/shm/" in line)
+        except (OSError, IndexError):
+            pass  # a process that ended while it was read
+    return mapped
+
+
+@pytest.fixture
+def aborted_job_cleanup():
+    """MPICH leaves its shared-memory segment (/dev/shm/mpich_shm_*, ~2 MB) behind when a job is
+    aborted or a rank killed; remove the ones a test's job left (new, and mapped by no process)."""
+    before = set(glob.glob("/dev/shm/mpich_shm_*"))
+    yield
+    mapped = _mapped_files()
+    for path in set(glob.glob("/dev/shm/mpich_shm_*")) - before:
+        if path not in mapped:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 SCRIPT = textwrap.dedent("""
     import sys
@@ -99,7 +126,7 @@ def test_two_ranks_match_one_process(batch_norm, tmp_path):
     np.testing.assert_allclose(stored["loss"], history.history["loss"], rtol=1e-10)
 
 
-def test_a_killed_rank_ends_the_job_with_an_error(tmp_path):
+def test_a_killed_rank_ends_the_job_with_an_error(tmp_path, aborted_job_cleanup):
     done, out = run_mpi(tmp_path, batch_norm=True, kill=True)
     assert done.returncode != 0
     assert not out.exists()
@@ -122,13 +149,14 @@ def test_missing_mpi4py_names_the_extra(monkeypatch):
         mpi.MPIStrategy()
 
 
-def test_cli_trains_under_mpirun_and_rank_zero_alone_saves(tmp_path, mnist_dir):
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["ranks", "ranks-with-workers"])
+def test_cli_trains_under_mpirun_and_rank_zero_alone_saves(tmp_path, mnist_dir, workers):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1", MODULARCNN_DATA=str(mnist_dir.parent))
     save = tmp_path / "lenet.h5"
     done = subprocess.run([MPIRUN, "-n", "2", sys.executable, "-m", "modularcnn.cli", "train",
                            "--distributed", "mpi", "--num-examples", "1500", "--test-examples", "500",
-                           "--epochs", "1", "--save", str(save)],
+                           "--epochs", "1", "--save", str(save), *workers],
                           capture_output=True, text=True, timeout=300, env=env, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("Test accuracy:") == 1 and done.stdout.count("Saved the model") == 1
@@ -153,7 +181,8 @@ JOB = textwrap.dedent('''
         net.add(BatchNormalization(momentum=0.8))
         net.add(MaxPooling2D(2))
         net.add(Flatten())
-        net.add(Dropout(0.3))
+        if DROPOUT:
+            net.add(Dropout(0.3))
         net.add(Dense(4, activation="softmax"))
         net.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"])
         return net
@@ -183,6 +212,8 @@ JOB = textwrap.dedent('''
             time.sleep(0.02)
 
     def run(config, strategy):
+        global DROPOUT
+        DROPOUT = not config.get("workers")  # local workers draw their own masks
         x, y, w = data(config.get("rows", 70))
         net = modularcnn.load_model(config["load"]) if config.get("load") else build()
         batch_size = config.get("rank1_batch_size", 16) if RANK == 1 else 16
@@ -190,6 +221,8 @@ JOB = textwrap.dedent('''
                       initial_epoch=config.get("initial_epoch", 0), verbose=config.get("verbose", 0))
         if config.get("weighted"):
             kwargs["sample_weight"] = w
+        if config.get("workers") and strategy == "mpi":
+            kwargs["workers"] = config["workers"]
         if config.get("validation") == "split":
             kwargs["validation_split"] = 0.25
         elif config.get("validation") == "data":
@@ -220,11 +253,14 @@ JOB = textwrap.dedent('''
             os.makedirs(f"rank{RANK}")
             os.chdir(f"rank{RANK}")  # relative paths: each rank's writes land in its own folder
         net, history = run(config, "mpi")
+        from modularcnn.training.strategies import pool_of
         np.savez(config["out"] + f".rank{RANK}.npz", *net.get_weights(),
+                 local_workers=pool_of(net).size if pool_of(net) else 0,
                  interrupted=history.interrupted, steps=net.optimizer.iterations,
                  **{f"log_{k}": v for k, v in history.history.items()})
     else:
         RANK = 0
+    DROPOUT = True
 ''')
 
 
@@ -329,7 +365,7 @@ def test_a_checkpoint_from_two_ranks_resumes_on_one_or_two(tmp_path):
 
 
 @pytest.mark.parametrize("failing", [1, 0], ids=["rank-1-raises", "rank-0-checkpoint-fails"])
-def test_a_raising_rank_aborts_the_job_with_its_error(tmp_path, failing):
+def test_a_raising_rank_aborts_the_job_with_its_error(tmp_path, failing, aborted_job_cleanup):
     """An exception on one rank while the other waits in an all-reduce: the job ends (MPI_Abort) with
     the error and the rank that raised it, never a hang (the communicate timeout would fail it)."""
     if failing == 1:
@@ -405,14 +441,42 @@ def test_ctrl_c_on_mpirun_under_the_cli_saves_once(tmp_path, mnist_dir):
     assert sorted(os.listdir(tmp_path)) == ["lenet.h5"]
 
 
-def test_local_workers_within_a_rank_are_refused_clearly():
-    from modularcnn import Net
-    from modularcnn.layers import Dense
+def test_local_workers_within_each_rank_match_one_process(tmp_path):
+    """fit(strategy="mpi", workers=2) on 2 ranks: 4 processes share each batch (batch norm summed over
+    all of them); 65 rows in batches of 16 leave rank 1 no row of the last batch. Weights and logs
+    equal one process's."""
+    config = {"validation": "data", "rows": 65, "workers": 2, "epochs": 2}
+    done = run_job(tmp_path, config)
+    assert done.returncode == 0, done.stderr[-3000:]
+    net, history = one_process(config)
+    for rank in range(2):
+        result = job_result(tmp_path, rank)
+        assert int(result["local_workers"]) == 2
+        assert_same_training(result, net, history)
 
-    net = Net(input_shape=(3,), seed=0)
-    net.add(Dense(2, activation="softmax"))
-    with pytest.raises(ValueError, match=r"one rank per core"):
-        net.fit(np.zeros((8, 3)), np.zeros(8, dtype=int), strategy="mpi", workers=2, verbose=0)
+
+def test_local_workers_need_a_network_they_can_rebuild(tmp_path):
+    script = tmp_path / "custom.py"
+    script.write_text(textwrap.dedent("""
+        import numpy as np
+        from modularcnn import Net
+        from modularcnn.layers import Dense
+
+        class Mine(Dense):  # defined in __main__: a worker process cannot import it
+            pass
+
+        net = Net(input_shape=(3,), seed=0)
+        net.add(Mine(2, activation="softmax"))
+        try:
+            net.fit(np.zeros((8, 3)), np.zeros(8, dtype=int), strategy="mpi", workers=2, verbose=0)
+        except ValueError as error:
+            print("refused:", error)
+    """))
+    done = subprocess.run([MPIRUN, "-n", "1", sys.executable, str(script)], capture_output=True,
+                          text=True, timeout=60, env=job_env(), check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "refused: strategy MPIStrategy(ranks=1, rank=0, local_workers=2) cannot train this " \
+           "network: layer" in done.stdout
 
 
 def test_ranks_that_train_different_things_all_raise_the_same_error(tmp_path):

@@ -137,5 +137,10 @@ class _Session:
             np.copyto(total, block[f"reduce{busy[0].index}"][:size])
             for worker in busy[1:]:
                 total += block[f"reduce{worker.index}"][:size]
+            self.combine_reduction(total)
             for worker in busy:
                 worker.send("reduced")
+
+    def combine_reduction(self, total):
+        """Turn the workers' summed batch statistics ``total`` into the whole batch's, in place: they
+        already are here; under MPI the ranks' sums are added (:mod:`.mpi`)."""

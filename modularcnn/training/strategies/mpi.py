@@ -18,6 +18,10 @@ stays the same on every rank and the masks are those of one process. The result 
 training on the same global batches, up to float rounding, for any number of ranks (a checkpoint
 written under 2 ranks resumes under 1 or 4).
 
+With ``local_workers=N`` (``fit(strategy="mpi", workers=N)``) each rank's piece is split again across
+N worker processes of its machine (:mod:`.local`): their gradients and batch statistics are summed on
+the rank, then over the ranks, in the same collectives.
+
 Validation is split the same way: each rank runs inference on its rows of every validation batch,
 the loss sums are all-reduced and the outputs gathered, so every rank logs the figures of one process
 and callbacks such as ``EarlyStopping`` decide the same on every rank.
@@ -51,8 +55,10 @@ import numpy as np
 
 from ...layers.batch_statistics import ONE_PROCESS, BatchReducer
 from .. import interrupt
-from ..replica import all_layers
+from ..replica import all_layers, replica_spec, unsupported_reason
 from .base import DataParallelStrategy, install_batch_reducer, split_rows
+from .local import _Session
+from .pool import block_layout, close_pool, pool_for
 
 #: The exit status of a job that one rank aborted.
 ABORT_STATUS = 1
@@ -148,14 +154,21 @@ class MPIStrategy(DataParallelStrategy):
 
     Every rank must call ``fit`` with the same data, seed and arguments. Weights are broadcast from
     rank 0 when training starts, so ranks whose networks were initialised differently (or loaded from
-    different files) agree from the first step. Local worker processes within a rank are not
-    offered: start one rank per core instead (MPICH and Open MPI pass messages between ranks on one
-    machine through shared memory).
+    different files) agree from the first step.
+
+    ``local_workers=N`` (``fit(strategy="mpi", workers=N)``) splits each rank's rows further across N
+    worker processes on its machine, as ``strategy="local"`` does (with its limits: no sample
+    weights, dropout masks drawn by the workers rather than as one process would). One rank per core
+    is simpler and as fast: MPICH and Open MPI connect the ranks of one machine through shared memory.
     """
 
     name = "mpi"
 
-    def __init__(self, comm=None):
+    def __init__(self, comm=None, local_workers=1):
+        from .policy import check_worker_count  # noqa: PLC0415
+
+        #: Worker processes that share each rank's rows (1: the rank computes them itself).
+        self.local_workers = check_worker_count(local_workers)
         self.mpi = _mpi()
         self.comm = comm if comm is not None else self.mpi.COMM_WORLD
         super().__init__(self.comm.Get_size())
@@ -163,6 +176,10 @@ class MPIStrategy(DataParallelStrategy):
         #: Seconds this rank spent in the gradient all-reduce (waiting for the slowest rank included).
         self.allreduce_seconds = 0.0
         self._flat = None
+
+    def unsupported_reason(self, net):
+        """Why this rank's local workers cannot rebuild ``net`` (None without local workers)."""
+        return unsupported_reason(net) if self.local_workers > 1 else None
 
     @property
     def is_chief(self):
@@ -257,10 +274,43 @@ class MPIStrategy(DataParallelStrategy):
         # A Ctrl-C that fit's own handler took before this (while the data loader started) stops
         # this rank after its first step: tell the others, so that they stop after it too.
         stops = _StopRequests(requested=interrupt.seconds_since_interrupt() is not None)
+        try:
+            with contextlib.ExitStack() as stack:
+                if self.local_workers > 1:
+                    compute = stack.enter_context(self._workers_compute(net, batch_size, y_sample))
+                else:
+                    compute = self._here_compute(net, objective, reducer, draws)
+                stack.enter_context(stops.noting())
 
-        def step(x, y, sample_weight=None):
-            rows = len(x)
-            lo, hi = self._piece(rows)
+                def step(x, y, sample_weight=None):
+                    rows = len(x)
+                    lo, hi = self._piece(rows)
+                    value, outputs, partial = compute(x, y, sample_weight, lo, hi, rows)
+                    gradients = self.sum_gradients([partial], views)
+                    net.optimizer.apply(net.trainable_params(), gradients)
+                    # One small all-reduce carries the loss and whether any rank was asked to stop.
+                    status = np.array([value, float(stops.requested)], dtype=np.float64)
+                    self.allreduce(status)
+                    if status[1] > 0:
+                        interrupt.request_stop()  # every rank, after this same step
+                    return float(status[0]), self._gather_outputs(outputs, rows)
+
+                yield step
+        except BaseException as error:
+            if self.workers > 1 and not isinstance(error, GeneratorExit):
+                self.abort(error)
+            raise
+        finally:
+            install_batch_reducer(net, ONE_PROCESS)
+            for layer in drawing:
+                layer.rng = net.rng
+            self._flat = None
+
+    def _here_compute(self, net, objective, reducer, draws):
+        """``compute(x, y, sample_weight, lo, hi, rows) -> (loss share, outputs, gradients)`` for rows
+        ``lo:hi`` of the global batch of ``rows``, in this process."""
+
+        def compute(x, y, sample_weight, lo, hi, rows):
             # A rank without rows computes a stand-in row weighted 0 (see _AllReduceReducer).
             empty = hi == lo
             x_rows, y_rows = (x[:1], y[:1]) if empty else (x[lo:hi], y[lo:hi])
@@ -272,30 +322,41 @@ class MPIStrategy(DataParallelStrategy):
                                                          sample_weight=w_rows)
             finally:
                 reducer.silent, draws.piece = False, None
-            # The stand-in row's own gradients are zero, but batch norm's backward pass mixes in the
-            # whole batch's sums, so what reaches the layers below it is not: send zeros instead.
-            partial = dict.fromkeys(views, 0.0) if empty else net.trainable_grads()
-            gradients = self.sum_gradients([partial], views)
-            net.optimizer.apply(net.trainable_params(), gradients)
-            # One small all-reduce carries the loss and whether any rank was asked to stop.
-            status = np.array([value * share, float(stops.requested)], dtype=np.float64)
-            self.allreduce(status)
-            if status[1] > 0:
-                interrupt.request_stop()  # every rank, after this same step
-            return float(status[0]), self._gather_outputs(outputs[:0] if empty else outputs, rows)
+            if empty:
+                # The stand-in row's own gradients are zero, but batch norm's backward pass mixes in
+                # the whole batch's sums, so what reaches the layers below it is not: send zeros.
+                return 0.0, outputs[:0], dict.fromkeys(net.trainable_params(), 0.0)
+            return value * share, outputs, net.trainable_grads()
 
+        return compute
+
+    @contextlib.contextmanager
+    def _workers_compute(self, net, batch_size, y_sample):
+        """The same ``compute`` as :meth:`_here_compute`, with this rank's rows split across its
+        ``local_workers`` worker processes (:mod:`.local`); their gradients and batch statistics are
+        summed here, then over the ranks."""
+
+        reason = unsupported_reason(net)
+        if reason:
+            raise ValueError(f"strategy='mpi' with {self.local_workers} local workers: this network "
+                             f"trains in one process per rank only: {reason}")
+        capacity = -(-batch_size // self.workers)  # the most rows a rank gets
+        size = min(self.local_workers, capacity)
+        pool = pool_for(net, size)
+        session = None
         try:
-            with stops.noting():
-                yield step
-        except BaseException as error:
-            if self.workers > 1 and not isinstance(error, GeneratorExit):
-                self.abort(error)
+            block = pool.prepare(net, replica_spec(net), block_layout(net, size, capacity, y_sample))
+            session = _RankWorkers(self, net, pool, block)
+            yield session.compute
+        except BaseException:
+            if session is None:
+                close_pool(net)  # a failed start leaves the workers in an unknown state
             raise
         finally:
-            install_batch_reducer(net, ONE_PROCESS)
-            for layer in drawing:
-                layer.rng = net.rng
-            self._flat = None
+            if session is not None:
+                session.unshare_weights()
+                if session.broken:
+                    close_pool(net)
 
     def evaluate_batch(self, net, objective, x, y, sample_weight=None):
         """This rank's rows of a validation batch in inference mode; returns what one process would:
@@ -347,7 +408,8 @@ class MPIStrategy(DataParallelStrategy):
             self.comm.Abort(ABORT_STATUS)
 
     def __repr__(self):
-        return f"MPIStrategy(ranks={self.workers}, rank={self.rank})"
+        local = f", local_workers={self.local_workers}" if self.local_workers > 1 else ""
+        return f"MPIStrategy(ranks={self.workers}, rank={self.rank}{local})"
 
 
 class _StopRequests:
@@ -377,3 +439,53 @@ class _StopRequests:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+
+
+class _RankWorkers(_Session):
+    """A :class:`~.local._Session` over this rank's worker pool whose batch statistics are summed over
+    the ranks too, and whose gradients go to the MPI all-reduce instead of the optimizer."""
+
+    def __init__(self, strategy, net, pool, block):
+        super().__init__(DataParallelStrategy(len(pool.workers)), net, pool, block)
+        self.mpi_strategy = strategy
+        self.silent = False  # this rank has no rows: its stand-in row counts for nothing
+
+    def combine_reduction(self, total):
+        if self.silent:
+            total[...] = 0
+        self.mpi_strategy.allreduce(total)
+
+    def compute(self, x, y, sample_weight, lo, hi, rows):
+        """Rows ``lo:hi`` of the global batch of ``rows`` on the workers: ``(loss share, outputs,
+        gradients)`` as :meth:`MPIStrategy._here_compute` returns them."""
+        if sample_weight is not None:
+            raise ValueError("sample_weight: strategy='mpi' with local workers does not weigh "
+                             "samples; use one rank per core (local_workers=1) for weighted data")
+        empty = hi == lo
+        x_rows, y_rows = (x[:1], y[:1]) if empty else (x[lo:hi], y[lo:hi])
+        count = len(x_rows)
+        if count > self.capacity:
+            raise ValueError(f"a batch of {rows} rows gives this rank {count}, more than the "
+                             f"{self.capacity} this strategy was opened for")
+        self.silent = empty
+        try:
+            block = self.block
+            block["x"][:count] = x_rows
+            block["y"][:count] = y_rows
+            pieces = split_rows(count, self.parts)
+            busy = [(worker, a, b) for worker, (a, b) in zip(self.pool.workers, pieces) if b > a]
+            for worker, a, b in busy:
+                # Shares of the *global* batch: every worker of every rank adds up to it.
+                worker.send(f"step {a} {b} {rows}")
+            self._serve_reductions([worker for worker, _, _ in busy])
+            total = self.strategy.sum_gradients([self.grads[worker.index] for worker, _, _ in busy],
+                                                self.total)
+            if empty:
+                return 0.0, block["outputs"][:0].copy(), dict.fromkeys(total, 0.0)
+            loss = float(sum(block["loss"][worker.index] for worker, _, _ in busy))
+            return loss, block["outputs"][:count].copy(), total
+        except BaseException:
+            self.broken = True
+            raise
+        finally:
+            self.silent = False

@@ -81,7 +81,8 @@ def get(identifier, workers="auto"):
     """A strategy from a name (``"single"``, ``"local"``, ``"mpi"``) or an instance (returned as it is).
 
     ``"local"`` uses ``workers`` processes, one per core when that is ``"auto"``; ``"mpi"`` one
-    participant per rank of ``MPI.COMM_WORLD`` (needs the ``mpi`` extra).
+    participant per rank of ``MPI.COMM_WORLD`` (needs the ``mpi`` extra), each with ``workers`` local
+    worker processes when that is a number (none for ``"auto"``: start one rank per core).
     """
     from .base import Strategy  # noqa: PLC0415
     from .local import LocalWorkers  # noqa: PLC0415
@@ -97,7 +98,7 @@ def get(identifier, workers="auto"):
     if identifier.lower() == "mpi":
         from .mpi import MPIStrategy  # noqa: PLC0415 - mpi4py is imported only when asked for
 
-        return MPIStrategy()
+        return MPIStrategy(local_workers=1 if workers == "auto" else workers)
     return LocalWorkers(available_cores() if workers == "auto" else workers)
 
 
@@ -112,15 +113,11 @@ def choose_strategy(net, strategy=None, workers="auto", batch_size=32, steps=0):
     from .single import SingleProcess  # noqa: PLC0415
 
     if strategy is not None:
-        named = strategy.lower() if isinstance(strategy, str) else getattr(strategy, "name", None)
-        if workers != "auto" and named == "mpi":
-            raise ValueError(f"strategy='mpi' with workers={workers!r}: an MPI rank trains in its own "
-                             "process, without local workers; start one rank per core instead "
-                             "(mpirun -n <cores per machine x machines>), which MPI connects through "
-                             "shared memory on each machine")
-        if workers != "auto" and not (isinstance(strategy, str) and strategy.lower() == "local"):
+        if workers != "auto" and not (isinstance(strategy, str) and strategy.lower() in ("local", "mpi")):
             raise ValueError(f"give strategy={strategy!r} or workers={workers!r}, not both "
-                             "(workers= sets the count of strategy='local' only)")
+                             "(workers= sets the count of strategy='local', and the local workers "
+                             "of each rank of strategy='mpi'; MPIStrategy(local_workers=N) is the "
+                             "instance's form)")
         chosen = get(strategy, workers)
         reason = chosen.unsupported_reason(net)
         if reason:
