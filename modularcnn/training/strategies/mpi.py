@@ -178,7 +178,14 @@ class MPIStrategy(DataParallelStrategy):
         self._flat = None
 
     def unsupported_reason(self, net):
-        """Why this rank's local workers cannot rebuild ``net`` (None without local workers)."""
+        """Why ``net`` cannot train across ranks: a model with several inputs or outputs (the ranks
+        exchange one output array per batch) or ``loss_weights``; with local workers, also whatever
+        keeps them from rebuilding it. None when it can."""
+        if getattr(net, "structured", False):
+            return ("a model with several inputs or outputs trains in one process (the ranks "
+                    "exchange one output array per batch)")
+        if getattr(net, "loss_weights", None) not in (None, [1.0]):
+            return "a model compiled with loss_weights trains in one process"
         return unsupported_reason(net) if self.local_workers > 1 else None
 
     @property
