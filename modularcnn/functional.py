@@ -69,7 +69,7 @@ class Model(Net):
         self.layers = list(self.graph.layers)
         if seed is not None:
             for layer in self.layers:
-                layer.rng = self.rng
+                layer.adopt_rng(self.rng)
         self.input_names = input_keys or [t.name for t in input_tensors]
         self.output_names = output_keys or [t.name for t in output_tensors]
         if len(set(self.output_names)) != len(self.output_names):

@@ -175,8 +175,16 @@ def test_every_registered_layer_config_round_trips(class_name):
     args = {"Dense": {"units": 3}, "Activation": {"activation": "tanh"}, "Dropout": {"rate": 0.2},
             "Reshape": {"target_shape": (2, 3)}, "Residual": {"layers": [Dense(3)]},
             "InputLayer": {"shape": (3,)}, "Dot": {"axes": 1},
-            "NestedModel": {"model": Net(input_shape=(4,), layers=[Dense(3)])}}
-    kwargs = {"filters": 2} if "Conv" in class_name else args.get(class_name, {})
+            "NestedModel": {"model": Net(input_shape=(4,), layers=[Dense(3)])},
+            "Permute": {"dims": (2, 1)}, "Rescaling": {"scale": 0.5}, "GaussianNoise": {"stddev": 0.1}, "GaussianDropout": {"rate": 0.1}}
+    if class_name.startswith("SpatialDropout"):
+        kwargs = {"rate": 0.2}
+    elif class_name.startswith("Depthwise"):
+        kwargs = {"kernel_size": 3}
+    elif class_name.startswith("Separable"):
+        kwargs = {"filters": 2, "kernel_size": 3}
+    else:
+        kwargs = {"filters": 2} if "Conv" in class_name else args.get(class_name, {})
     layer = layer_class(**kwargs, name="x")
     config = json.loads(json.dumps(layer.get_config()))
     assert layer_class.from_config(config).get_config() == config

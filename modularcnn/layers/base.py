@@ -207,8 +207,23 @@ class Layer:
     def random(self):
         """The generator for this layer's random draws (the network's, once added to one)."""
         if self.rng is None:
-            self.rng = initializers.layer_generator()
+            seed = getattr(self, "seed", None)
+            self.rng = initializers.layer_generator() if seed is None else np.random.default_rng(seed)
         return self.rng
+
+    @property
+    def owns_generator(self):
+        """True for a layer given its own ``seed=`` (Keras's ``Dropout(seed=...)``): it draws from
+        its own generator, which the network does not replace and saves apart."""
+        return getattr(self, "seed", None) is not None
+
+    def adopt_rng(self, rng):
+        """Take the network's generator ``rng``, unless this layer has its own (``seed=``)."""
+        if self.owns_generator:
+            if self.rng is None:
+                self.rng = np.random.default_rng(self.seed)
+        else:
+            self.rng = rng
 
     @property
     def trainable_params(self):

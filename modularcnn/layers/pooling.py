@@ -1,5 +1,7 @@
 """Pooling layers: max and average, over 1, 2 or 3 spatial axes, and their global forms."""
 
+import math
+
 import numpy as np
 
 from .. import validation
@@ -136,44 +138,150 @@ class AveragePooling3D(AveragePooling):
 
 
 class _GlobalPooling(Layer):
-    """Reduce every spatial axis of ``(N, *S, C)`` to one value per channel: output ``(N, C)``."""
+    """Reduce every spatial axis of ``(N, *S, C)`` to one value per channel: output ``(N, C)``, or
+    ``(N, 1, ..., 1, C)`` with ``keepdims=True`` (Keras's argument)."""
+
+    rank = 2
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        from .reshaping import check_channels_last  # noqa: PLC0415 - reshaping imports base only
+
+        self.data_format = check_channels_last(data_format, type(self).__name__)
+        self.keepdims = validation.boolean(keepdims, "keepdims", type(self).__name__)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) < 2:
-            raise ValueError(
-                f"{self.describe()}: expected (spatial..., channels), got shape {tuple(input_shape)}"
-            )
-        return (input_shape[-1],)
+        self.spatial_shape(input_shape, self.rank)
+        return (1,) * self.rank + (input_shape[-1],) if self.keepdims else (input_shape[-1],)
+
+    def get_config(self):
+        config = super().get_config()
+        if self.keepdims:
+            config["keepdims"] = True
+        return config
 
 
-@register_layer
-class GlobalAveragePooling2D(_GlobalPooling):
-    """Mean over all spatial positions: ``(N, H, W, C) -> (N, C)``."""
-
+class _GlobalAverage(_GlobalPooling):
     def forward(self, x, training=False):
         self.check_input(x)
-        self._x_shape = x.shape
-        return x.mean(axis=tuple(range(1, x.ndim - 1)))
+        return x.mean(axis=tuple(range(1, x.ndim - 1)), keepdims=self.keepdims)
 
     def backward(self, dy):
-        cells = int(np.prod(self._x_shape[1:-1]))
-        spatial_ones = (dy.shape[0],) + (1,) * (len(self._x_shape) - 2) + (dy.shape[-1],)
-        return np.broadcast_to((dy / cells).reshape(spatial_ones), self._x_shape).copy()
+        cells = math.prod(self.input_shape[:-1])
+        spatial_ones = (dy.shape[0],) + (1,) * self.rank + (dy.shape[-1],)
+        return np.broadcast_to((dy / dy.dtype.type(cells)).reshape(spatial_ones),
+                               (dy.shape[0], *self.input_shape)).copy()
 
 
-@register_layer
-class GlobalMaxPooling2D(_GlobalPooling):
-    """Maximum over all spatial positions: ``(N, H, W, C) -> (N, C)``; ties go to the first."""
+class _GlobalMax(_GlobalPooling):
+    """Ties go to the first position in row-major order: it alone gets the gradient."""
 
     def forward(self, x, training=False):
         self.check_input(x)
-        self._x_shape = x.shape
         flat = x.reshape(x.shape[0], -1, x.shape[-1])
         self._argmax = flat.argmax(axis=1)
-        return np.take_along_axis(flat, self._argmax[:, None, :], axis=1)[:, 0, :]
+        y = np.take_along_axis(flat, self._argmax[:, None, :], axis=1)[:, 0, :]
+        return y.reshape((x.shape[0], *self.output_shape))
 
     def backward(self, dy):
-        n, channels = dy.shape
-        dflat = np.zeros((n, int(np.prod(self._x_shape[1:-1])), channels), dtype=dy.dtype)
-        np.put_along_axis(dflat, self._argmax[:, None, :], dy[:, None, :], axis=1)
-        return dflat.reshape(self._x_shape)
+        n, channels = dy.shape[0], dy.shape[-1]
+        dflat = np.zeros((n, math.prod(self.input_shape[:-1]), channels), dtype=dy.dtype)
+        np.put_along_axis(dflat, self._argmax[:, None, :], dy.reshape(n, 1, channels), axis=1)
+        return dflat.reshape((n, *self.input_shape))
+
+
+@register_layer
+class GlobalAveragePooling2D(_GlobalAverage):
+    """Mean over all spatial positions: ``(N, H, W, C) -> (N, C)``."""
+
+
+@register_layer
+class GlobalMaxPooling2D(_GlobalMax):
+    """Maximum over all spatial positions: ``(N, H, W, C) -> (N, C)``; ties go to the first."""
+
+
+@register_layer
+class GlobalAveragePooling1D(_GlobalAverage):
+    """Mean over the steps of ``(N, L, C)`` sequences: output ``(N, C)``.
+
+    Keras's ``mask`` argument of ``call`` does not exist here (no layer produces masks).
+    """
+
+    rank = 1
+
+
+@register_layer
+class GlobalMaxPooling1D(_GlobalMax):
+    """Maximum over the steps of ``(N, L, C)`` sequences: output ``(N, C)``."""
+
+    rank = 1
+
+
+@register_layer
+class GlobalAveragePooling3D(_GlobalAverage):
+    """Mean over all positions of ``(N, D, H, W, C)`` volumes: output ``(N, C)``."""
+
+    rank = 3
+
+
+@register_layer
+class GlobalMaxPooling3D(_GlobalMax):
+    """Maximum over all positions of ``(N, D, H, W, C)`` volumes: output ``(N, C)``."""
+
+    rank = 3
+
+
+# Keras's short names.
+@register_layer
+class AvgPool1D(AveragePooling1D):
+    """Keras's short name for :class:`AveragePooling1D`."""
+
+
+@register_layer
+class AvgPool2D(AveragePooling):
+    """Keras's short name for :class:`AveragePooling2D`."""
+
+
+@register_layer
+class AvgPool3D(AveragePooling3D):
+    """Keras's short name for :class:`AveragePooling3D`."""
+
+
+@register_layer
+class MaxPool1D(MaxPooling1D):
+    """Keras's short name for :class:`MaxPooling1D`."""
+
+
+@register_layer
+class MaxPool3D(MaxPooling3D):
+    """Keras's short name for :class:`MaxPooling3D`."""
+
+
+@register_layer
+class GlobalAvgPool1D(GlobalAveragePooling1D):
+    """Keras's short name for :class:`GlobalAveragePooling1D`."""
+
+
+@register_layer
+class GlobalAvgPool2D(GlobalAveragePooling2D):
+    """Keras's short name for :class:`GlobalAveragePooling2D`."""
+
+
+@register_layer
+class GlobalAvgPool3D(GlobalAveragePooling3D):
+    """Keras's short name for :class:`GlobalAveragePooling3D`."""
+
+
+@register_layer
+class GlobalMaxPool1D(GlobalMaxPooling1D):
+    """Keras's short name for :class:`GlobalMaxPooling1D`."""
+
+
+@register_layer
+class GlobalMaxPool2D(GlobalMaxPooling2D):
+    """Keras's short name for :class:`GlobalMaxPooling2D`."""
+
+
+@register_layer
+class GlobalMaxPool3D(GlobalMaxPooling3D):
+    """Keras's short name for :class:`GlobalMaxPooling3D`."""

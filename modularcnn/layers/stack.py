@@ -127,7 +127,7 @@ class LayerStack:
         """Build ``layer`` for ``shape`` with the owner's generator and dtype (``keep_built``: not
         again when it already is, for that shape). A failed build leaves the layer unbuilt, without
         half-made parameters. Returns its output shape."""
-        layer.rng = rng
+        layer.adopt_rng(rng)
         layer.dtype = dtype
         if not (keep_built and layer.built and layer.input_shape == tuple(shape)):
             try:
@@ -169,7 +169,7 @@ class LayerStack:
         """
         if rng is not None:
             for layer in self.layers:
-                layer.rng = rng
+                layer.adopt_rng(rng)
         steps = self.layers if steps is None else steps
         if timer is None:     # the common case, without a call more per step (single-image latency)
             for step in steps:

@@ -66,7 +66,7 @@ def save_model(net, path, *, epoch=None, checkpoint=None):
     write_file(path, FileContents(
         kind="model", weights=_weights_of(net), model_config=config,
         training_config=training_config, optimizer_state=optimizer_state,
-        rng_state=encode_rng_state(net.rng), epoch=_epochs_trained(net, epoch), checkpoint=checkpoint,
+        rng_state=_network_rng_state(net), epoch=_epochs_trained(net, epoch), checkpoint=checkpoint,
     ))
 
 
@@ -90,6 +90,25 @@ def _training_config(net):
     config["metrics"] = [{"name": name, "metric": metrics_module.serialize(metric)}
                          for name, metric in net.metrics]
     return config
+
+
+def _network_rng_state(net):
+    """The network's generator state and, under ``"layers"``, those of layers seeded on their own
+    (``Dropout(seed=...)``), by layer path (``block/dropout`` inside a residual block)."""
+    state = encode_rng_state(net.rng)
+    own = {path: encode_rng_state(layer.random) for path, layer in seeded_layers(net.layers)}
+    if own:
+        state["layers"] = own
+    return state
+
+
+def seeded_layers(layers, prefix=""):
+    """``(path, layer)`` for every layer (sublayers included) with its own generator."""
+    for layer in layers:
+        path = f"{prefix}{layer.name}"
+        if layer.owns_generator:
+            yield path, layer
+        yield from seeded_layers(layer.sublayers, prefix=f"{path}/")
 
 
 def save_weights(net, path, *, epoch=None, checkpoint=None):
@@ -200,6 +219,7 @@ def load_model(path, custom_objects=None):
         raise bad(f"model_config: cannot rebuild an initializer ({error})") from error
     rng_state = decode_rng_state(contents.rng_state, bad)
     net = _build_network(config, custom_objects, bad)
+    own_states = _seeded_layer_states(net, contents.rng_state, bad)
     copies = _exact_weight_pairs(net, contents.weights, bad)
     if contents.training_config is not None:
         _compile(net, contents.training_config, custom_objects, bad)
@@ -208,7 +228,23 @@ def load_model(path, custom_objects=None):
     for target, source in copies:
         np.copyto(target, source)
     net.rng.bit_generator.state = rng_state
+    for layer, state in own_states:
+        layer.random.bit_generator.state = state
     return net
+
+
+def _seeded_layer_states(net, data, bad):
+    """``[(layer, PCG64 state)]`` for the seeded layers of ``net`` whose state the file holds
+    (files written before layers had seeds hold none: those layers start from their seed)."""
+    saved = data.get("layers", {})
+    if not isinstance(saved, dict):
+        raise bad(f"rng_state.layers should map layer paths to generator states, found {str(saved)[:80]}")
+    layers = dict(seeded_layers(net.layers))
+    unknown = sorted(set(saved) - set(layers))
+    if unknown:
+        raise bad(f"rng_state.layers names {unknown}, which are not seeded layers of the model")
+    return [(layers[path], decode_rng_state(state, bad) if isinstance(state, dict) else
+             decode_rng_state({}, bad)) for path, state in saved.items()]
 
 
 def _read_ours_or_keras(path):

@@ -148,7 +148,7 @@ def build_replica(spec, worker=0):
     seed = spec["seed"]
     net.rng = np.random.default_rng(None if seed is None else [seed, worker])
     for layer in all_layers(net.layers):
-        layer.rng = net.rng
+        layer.adopt_rng(net.rng)
     loss_spec = spec["loss"]
     if "serialized" in loss_spec:
         loss = losses.get(loss_spec["serialized"])
