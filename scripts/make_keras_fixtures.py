@@ -11,6 +11,9 @@ model ``NAME`` it writes ``NAME.keras`` (Keras 3 archive), ``NAME.h5`` (Keras's 
 ``NAME.weights.h5`` (weights only) and ``NAME.npz`` (``x`` and Keras's ``y``). With ``--keras2`` it
 uses tf-keras instead (``pip install tf-keras``, which brings TensorFlow) and writes Keras 2 HDF5
 files ``NAME.keras2.h5`` with ``NAME.keras2.npz``.
+
+Models of the layers added for issue 15 (:func:`new_layer_models`, Keras 3 only) go to
+``tests/data/keras/keras3/`` with a random stream of their own; the Keras 2 run skips them.
 """
 
 import argparse
@@ -138,6 +141,64 @@ def keras3_models(keras):
     }
 
 
+def new_layer_models(keras):
+    """``{name: model}`` of Keras 3 layers and options added for issue 15, written to ``keras3/``."""
+    L = keras.layers
+    return {
+        "depthwise_separable": keras.Sequential([
+            keras.Input((9, 8, 3)),
+            L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, activation="relu"),
+            L.SeparableConv2D(4, (3, 2), padding="same", depth_multiplier=2, activation="gelu"),
+            L.Conv2D(4, 3, dilation_rate=2, groups=2, padding="same", activation="silu"),
+            L.ZeroPadding2D(((1, 0), (0, 1))),
+            L.DepthwiseConv2D(2, dilation_rate=2, use_bias=False),
+            L.GlobalAveragePooling2D(keepdims=True),
+            L.Flatten(),
+            L.Dense(3, activation="selu"),
+        ]),
+        "normalisation_shapes": keras.Sequential([
+            keras.Input((6, 5, 4)),
+            L.LayerNormalization(axis=[1, 3]),
+            L.GroupNormalization(2),
+            L.BatchNormalization(axis=1, center=False),
+            L.Cropping2D(((1, 0), (0, 1))),
+            L.Permute((2, 1, 3)),
+            L.Rescaling(0.5, 0.1),
+            L.UpSampling2D((2, 3), interpolation="bilinear"),
+            L.SpatialDropout2D(0.3),
+            L.GaussianNoise(0.1),
+            L.GaussianDropout(0.2),
+            L.Dropout(0.2, seed=3),
+            L.ReLU(max_value=1.5, negative_slope=0.1, threshold=0.2),
+            L.PReLU(shared_axes=[1, 2]),
+            L.Softmax(axis=1),
+            L.Flatten(),
+            L.Dense(2, activation="hard_sigmoid"),
+        ]),
+        "sequences": keras.Sequential([
+            keras.Input((14, 3)),
+            L.Conv1D(4, 3, dilation_rate=2, activation="hard_silu"),
+            L.ZeroPadding1D((1, 2)),
+            L.Cropping1D((2, 1)),
+            L.DepthwiseConv1D(3, depth_multiplier=2),
+            L.SeparableConv1D(3, 3, padding="same", activation="softplus"),
+            L.LayerNormalization(scale=False),
+            L.GlobalMaxPooling1D(keepdims=True),
+            L.Flatten(),
+            L.Dense(2, activation="relu6"),
+        ]),
+        "volumes": keras.Sequential([
+            keras.Input((4, 5, 4, 2)),
+            L.ZeroPadding3D(1),
+            L.Conv3D(2, 2, dilation_rate=(1, 2, 1)),
+            L.Cropping3D(((1, 0), (0, 1), (1, 1))),
+            L.SpatialDropout3D(0.2),
+            L.GlobalAveragePooling3D(),
+            L.Dense(2, activation="softsign"),
+        ]),
+    }
+
+
 def randomise(model, rng):
     """Random weights everywhere; batch-norm variances positive."""
     for layer in model.layers:
@@ -180,11 +241,30 @@ def main():
             np.savez(args.out / f"{name}.keras2.npz", x=x, y=y)
             print(f"{name}: Keras 2 file, keras {keras.__version__}")
             continue
-        model.save(args.out / f"{name}.keras")
-        model.save(args.out / f"{name}.h5")
-        model.save_weights(args.out / f"{name}.weights.h5")
-        np.savez(args.out / f"{name}.npz", x=x, y=y)
-        print(f"{name}: {len(model.layers)} layers, output {y.shape}, keras {keras.__version__}")
+        save(model, name, x, y, args.out, keras)
+    if args.keras2:
+        return
+    # The layers of issue 15 live in keras3/ with a random stream of their own, so adding them
+    # changed none of the files above.
+    out = args.out / "keras3"
+    out.mkdir(exist_ok=True)
+    rng = np.random.default_rng(1)
+    for name, model in new_layer_models(keras).items():
+        randomise(model, rng)
+        x = rng.normal(0, 1, (3, *model.input_shape[1:])).astype("float32")
+        y = np.asarray(model.predict(x, verbose=0))
+        if args.only and name not in args.only:
+            continue
+        save(model, name, x, y, out, keras)
+
+
+def save(model, name, x, y, out, keras):
+    """``NAME.keras``, ``NAME.h5``, ``NAME.weights.h5`` and ``NAME.npz`` (input and Keras's output)."""
+    model.save(out / f"{name}.keras")
+    model.save(out / f"{name}.h5")
+    model.save_weights(out / f"{name}.weights.h5")
+    np.savez(out / f"{name}.npz", x=x, y=y)
+    print(f"{name}: {len(model.layers)} layers, output {y.shape}, keras {keras.__version__}")
 
 
 if __name__ == "__main__":

@@ -191,8 +191,8 @@ def test_upsampling2d_matches_repeat_and_sums_blocks():
     # Input pixel (1, 2) of sample 1, channel 0 feeds output rows 2..3 and columns 6..8.
     assert dx[1, 1, 2, 0] == dy[1, 2:4, 6:9, 0].sum()
     assert UpSampling2D.from_config(layer.get_config()).size == (2, 3)
-    with pytest.raises(ValueError, match="nearest"):
-        UpSampling2D(interpolation="bilinear")
+    with pytest.raises(ValueError, match="'nearest', 'bilinear'"):  # bilinear: tests/test_keras_layers.py
+        UpSampling2D(interpolation="bicubic")
 
 
 # -- Residual --------------------------------------------------------------------------------------

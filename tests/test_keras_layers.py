@@ -8,11 +8,15 @@ where installed (skipped cleanly otherwise). HDF5 round trips of every layer are
 """
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from modularcnn import Net, activations, gradcheck
+from modularcnn import Net, activations, gradcheck, load_model
 from modularcnn.layers import (
     ELU,
     Activation,
@@ -341,6 +345,7 @@ from modularcnn.layers import (  # noqa: E402 - grouped with the tests that use 
     DepthwiseConv1D,
     DepthwiseConv2D,
     Dropout,
+    Flatten,
     GaussianDropout,
     GaussianNoise,
     GlobalAveragePooling1D,
@@ -760,3 +765,93 @@ def test_new_layers_against_pytorch():
     ln.build((7, 6, 4))
     yt = F.layer_norm(torch.tensor(x), (7, 6, 4), eps=1e-3)
     np.testing.assert_allclose(ln.forward(x), yt.numpy(), rtol=1e-9, atol=1e-12)
+
+
+# -- Keras files: read what Keras 3 wrote, write what Keras 3 reads ---------------------------------
+
+KERAS3_FIXTURES = Path(__file__).resolve().parent / "data" / "keras" / "keras3"
+KERAS3_NAMES = sorted(p.stem for p in KERAS3_FIXTURES.glob("*.npz"))
+
+
+def test_keras3_fixtures_are_there():
+    # Written by scripts/make_keras_fixtures.py (new_layer_models) with Keras 3 (torch backend).
+    assert KERAS3_NAMES == ["depthwise_separable", "normalisation_shapes", "sequences", "volumes"]
+
+
+@pytest.mark.parametrize("name", KERAS3_NAMES)
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_keras3_layers_predict_what_keras_predicted(name, suffix):
+    data = np.load(KERAS3_FIXTURES / f"{name}.npz")
+    net = load_model(KERAS3_FIXTURES / f"{name}{suffix}")
+    scale = max(1.0, float(np.abs(data["y"]).max()))
+    np.testing.assert_allclose(net.predict(data["x"]), data["y"], rtol=0, atol=1e-5 * scale)
+    net.set_weights([np.zeros_like(w) for w in net.get_weights()])
+    net.load_weights(KERAS3_FIXTURES / f"{name}.weights.h5")
+    np.testing.assert_allclose(net.predict(data["x"]), data["y"], rtol=0, atol=1e-5 * scale)
+    # Written back as .keras and read again: the same network.
+    if name == "normalisation_shapes":
+        layers = {type(layer).__name__ for layer in net.layers}
+        assert {"ReLU", "PReLU", "Softmax", "GaussianNoise", "SpatialDropout2D"} <= layers
+
+
+def every_new_layer_net():
+    """A network of the issue-15 layers that Keras 3 can express, with random weights."""
+    net = Net(input_shape=(9, 8, 3), seed=2, name="new_layers")
+    for layer in [
+            DepthwiseConv2D(3, padding=((1, 0), (1, 1)), depth_multiplier=2, activation="relu"),
+            SeparableConv2D(4, (3, 2), padding="same", activation="gelu"),
+            Conv2D(4, 3, dilation_rate=2, groups=2, padding="same", activation="hard_silu"),
+            ZeroPadding2D(((1, 0), (0, 2))), Cropping2D(((0, 1), (1, 0))),
+            LayerNormalization(axis=[1, 3]), GroupNormalization(2),
+            BatchNormalization(axis=2, center=False), Permute((2, 1, 3)), Rescaling(0.5, 0.25),
+            UpSampling2D((2, 1), interpolation="bilinear"), SpatialDropout2D(0.2), GaussianNoise(0.1),
+            GaussianDropout(0.1), Dropout(0.2, seed=4), ReLU(max_value=2.0, threshold=0.1),
+            PReLU(shared_axes=[1, 2]), Softmax(axis=1), GlobalMaxPooling2D(keepdims=True),
+            Activation("selu"), Dense(4, activation={"name": "relu", "max_value": 3.0}), Flatten(),
+            Dense(3, activation="softsign")]:
+        net.add(layer)
+    rng = np.random.default_rng(1)
+    net.set_weights([rng.uniform(0.5, 1.5, w.shape) if "variance" in key else rng.normal(0, 0.5, w.shape)
+                     for (key, w) in ((k, v) for layer in net.layers for k, v in layer.params.items())])
+    return net
+
+
+def test_new_layers_write_to_keras_and_read_back_exactly(tmp_path):
+    net = every_new_layer_net()
+    x = np.random.default_rng(0).normal(size=(3, 9, 8, 3)).astype("float32")
+    net.save(tmp_path / "new.keras")
+    loaded = load_model(tmp_path / "new.keras")
+    np.testing.assert_array_equal(loaded.predict(x), net.predict(x))
+
+
+KERAS_PREDICT = """
+import os, sys
+os.environ.setdefault("KERAS_BACKEND", "torch")
+import numpy as np, keras
+model = keras.models.load_model(sys.argv[1])
+np.save(sys.argv[3], keras.ops.convert_to_numpy(model.predict(np.load(sys.argv[2]), verbose=0)))
+"""
+
+
+def test_keras_opens_the_new_layers_and_predicts_the_same(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "torch"))
+    pytest.importorskip("keras")
+    net = every_new_layer_net()
+    x = np.random.default_rng(0).normal(size=(3, 9, 8, 3)).astype("float32")
+    net.save(tmp_path / "new.keras")
+    np.save(tmp_path / "x.npy", x)
+    done = subprocess.run([sys.executable, "-c", KERAS_PREDICT, str(tmp_path / "new.keras"),
+                           str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), net.predict(x), rtol=0, atol=1e-5)
+
+
+def test_layers_keras_cannot_express_are_refused(tmp_path):
+    for layer, message in [(Dense(3, activation={"name": "gelu", "approximate": True}), "approximate"),
+                           (Conv2D(2, 3, pad=1, pad_value=1.0), "pad_value")]:
+        net = Net(input_shape=(5, 5, 2))
+        net.add(layer)
+        with pytest.raises(ValueError, match=message):
+            net.save(tmp_path / "x.keras")
+        assert not (tmp_path / "x.keras").exists()

@@ -11,13 +11,19 @@ import numpy as np
 import pytest
 
 from modularcnn import Net
-from modularcnn.layers import (Activation, AveragePooling1D, AveragePooling2D, AveragePooling3D,
+from modularcnn.layers import (ELU, Activation, AveragePooling1D, AveragePooling2D, AveragePooling3D,
                                BatchNormalization, Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose,
                                Conv3D, Conv3DTranspose, Convolutional, Dense, Dropout, Flatten,
                                GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling, MaxPooling1D,
                                MaxPooling3D, Reshape, Residual, UpSampling1D, UpSampling2D,
                                UpSampling3D, registered_layers)
-from modularcnn.layers import ELU, LeakyReLU, PReLU, ReLU, Softmax
+from modularcnn.layers import (AvgPool2D, Cropping1D, Cropping2D, Cropping3D, DepthwiseConv1D,
+                               DepthwiseConv2D, GaussianDropout, GaussianNoise, GlobalAveragePooling1D,
+                               GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling3D,
+                               GroupNormalization, LayerNormalization, LeakyReLU, MaxPool1D, Permute, PReLU,
+                               ReLU, Rescaling, SeparableConv1D, SeparableConv2D, Softmax, SpatialDropout1D,
+                               SpatialDropout2D, SpatialDropout3D, ZeroPadding1D, ZeroPadding2D,
+                               ZeroPadding3D)
 from modularcnn import activations
 
 onnx = pytest.importorskip("onnx")
@@ -117,6 +123,44 @@ NETWORKS = {
     "gelu_tanh": lambda: [
         Conv2D(3, 2, activation=activations.GELU(approximate=True), input_shape=(5, 4, 2)),
         Flatten(), Dense(4, activation=activations.GELU(approximate=True))],
+    "depthwise_separable": lambda: [
+        DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, activation="relu",
+                        input_shape=(9, 8, 3)),
+        SeparableConv2D(4, (3, 2), padding="same", depth_multiplier=2, activation="gelu"),
+        DepthwiseConv2D(2, dilation_rate=2, padding=((1, 0), (0, 1)), use_bias=False),
+        SeparableConv2D(3, 2, strides=2, dilation_rate=1, use_bias=False),
+        GlobalAveragePooling2D(keepdims=True), Flatten(), Dense(3, activation="silu")],
+    "rank1_new_layers": lambda: [
+        Conv1D(4, 3, dilation_rate=2, input_shape=(14, 2)), ZeroPadding1D((1, 2)), Cropping1D((2, 1)),
+        DepthwiseConv1D(3, depth_multiplier=2, dilation_rate=2), SeparableConv1D(3, 3, padding="same"),
+        SpatialDropout1D(0.3), MaxPool1D(2), GlobalMaxPooling1D(keepdims=True), Flatten(), Dense(2)],
+    "rank1_global_average": lambda: [
+        Conv1D(3, 2, input_shape=(7, 2)), GlobalAveragePooling1D(), Dense(2)],
+    "padding_cropping_permute": lambda: [
+        ZeroPadding2D(((1, 0), (2, 1)), input_shape=(5, 6, 2)), Conv2D(3, 3), Cropping2D(((1, 0), (0, 1))),
+        AvgPool2D(2, padding="same"), SpatialDropout2D(0.5), ZeroPadding2D(1), Permute((2, 1, 3)),
+        Cropping2D(1), Flatten(), Dense(3)],
+    "rank3_new_layers": lambda: [
+        ZeroPadding3D((1, 0, (0, 1)), input_shape=(4, 5, 4, 2)), Conv3D(2, 2), Cropping3D((1, 0, 1)),
+        SpatialDropout3D(0.2), GlobalAveragePooling3D(keepdims=True), Flatten(), Dense(2)],
+    "rank3_global_max": lambda: [Conv3D(2, 2, input_shape=(3, 4, 3, 1)), GlobalMaxPooling3D(), Dense(2)],
+    "normalisation": lambda: [
+        Conv2D(4, 3, padding="same", input_shape=(6, 5, 3)), LayerNormalization(axis=[1, 3]),
+        Conv2D(4, 1), GroupNormalization(2), BatchNormalization(axis=1, center=False),
+        Conv2D(4, 1), BatchNormalization(scale=False), LayerNormalization(scale=False),
+        Rescaling([0.5, 1.0, 2.0, 3.0], 0.1), Conv2D(4, 1), Rescaling(2.0, -1.0),
+        UpSampling2D((2, 3), interpolation="bilinear"), GaussianNoise(0.1), GaussianDropout(0.2),
+        GroupNormalization(4, center=False), Flatten(), Dense(3)],
+    "activation_options": lambda: [
+        Dense(6, activation="relu6", input_shape=(5,)), Dense(6, activation="selu"),
+        Dense(6, activation="gelu"), Dense(6, activation={"name": "gelu", "approximate": True}),
+        Dense(6, activation="hard_sigmoid"), Dense(6, activation="hard_silu"),
+        Dense(6, activation="softplus"), Dense(6, activation="softsign"),
+        Dense(6, activation="exponential"), ReLU(max_value=1.5, negative_slope=0.1, threshold=0.3),
+        LeakyReLU(0.2), ELU(0.5), Reshape((2, 3)), PReLU(shared_axes=[1]), Softmax(axis=1),
+        Flatten(), Dense(3, activation="swish"), ReLU(negative_slope=0.2), ReLU()],
+    "softmax_on_images": lambda: [
+        Conv2D(3, 2, input_shape=(4, 5, 2)), Softmax(axis=1), PReLU(), Flatten(), Dense(2)],
 }
 
 
@@ -133,7 +177,9 @@ def test_every_layer_type_is_covered():
 
     used = {type(layer).__name__ for build in NETWORKS.values() for layer in build()}
     used |= {"MaxPooling", "MaxPooling2D", "Conv2D"}
-    aliases = {"MaxPool2D", "AveragePooling", "MaxPooling2D", "GlobalAveragePooling2D"}
+    aliases = {"MaxPool2D", "AveragePooling", "MaxPooling2D", "GlobalAveragePooling2D", "AvgPool1D",
+               "AvgPool3D", "MaxPool3D"} | {f"Global{kind}Pool{r}D" for kind in ("Avg", "Max")
+                                             for r in (1, 2, 3)}
     assert set(EXPORTERS) - used - aliases == set()
 
 
@@ -233,3 +279,18 @@ def test_cli_export_writes_a_model_onnxruntime_runs(tmp_path):
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": data["x"]})[0]
     np.testing.assert_allclose(got, data["y"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_normalisation_exports_at_old_and_new_opsets(opset, tmp_path):
+    # ReduceMean takes its axes as an attribute up to opset 17 and as an input from 18.
+    if opset > onnx.defs.onnx_opset_version():
+        pytest.skip(f"the installed onnx writes opsets up to {onnx.defs.onnx_opset_version()}")
+    net = Net(seed=0)
+    for layer in NETWORKS["normalisation"]():
+        net.add(layer)
+    randomised(net)
+    x = np.random.default_rng(2).normal(size=(2, *net.input_shape)).astype("float32")
+    path = net.export_onnx(tmp_path / "model.onnx", opset=opset)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], net.predict(x), rtol=1e-5, atol=1e-5)

@@ -34,9 +34,10 @@ def _onnx():
 class _Graph:
     """The nodes and initialisers being written, with unique names."""
 
-    def __init__(self, onnx, dtype):
+    def __init__(self, onnx, dtype, opset=17):
         self.onnx, self.helper = onnx, onnx.helper
         self.dtype = np.dtype(dtype)
+        self.opset = int(opset)
         self.nodes, self.initializers, self.counter = [], [], 0
 
     def name(self, hint):
@@ -53,6 +54,17 @@ class _Graph:
         output = self.name(hint)
         self.nodes.append(self.helper.make_node(op, inputs, [output], name=output, **attributes))
         return output
+
+    def scalar(self, hint, value):
+        """A constant of the graph's dtype and shape ``()``, broadcasting against any tensor."""
+        return self.constant(hint, np.asarray(value))
+
+    def reduce_mean(self, name, axes, hint):
+        """``ReduceMean`` keeping the axes: ``axes`` an attribute up to opset 17, an input from 18."""
+        if self.opset >= 18:
+            return self.node("ReduceMean", [name, self.constant(f"{hint}_axes", list(axes), np.int64)],
+                             hint, keepdims=1)
+        return self.node("ReduceMean", [name], hint, axes=list(axes), keepdims=1)
 
 
 class _Tensor:
@@ -230,6 +242,8 @@ def _global_pool(graph, layer, tensor):
     x = _channels_first(graph, tensor, layer.name)
     op = "GlobalMaxPool" if "Max" in type(layer).__name__ else "GlobalAveragePool"
     pooled = graph.node(op, [x.name], layer.name)
+    if layer.keepdims:  # (N, C, 1, ..., 1): channels-first, turned back where needed
+        return _Tensor(pooled, tensor.sample_rank, True)
     name = graph.node("Flatten", [pooled], f"{layer.name}_flatten", axis=1)
     return _Tensor(name, 1)
 
@@ -257,25 +271,39 @@ def _reshape(graph, layer, tensor):
 
 def _batch_norm(graph, layer, tensor):
     p = layer.params
-    if tensor.channels_first or tensor.sample_rank == 1:
-        inputs = [tensor.name] + [graph.constant(f"{layer.name}_{key}", p[key])
-                                  for key in ("gamma", "beta", "moving_mean", "moving_variance")]
+    features = p["moving_mean"].shape
+    gamma = p["gamma"] if layer.scale else np.ones(features)
+    beta = p["beta"] if layer.center else np.zeros(features)
+    rank = len(layer.input_shape) + 1
+    last_axis = layer.axis % rank == rank - 1
+    if last_axis and (tensor.channels_first or tensor.sample_rank == 1):
+        inputs = [tensor.name] + [graph.constant(f"{layer.name}_{key}", value) for key, value in
+                                  (("gamma", gamma), ("beta", beta), ("moving_mean", p["moving_mean"]),
+                                   ("moving_variance", p["moving_variance"]))]
         name = graph.node("BatchNormalization", inputs, layer.name, epsilon=layer.epsilon)
-    else:  # channels-last: the same affine map, broadcast over the last axis
-        scale = p["gamma"] / np.sqrt(p["moving_variance"] + layer.epsilon)
-        shift = p["beta"] - p["moving_mean"] * scale
-        name = graph.node("Mul", [tensor.name, graph.constant(f"{layer.name}_scale", scale)],
-                          f"{layer.name}_scale")
-        name = graph.node("Add", [name, graph.constant(f"{layer.name}_shift", shift)], layer.name)
-    return _Tensor(name, tensor.sample_rank, tensor.channels_first)
+        return _Tensor(name, tensor.sample_rank, tensor.channels_first)
+    # Channels-last, or a feature axis other than the channels: the same affine map, broadcast.
+    tensor = _channels_last(graph, tensor, layer.name)
+    broadcast = (1,) + tuple(layer._broadcast[1:])
+    scale = gamma / np.sqrt(p["moving_variance"] + layer.epsilon)
+    shift = beta - p["moving_mean"] * scale
+    name = graph.node("Mul", [tensor.name, graph.constant(f"{layer.name}_scale", scale.reshape(broadcast))],
+                      f"{layer.name}_scale")
+    name = graph.node("Add", [name, graph.constant(f"{layer.name}_shift", shift.reshape(broadcast))],
+                      layer.name)
+    return _Tensor(name, tensor.sample_rank)
 
 
 def _upsampling(graph, layer, tensor):
     x = _channels_first(graph, tensor, layer.name)
     roi = graph.constant(f"{layer.name}_roi", np.zeros(0))
     scales = graph.constant(f"{layer.name}_scales", [1, 1, *layer.size], dtype=np.float32)
-    name = graph.node("Resize", [x.name, roi, scales], layer.name, mode="nearest",
-                      coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    if layer.interpolation == "bilinear":  # TensorFlow's half-pixel centres, clamped at the border
+        name = graph.node("Resize", [x.name, roi, scales], layer.name, mode="linear",
+                          coordinate_transformation_mode="half_pixel")
+    else:
+        name = graph.node("Resize", [x.name, roi, scales], layer.name, mode="nearest",
+                          coordinate_transformation_mode="asymmetric", nearest_mode="floor")
     return _Tensor(name, tensor.sample_rank, True)
 
 
@@ -303,19 +331,140 @@ def _prelu(graph, layer, tensor):
     return _Tensor(graph.node("PRelu", [x.name, slope], layer.name), tensor.sample_rank)
 
 
+def _depthwise(graph, layer, tensor):
+    """Depthwise (and separable) convolutions: ONNX ``Conv`` with ``group = C`` (weight
+    ``(C * M, 1, *K)``, output channel ``c * M + m`` as ours), then for separable a 1x1 ``Conv``."""
+    x = _channels_first(graph, tensor, layer.name)
+    r = layer.rank
+    separable = "Separable" in type(layer).__name__
+    weight = graph.constant(f"{layer.name}_depthwise_kernel",
+                            np.transpose(layer.grouped_kernel(), (r + 1, r, *range(r))))
+    inputs = [x.name, weight]
+    if layer.use_bias and not separable:
+        inputs.append(graph.constant(f"{layer.name}_bias", layer.params["bias"]))
+    name = graph.node("Conv", inputs, f"{layer.name}_depthwise" if separable else layer.name,
+                      kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
+                      pads=_flat_pads(layer.pads), dilations=list(layer.dilation_rate),
+                      group=layer.channels)
+    if separable:
+        pointwise = layer.params["pointwise_kernel"]
+        inputs = [name, graph.constant(f"{layer.name}_pointwise_kernel",
+                                       np.transpose(pointwise, (r + 1, r, *range(r))))]
+        if layer.use_bias:
+            inputs.append(graph.constant(f"{layer.name}_bias", layer.params["bias"]))
+        name = graph.node("Conv", inputs, layer.name, kernel_shape=[1] * r)
+    return _activation(graph, layer.activation, _Tensor(name, tensor.sample_rank, True), layer.name)
+
+
+def _spatial_axes(tensor):
+    """The ONNX axes of the spatial dimensions of ``tensor`` in its current layout."""
+    first = 2 if tensor.channels_first else 1
+    return list(range(first, first + tensor.spatial_rank))
+
+
+def _zero_padding(graph, layer, tensor):
+    rank = tensor.sample_rank + 1
+    begins, ends = [0] * rank, [0] * rank
+    for axis, (before, after) in zip(_spatial_axes(tensor), layer.pairs):
+        begins[axis], ends[axis] = before, after
+    pads = graph.constant(f"{layer.name}_pads", begins + ends, np.int64)
+    name = graph.node("Pad", [tensor.name, pads], layer.name, mode="constant")
+    return _Tensor(name, tensor.sample_rank, tensor.channels_first)
+
+
+def _cropping(graph, layer, tensor):
+    axes = _spatial_axes(tensor)
+    starts = [before for before, _ in layer.pairs]
+    ends = [n - after for n, (_, after) in zip(layer.input_shape[:-1], layer.pairs)]
+    name = graph.node("Slice", [tensor.name, graph.constant(f"{layer.name}_starts", starts, np.int64),
+                                graph.constant(f"{layer.name}_ends", ends, np.int64),
+                                graph.constant(f"{layer.name}_axes", axes, np.int64)], layer.name)
+    return _Tensor(name, tensor.sample_rank, tensor.channels_first)
+
+
+def _permute(graph, layer, tensor):
+    x = _channels_last(graph, tensor, layer.name)
+    name = graph.node("Transpose", [x.name], layer.name, perm=[0, *layer.dims])
+    return _Tensor(name, tensor.sample_rank)
+
+
+def _rescaling(graph, layer, tensor):
+    if np.ndim(layer.scale) or np.ndim(layer.offset):
+        tensor = _channels_last(graph, tensor, layer.name)  # the constants broadcast channels-last
+    name = graph.node("Mul", [tensor.name, graph.constant(f"{layer.name}_scale", layer.scale)],
+                      f"{layer.name}_scale")
+    name = graph.node("Add", [name, graph.constant(f"{layer.name}_offset", layer.offset)], layer.name)
+    return _Tensor(name, tensor.sample_rank, tensor.channels_first)
+
+
+def _standardise(graph, x, axes, epsilon, hint):
+    """``(x - mean) / sqrt(var + epsilon)`` over ``axes`` (biased variance), from basic operators."""
+    centred = graph.node("Sub", [x, graph.reduce_mean(x, axes, f"{hint}_mean")], f"{hint}_centred")
+    variance = graph.reduce_mean(graph.node("Mul", [centred, centred], f"{hint}_squares"), axes,
+                                 f"{hint}_variance")
+    std = graph.node("Sqrt", [graph.node("Add", [variance, graph.scalar(f"{hint}_epsilon", epsilon)],
+                                         f"{hint}_variance_eps")], f"{hint}_std")
+    return graph.node("Div", [centred, std], f"{hint}_normalised")
+
+
+def _affine(graph, layer, name, broadcast):
+    """``gamma * name + beta`` with the layer's parameters reshaped to ``broadcast`` (batch axis 1)."""
+    if layer.scale:
+        name = graph.node("Mul", [name, graph.constant(f"{layer.name}_gamma",
+                                                       layer.params["gamma"].reshape(broadcast))],
+                          f"{layer.name}_gamma")
+    if layer.center:
+        name = graph.node("Add", [name, graph.constant(f"{layer.name}_beta",
+                                                       layer.params["beta"].reshape(broadcast))],
+                          f"{layer.name}_beta")
+    return name
+
+
+def _layer_norm(graph, layer, tensor):
+    x = _channels_last(graph, tensor, layer.name)
+    normalised = _standardise(graph, x.name, layer._norm_axes, layer.epsilon, layer.name)
+    broadcast = (1,) + tuple(layer._broadcast[1:])
+    return _Tensor(_affine(graph, layer, normalised, broadcast), tensor.sample_rank)
+
+
+def _group_norm(graph, layer, tensor):
+    x = _channels_last(graph, tensor, layer.name)
+    channels = layer.input_shape[-1]
+    grouped_shape = [0, *layer.input_shape[:-1], layer.groups, channels // layer.groups]
+    grouped = graph.node("Reshape", [x.name, graph.constant(f"{layer.name}_grouped_shape", grouped_shape,
+                                                            np.int64)], f"{layer.name}_grouped")
+    rank = len(grouped_shape)
+    normalised = _standardise(graph, grouped, [*range(1, rank - 2), rank - 1], layer.epsilon, layer.name)
+    name = graph.node("Reshape", [normalised, graph.constant(f"{layer.name}_shape",
+                                                             [0, *layer.input_shape], np.int64)],
+                      f"{layer.name}_ungrouped")
+    return _Tensor(_affine(graph, layer, name, (channels,)), tensor.sample_rank)
+
+
 _CONVOLUTIONS = ("Convolutional", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
                  "Conv3DTranspose")
 _POOLS = ("MaxPooling", "MaxPooling1D", "MaxPooling2D", "MaxPool2D", "MaxPooling3D", "AveragePooling",
-          "AveragePooling1D", "AveragePooling2D", "AveragePooling3D")
+          "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "AvgPool1D", "AvgPool2D",
+          "AvgPool3D", "MaxPool1D", "MaxPool3D")
+_GLOBAL_POOLS = tuple(f"Global{kind}{r}D" for kind in ("AveragePooling", "MaxPooling", "AvgPool", "MaxPool")
+                      for r in (1, 2, 3))
+#: Layers that only act in training: the identity in the exported (inference) graph.
+_TRAINING_ONLY = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+                  "GaussianDropout")
 #: modularcnn layer class -> exporter(graph, layer, tensor) -> tensor.
 EXPORTERS = {
     **{name: _convolution for name in _CONVOLUTIONS},
     **{name: _pool for name in _POOLS},
-    "GlobalAveragePooling2D": _global_pool, "GlobalMaxPooling2D": _global_pool,
-    "Dense": _dense, "Flatten": _flatten, "Reshape": _reshape, "Dropout": _identity,
-    "Activation": _activation_layer, "ReLU": _activation_layer, "LeakyReLU": _activation_layer,
-    "ELU": _activation_layer, "Softmax": _activation_layer, "PReLU": _prelu,
-    "BatchNormalization": _batch_norm,
+    **{name: _global_pool for name in _GLOBAL_POOLS},
+    **{name: _identity for name in _TRAINING_ONLY},
+    **{f"ZeroPadding{r}D": _zero_padding for r in (1, 2, 3)},
+    **{f"Cropping{r}D": _cropping for r in (1, 2, 3)},
+    **{name: _depthwise for name in ("DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
+                                     "SeparableConv2D")},
+    **{name: _activation_layer for name in ("Activation", "ReLU", "LeakyReLU", "ELU", "Softmax")},
+    "Dense": _dense, "Flatten": _flatten, "Reshape": _reshape, "Permute": _permute,
+    "Rescaling": _rescaling, "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,
+    "GroupNormalization": _group_norm, "PReLU": _prelu,
     "UpSampling1D": _upsampling, "UpSampling2D": _upsampling, "UpSampling3D": _upsampling,
     "Residual": _residual,
 }
@@ -341,7 +490,7 @@ def onnx_model(net, opset=17):
                          f"installed onnx's newest), got {opset!r}")
     if not net.layers:
         raise ValueError("export_onnx: the network has no layers")
-    graph = _Graph(onnx, net.dtype)
+    graph = _Graph(onnx, net.dtype, opset)
     element = onnx.helper.np_dtype_to_tensor_dtype(net.dtype)
     inputs = [onnx.helper.make_tensor_value_info("input", element, ["batch", *net.input_shape])]
     tensor = _chain(graph, net.layers, _Tensor("input", len(net.input_shape)))

@@ -291,9 +291,6 @@ def build_network(config, bad, weight_bytes, keras2=False):
     for index, (class_name, layer_config, pads, padding_name) in enumerate(_fold_zero_padding(layers)):
         where = f"{bad.where} layer {index}"
         rank = len(net.output_shape)
-        if class_name.startswith("ZeroPadding"):
-            raise bad(f"layer {layer_config.get('name')!r}: ZeroPadding is supported only directly "
-                      "before a 'valid' convolution of the same rank")
         layer = keras_layers.layer_from_keras(class_name, layer_config, rank, where,
                                               padding=None if pads is None else [list(p) for p in pads],
                                               keras2=keras2)

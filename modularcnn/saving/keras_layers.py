@@ -135,23 +135,36 @@ def _ones(rank):
 
 
 def _listed(value):
+    """A JSON list (or tuple) as a list, anything else as it is."""
     return list(_plain(value)) if isinstance(value, (list, tuple)) else value
 
 
 def _read_conv(cfg, rank, transposed=False):
-    cfg.require("data_format", ["channels_last"], " (modularcnn is channels-last)")
-    extra = {}
+    cfg.require("data_format", ["channels_last", None], " (modularcnn is channels-last)")
+    kwargs = {}
     if transposed:
         cfg.require("dilation_rate", [_ones(rank), 1], " for transposed convolutions")
         cfg.require("groups", [1], " for transposed convolutions")
         cfg.require("output_padding", [None])
     else:
-        extra = {"dilation_rate": _listed(cfg.take("dilation_rate", 1)),
-                 "groups": cfg.take("groups", 1)}
+        kwargs = {"dilation_rate": _listed(cfg.take("dilation_rate", 1)),
+                  "groups": cfg.take("groups", 1)}
     padding = cfg.require("padding", ["valid", "same"])
     return {"filters": cfg.take("filters"), "kernel_size": _listed(cfg.take("kernel_size")),
             "strides": _listed(cfg.take("strides", 1)), "padding": padding,
-            "use_bias": bool(cfg.take("use_bias", True)), **extra, **_activation_kwargs(cfg)}
+            "use_bias": bool(cfg.take("use_bias", True)), **kwargs, **_activation_kwargs(cfg)}
+
+
+def _read_depthwise(cfg, separable):
+    cfg.require("data_format", ["channels_last", None], " (modularcnn is channels-last)")
+    kwargs = {"kernel_size": _listed(cfg.take("kernel_size")), "strides": _listed(cfg.take("strides", 1)),
+              "padding": cfg.require("padding", ["valid", "same"]),
+              "depth_multiplier": cfg.take("depth_multiplier", 1),
+              "dilation_rate": _listed(cfg.take("dilation_rate", 1)),
+              "use_bias": bool(cfg.take("use_bias", True)), **_activation_kwargs(cfg)}
+    if separable:
+        kwargs["filters"] = cfg.take("filters")
+    return kwargs
 
 
 def _read_pool(cfg, rank):
@@ -166,8 +179,7 @@ def _read_pool(cfg, rank):
 
 def _read_global_pool(cfg):
     cfg.require("data_format", ["channels_last", None], " (modularcnn is channels-last)")
-    cfg.require("keepdims", [False])
-    return {}
+    return {"keepdims": bool(cfg.take("keepdims", False))}
 
 
 def _read_dense(cfg):
@@ -179,12 +191,9 @@ def _read_dense(cfg):
 def _read_batch_norm(cfg, input_rank):
     axis = _plain(cfg.take("axis", -1))
     if isinstance(axis, tuple) and len(axis) == 1:
-        axis = axis[0]
-    if axis not in (-1, input_rank):  # Keras 2 writes the last axis as [3] for images
-        raise cfg.error(f"axis={axis!r} is not supported: only the last (channels) axis, "
-                        f"-1 or {input_rank}")
-    cfg.require("center", [True])
-    cfg.require("scale", [True])
+        axis = axis[0]  # Keras 2 writes the axis as a list, [3] for images
+    if isinstance(axis, tuple):
+        raise cfg.error(f"axis={list(axis)!r} is not supported: one feature axis")
     cfg.require("synchronized", [False, None])
     cfg.require("renorm", [False, None])
     cfg.take("renorm_clipping")
@@ -192,7 +201,34 @@ def _read_batch_norm(cfg, input_rank):
     cfg.take("fused")
     cfg.take("virtual_batch_size")
     cfg.take("adjustment")
-    return {"momentum": cfg.take("momentum", 0.99), "epsilon": cfg.take("epsilon", 1e-3)}
+    return {"axis": axis, "momentum": cfg.take("momentum", 0.99), "epsilon": cfg.take("epsilon", 1e-3),
+            "center": bool(cfg.take("center", True)), "scale": bool(cfg.take("scale", True))}
+
+
+def _read_layer_norm(cfg):
+    cfg.require("rms_scaling", [False, None])
+    return {"axis": _listed(cfg.take("axis", -1)), "epsilon": cfg.take("epsilon", 1e-3),
+            "center": bool(cfg.take("center", True)), "scale": bool(cfg.take("scale", True))}
+
+
+def _read_group_norm(cfg):
+    return {"groups": cfg.take("groups", 32), "axis": cfg.take("axis", -1),
+            "epsilon": cfg.take("epsilon", 1e-3), "center": bool(cfg.take("center", True)),
+            "scale": bool(cfg.take("scale", True))}
+
+
+def _read_border(cfg, key, default):
+    cfg.require("data_format", ["channels_last", None], " (modularcnn is channels-last)")
+    return {key: _listed(cfg.take(key, default))}
+
+
+def _read_noise(cfg, key):
+    """Dropout-like layers: the rate (or stddev) and the seed; identity in inference."""
+    kwargs = {key: cfg.take(key)}
+    seed = cfg.take("seed")
+    if seed is not None:
+        kwargs["seed"] = seed
+    return kwargs
 
 
 def _read_upsampling(cfg, rank):
@@ -200,7 +236,7 @@ def _read_upsampling(cfg, rank):
     size = cfg.take("size", 2)
     kwargs = {"size": list(size) if isinstance(size, (list, tuple)) else size}
     if rank == 2:
-        kwargs["interpolation"] = cfg.take("interpolation", "nearest")
+        kwargs["interpolation"] = cfg.require("interpolation", ["nearest", "bilinear"])
     return kwargs
 
 
@@ -246,8 +282,11 @@ def _read_flatten(cfg):
 
 
 def _read_dropout(cfg):
-    cfg.require("noise_shape", [None])
-    return {"rate": cfg.take("rate")}
+    kwargs = _read_noise(cfg, "rate")
+    noise_shape = cfg.take("noise_shape")
+    if noise_shape is not None:
+        kwargs["noise_shape"] = _listed(noise_shape)
+    return kwargs
 
 
 def _read_reshape(cfg):
@@ -274,8 +313,29 @@ _READERS = {
     "Reshape": ("Reshape", lambda c, _: _read_reshape(c)),
     "Dropout": ("Dropout", lambda c, _: _read_dropout(c)),
     "BatchNormalization": ("BatchNormalization", _read_batch_norm),
-    "GlobalAveragePooling2D": ("GlobalAveragePooling2D", lambda c, _: _read_global_pool(c)),
-    "GlobalMaxPooling2D": ("GlobalMaxPooling2D", lambda c, _: _read_global_pool(c)),
+    **{f"Global{kind}{r}D": (f"Global{canonical}{r}D", lambda c, _: _read_global_pool(c))
+       for r in (1, 2, 3)
+       for kind, canonical in (("AveragePooling", "AveragePooling"), ("MaxPooling", "MaxPooling"),
+                               ("AvgPool", "AveragePooling"), ("MaxPool", "MaxPooling"))},
+    **{f"ZeroPadding{r}D": (f"ZeroPadding{r}D", lambda c, _: _read_border(c, "padding", 1))
+       for r in (1, 2, 3)},
+    **{f"Cropping{r}D": (f"Cropping{r}D",
+                         lambda c, _, r=r: _read_border(c, "cropping", ((0, 0), (0, 0)) if r == 2 else
+                                                        ((1, 1),) * r if r == 3 else (1, 1)))
+       for r in (1, 2, 3)},
+    **{f"SpatialDropout{r}D": (f"SpatialDropout{r}D", lambda c, _: _read_border_free_noise(c))
+       for r in (1, 2, 3)},
+    "DepthwiseConv1D": ("DepthwiseConv1D", lambda c, _: _read_depthwise(c, False)),
+    "DepthwiseConv2D": ("DepthwiseConv2D", lambda c, _: _read_depthwise(c, False)),
+    "SeparableConv1D": ("SeparableConv1D", lambda c, _: _read_depthwise(c, True)),
+    "SeparableConv2D": ("SeparableConv2D", lambda c, _: _read_depthwise(c, True)),
+    "SeparableConvolution2D": ("SeparableConv2D", lambda c, _: _read_depthwise(c, True)),
+    "LayerNormalization": ("LayerNormalization", lambda c, _: _read_layer_norm(c)),
+    "GroupNormalization": ("GroupNormalization", lambda c, _: _read_group_norm(c)),
+    "Permute": ("Permute", lambda c, _: {"dims": _listed(c.take("dims"))}),
+    "Rescaling": ("Rescaling", lambda c, _: {"scale": c.take("scale"), "offset": c.take("offset", 0.0)}),
+    "GaussianNoise": ("GaussianNoise", lambda c, _: _read_noise(c, "stddev")),
+    "GaussianDropout": ("GaussianDropout", lambda c, _: _read_noise(c, "rate")),
     "UpSampling1D": ("UpSampling1D", lambda c, _: _read_upsampling(c, 1)),
     "UpSampling2D": ("UpSampling2D", lambda c, _: _read_upsampling(c, 2)),
     "UpSampling3D": ("UpSampling3D", lambda c, _: _read_upsampling(c, 3)),
@@ -288,7 +348,13 @@ _READERS = {
 }
 
 
-#: Read only as part of the layer after them (ZeroPadding + a "valid" convolution: explicit padding).
+def _read_border_free_noise(cfg):
+    cfg.require("data_format", ["channels_last", None], " (modularcnn is channels-last)")
+    return _read_noise(cfg, "rate")
+
+
+#: Folded into the layer after them when that is a "valid" convolution (explicit padding), otherwise
+#: read as layers of their own.
 _FOLDED = {"ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"}
 
 
@@ -375,6 +441,9 @@ def _entry(class_name, name, config, layer, input_shape=None):
              "config": {"name": name, "trainable": layer.trainable, "dtype": _policy(layer.dtype),
                         **config},
              "registered_name": None}
+    if class_name.startswith("SpatialDropout"):
+        # Keras 3's SpatialDropout layers take no trainable= (their own get_config leaves it out).
+        del entry["config"]["trainable"]
     if input_shape is not None:
         entry["build_config"] = {"input_shape": [None, *input_shape]}
     return entry
@@ -466,8 +535,22 @@ def keras_layers_of(layer):
                                 "use_bias": layer.use_bias}, True))
         if after:
             items.append((*after, False))
-    elif kind in ("MaxPooling", "MaxPooling1D", "MaxPooling2D", "MaxPool2D", "MaxPooling3D",
-                  "AveragePooling", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D"):
+    elif kind in _DEPTHWISE:
+        padding, explicit = _depthwise_padding(layer)
+        if explicit is not None:
+            items.append((f"ZeroPadding{rank}D", {"padding": [list(p) for p in explicit],
+                                                  "data_format": "channels_last"}, False))
+        activation, after = _keras_activation(layer)
+        config = {"kernel_size": list(layer.kernel_size), "strides": list(layer.strides),
+                  "padding": padding, "depth_multiplier": layer.depth_multiplier,
+                  "data_format": "channels_last", "dilation_rate": list(layer.dilation_rate),
+                  "activation": activation, "use_bias": layer.use_bias}
+        if kind.startswith("Separable"):
+            config["filters"] = layer.filters
+        items.append((kind, config, True))
+        if after:
+            items.append((*after, False))
+    elif kind in _POOLS:
         if not isinstance(layer.pad, str):
             raise ValueError(f"{layer.describe()}: explicit pooling padding has no Keras equivalent; "
                              "use 'valid' or 'same'")
@@ -475,14 +558,24 @@ def keras_layers_of(layer):
         items.append((f"{family}{rank}D", {"pool_size": list(layer.pool_size),
                                            "strides": list(layer.stride), "padding": layer.pad,
                                            "data_format": "channels_last"}, True))
-    elif kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
-        items.append((kind, {"data_format": "channels_last", "keepdims": False}, True))
+    elif kind in _GLOBAL_POOLS:
+        family = "GlobalMaxPooling" if kind.startswith("GlobalMax") else "GlobalAveragePooling"
+        items.append((f"{family}{layer.rank}D", {"data_format": "channels_last",
+                                                 "keepdims": layer.keepdims}, True))
     elif kind == "Flatten":
         items.append(("Flatten", {"data_format": "channels_last"}, True))
     elif kind == "Reshape":
         items.append(("Reshape", {"target_shape": list(layer.target_shape)}, True))
     elif kind == "Dropout":
-        items.append(("Dropout", {"rate": layer.rate, "noise_shape": None, "seed": None}, True))
+        items.append(("Dropout", {"rate": layer.rate, "noise_shape": None if layer.noise_shape is None
+                                  else list(layer.noise_shape), "seed": layer.seed}, True))
+    elif kind.startswith("SpatialDropout"):
+        items.append((kind, {"rate": layer.rate, "seed": layer.seed, "data_format": "channels_last"},
+                      True))
+    elif kind == "GaussianNoise":
+        items.append((kind, {"stddev": layer.stddev, "seed": layer.seed}, True))
+    elif kind == "GaussianDropout":
+        items.append((kind, {"rate": layer.rate, "seed": layer.seed}, True))
     elif kind in ("ReLU", "LeakyReLU", "ELU", "Softmax"):
         # Keras has the same layer classes with the same arguments (their configs are ours).
         items.append((kind, layer.options(), True))
@@ -492,9 +585,26 @@ def keras_layers_of(layer):
     elif kind == "PReLU":
         items.append(("PReLU", {"shared_axes": list(layer.shared_axes) or None}, True))
     elif kind == "BatchNormalization":
-        items.append(("BatchNormalization", {"axis": -1, "momentum": layer.momentum,
-                                             "epsilon": layer.epsilon, "center": True,
-                                             "scale": True}, True))
+        items.append(("BatchNormalization", {"axis": layer.axis, "momentum": layer.momentum,
+                                             "epsilon": layer.epsilon, "center": layer.center,
+                                             "scale": layer.scale}, True))
+    elif kind == "LayerNormalization":
+        items.append((kind, {"axis": layer.axis, "epsilon": layer.epsilon, "center": layer.center,
+                             "scale": layer.scale, "rms_scaling": False}, True))
+    elif kind == "GroupNormalization":
+        items.append((kind, {"groups": layer.groups, "axis": layer.axis, "epsilon": layer.epsilon,
+                             "center": layer.center, "scale": layer.scale}, True))
+    elif kind.startswith("ZeroPadding"):
+        items.append((kind, {"padding": [list(p) for p in layer.pairs], "data_format": "channels_last"},
+                      True))
+    elif kind.startswith("Cropping"):
+        items.append((kind, {"cropping": [list(p) for p in layer.pairs], "data_format": "channels_last"},
+                      True))
+    elif kind == "Permute":
+        items.append((kind, {"dims": list(layer.dims)}, True))
+    elif kind == "Rescaling":
+        config = layer.get_config()
+        items.append((kind, {"scale": config["scale"], "offset": config["offset"]}, True))
     elif kind in ("UpSampling1D", "UpSampling2D", "UpSampling3D"):
         config = {"size": list(layer.size) if rank != 1 else layer.size[0]}
         if rank == 2:
@@ -508,13 +618,27 @@ def keras_layers_of(layer):
     return items
 
 
+def _depthwise_padding(layer):
+    if isinstance(layer.padding, str):
+        return layer.padding, None
+    return "valid", layer.pads
+
+
+_POOLS = ("MaxPooling", "MaxPooling1D", "MaxPooling2D", "MaxPool2D", "MaxPooling3D", "AveragePooling",
+          "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "AvgPool1D", "AvgPool2D",
+          "AvgPool3D", "MaxPool1D", "MaxPool3D")
+_GLOBAL_POOLS = tuple(f"Global{kind}{r}D" for kind in ("AveragePooling", "MaxPooling", "AvgPool", "MaxPool")
+                      for r in (1, 2, 3))
+_DEPTHWISE = ("DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D")
+
 #: Our layer classes :func:`keras_layers_of` translates.
 WRITABLE = {"Convolutional", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
-            "Conv3DTranspose", "Dense", "MaxPooling", "MaxPooling1D", "MaxPooling2D", "MaxPool2D",
-            "MaxPooling3D", "AveragePooling", "AveragePooling1D", "AveragePooling2D",
-            "AveragePooling3D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Reshape",
-            "Dropout", "Activation", "BatchNormalization", "UpSampling1D", "UpSampling2D",
-            "UpSampling3D", "ReLU", "LeakyReLU", "ELU", "Softmax", "PReLU"}
+            "Conv3DTranspose", "Dense", *_POOLS, *_GLOBAL_POOLS, *_DEPTHWISE, "Flatten", "Reshape",
+            "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+            "GaussianDropout", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "PReLU",
+            "BatchNormalization", "LayerNormalization", "GroupNormalization", "ZeroPadding1D",
+            "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D", "Permute",
+            "Rescaling", "UpSampling1D", "UpSampling2D", "UpSampling3D"}
 
 
 def keras_entries(net):
