@@ -278,36 +278,34 @@ import os, sys
 os.environ.setdefault("KERAS_BACKEND", "torch")
 import numpy as np, keras
 model = keras.models.load_model(sys.argv[1])
-np.save(sys.argv[3], np.asarray(model.predict(np.load(sys.argv[2]), verbose=0)))
+np.save(sys.argv[3], keras.ops.convert_to_numpy(model.predict(np.load(sys.argv[2]), verbose=0)))
 """
 
 
-def test_keras_opens_our_archive_and_predicts_the_same(tmp_path, monkeypatch):
+def keras_predicts(net, x, tmp_path, monkeypatch):
+    """What real Keras (in a subprocess, torch backend) predicts for ``x`` from ``net`` saved as
+    ``.keras``; skips the calling test when Keras is not installed."""
     monkeypatch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "torch"))
     pytest.importorskip("keras")
-    net = seed_style_net()
-    x = np.random.default_rng(0).normal(size=(5, 12, 10, 3)).astype("float32")
     net.save(tmp_path / "ours.keras")
     np.save(tmp_path / "x.npy", x)
     done = subprocess.run([sys.executable, "-c", KERAS_CHECK, str(tmp_path / "ours.keras"),
                            str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    close_to_keras(np.load(tmp_path / "y.npy"), net.predict(x))
+    return np.load(tmp_path / "y.npy")
+
+
+def test_keras_opens_our_archive_and_predicts_the_same(tmp_path, monkeypatch):
+    net = seed_style_net()
+    x = np.random.default_rng(0).normal(size=(5, 12, 10, 3)).astype("float32")
+    close_to_keras(keras_predicts(net, x, tmp_path, monkeypatch), net.predict(x))
 
 
 def test_keras_opens_our_keras3_layers_and_predicts_the_same(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "torch"))
-    pytest.importorskip("keras")
     net = keras3_net()
     x = np.random.default_rng(0).normal(size=(4, 9, 8, 4)).astype("float32")
-    net.save(tmp_path / "ours.keras")
-    np.save(tmp_path / "x.npy", x)
-    done = subprocess.run([sys.executable, "-c", KERAS_CHECK, str(tmp_path / "ours.keras"),
-                           str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    close_to_keras(np.load(tmp_path / "y.npy"), net.predict(x))
+    close_to_keras(keras_predicts(net, x, tmp_path, monkeypatch), net.predict(x))
 
 
 # -- hostile and malformed files -----------------------------------------------------------

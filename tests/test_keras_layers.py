@@ -8,9 +8,6 @@ where installed (skipped cleanly otherwise). HDF5 round trips of every layer are
 """
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +29,7 @@ from modularcnn.layers import (
 )
 
 from . import naive
+from .test_keras_files import keras_predicts
 
 TOL = 1e-6
 rng = np.random.default_rng(7)
@@ -824,27 +822,11 @@ def test_new_layers_write_to_keras_and_read_back_exactly(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x), net.predict(x))
 
 
-KERAS_PREDICT = """
-import os, sys
-os.environ.setdefault("KERAS_BACKEND", "torch")
-import numpy as np, keras
-model = keras.models.load_model(sys.argv[1])
-np.save(sys.argv[3], keras.ops.convert_to_numpy(model.predict(np.load(sys.argv[2]), verbose=0)))
-"""
-
-
 def test_keras_opens_the_new_layers_and_predicts_the_same(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "torch"))
-    pytest.importorskip("keras")
     net = every_new_layer_net()
     x = np.random.default_rng(0).normal(size=(3, 9, 8, 3)).astype("float32")
-    net.save(tmp_path / "new.keras")
-    np.save(tmp_path / "x.npy", x)
-    done = subprocess.run([sys.executable, "-c", KERAS_PREDICT, str(tmp_path / "new.keras"),
-                           str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), net.predict(x), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(keras_predicts(net, x, tmp_path, monkeypatch), net.predict(x),
+                               rtol=0, atol=1e-5)
 
 
 def test_layers_keras_cannot_express_are_refused(tmp_path):
