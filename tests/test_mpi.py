@@ -376,7 +376,7 @@ def test_a_raising_rank_aborts_the_job_with_its_error(tmp_path, failing, aborted
         message = "blocker"
     done = run_job(tmp_path, config, timeout=60)
     assert done.returncode != 0
-    assert f"modularcnn: MPI rank {failing} of 2 raised" in done.stderr
+    assert f"modularcnn: MPI rank {failing} of 2 raised" in done.stderr, (done.stdout, done.stderr)
     assert message in done.stderr and "MPI_Abort" in done.stderr
     if failing == 1:  # rank 0, waiting in a collective, learns of it and says so too
         assert ("modularcnn: MPI rank 1 of 2 failed, so every rank stops (MPI_Abort): rank 1 raised "

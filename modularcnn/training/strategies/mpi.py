@@ -67,6 +67,10 @@ FAILURE_TAG = 7919
 #: How long a failing rank gives the others to read its message (and rank 0 to print it) before it
 #: calls MPI_Abort itself.
 FAILURE_GRACE_SECONDS = 1.0
+#: How long a rank waits between printing why the job stops and calling MPI_Abort: MPICH's process
+#: manager forwards each rank's stderr asynchronously, and an abort tears the job down at once, so
+#: on a loaded machine the messages were sometimes lost before they reached mpirun's stderr.
+STDERR_DRAIN_SECONDS = 0.3
 #: A wait for a collective spins this many polls before it starts sleeping between them (a rank
 #: must not take the CPU from the one it waits for when the machine has fewer cores than ranks).
 SPIN_POLLS = 200
@@ -228,6 +232,7 @@ class MPIStrategy(DataParallelStrategy):
                              f"every rank stops (MPI_Abort): {text}\n")
             sys.stderr.flush()
         sys.stdout.flush()
+        time.sleep(STDERR_DRAIN_SECONDS)
         self.comm.Abort(ABORT_STATUS)
 
     def _broadcast_weights(self, net):
@@ -410,7 +415,8 @@ class MPIStrategy(DataParallelStrategy):
             deadline = time.monotonic() + FAILURE_GRACE_SECONDS
             while time.monotonic() < deadline and not self.mpi.Request.Testall(sends):
                 time.sleep(0.01)
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))  # rank 0 prints meanwhile
+            # Rank 0 prints meanwhile, and the process manager forwards what this rank printed.
+            time.sleep(max(STDERR_DRAIN_SECONDS, min(0.2, deadline - time.monotonic())))
         finally:
             self.comm.Abort(ABORT_STATUS)
 
