@@ -193,11 +193,16 @@ def _class_id_vector(labels, what):
             f"confusion_matrix: expected {what} as class ids (N,) or scores (N, K), "
             f"received shape {labels.shape}."
         )
-    if not np.issubdtype(labels.dtype, np.integer):
-        if not np.all(np.floor(labels) == labels):
-            raise ValueError(f"confusion_matrix: {what} must hold integer class ids.")
-        labels = labels.astype(np.int64)
-    return labels
+    if np.issubdtype(labels.dtype, np.integer):
+        if labels.dtype == np.uint64 and labels.size and labels.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"confusion_matrix: {what} holds class ids beyond int64, max "
+                             f"{labels.max()}.")
+    elif not (np.issubdtype(labels.dtype, np.floating) or labels.dtype == np.bool_) or not np.all(
+            np.isfinite(labels) & (np.floor(labels) == labels)):
+        raise ValueError(f"confusion_matrix: {what} must hold finite integer class ids, "
+                         f"received dtype {labels.dtype}.")
+    # int64 whatever came: uint8 labels (what mnist.load_data returns) cannot hold -1 or i * K + j.
+    return labels.astype(np.int64, copy=False)
 
 
 def confusion_matrix(y_true, y_pred_classes, num_classes=None):
