@@ -4,7 +4,7 @@
 >>> from modularcnn.layers import Convolutional, MaxPooling, Flatten, Dense
 """
 
-from . import activations, initializers, layers, utils, validation
+from . import activations, constraints, initializers, layers, regularizers, utils, validation
 from .errors import ArgumentError, DataError, ModelFileError, ShapeError
 from .execution import ExecutionOptions, reference_kernels
 from .gradcheck import GradientCheckError, gradcheck
@@ -18,7 +18,7 @@ from .version import __version__
 
 __all__ = [
     "Net", "Model", "Input", "SymbolicTensor", "ExecutionOptions", "reference_kernels", "layers",
-    "activations", "initializers", "gradcheck",
+    "activations", "initializers", "regularizers", "constraints", "gradcheck",
     "GradientCheckError", "ArgumentError", "ModelFileError", "ShapeError", "DataError", "validation",
     "utils", "load_model", "__version__",
     "plot_history", "plot_predictions", "plot_confusion_matrix",

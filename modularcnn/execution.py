@@ -139,13 +139,15 @@ def select_step(layers, i, options):
     Returns ``(layers[i], 1)`` (the layer runs itself) unless a fused step applies.
     """
     conv, pool = layers[i], layers[i + 1] if i + 1 < len(layers) else None
-    # A convolution with a plain ReLU, stride 1, a zero border, no dilation, one group, whose even
+    # A convolution with a plain ReLU, stride 1, a zero border, no dilation, one group, no activity
+    # regularizer (its penalty is on the ReLU's output, which the fused step never forms), whose even
     # output goes straight into a 2x2, stride-2, unpadded max pool: one fused step.
     fuse_conv_relu_pool = (
         options.fused
         and isinstance(conv, Convolutional) and conv.rank == 2 and _plain_relu(conv.activation)
         and conv.stride == (1, 1) and conv.pad_value == 0 and conv.dilation_rate == (1, 1)
         and conv.groups == 1 and conv.out_spatial[0] % 2 == 0 and conv.out_spatial[1] % 2 == 0
+        and conv.activity_regularizer is None
         and isinstance(pool, MaxPooling) and pool.rank == 2 and pool.pool_size == (2, 2)
         and pool.stride == (2, 2) and not any(any(p) for p in pool.pads))
     if not fuse_conv_relu_pool:

@@ -1,7 +1,8 @@
 """The dependency rule between the package's parts, checked on the import statements themselves.
 
     kernels    -> NumPy (and each other) only
-    helpers    -> each other (activations, initializers, validation, errors, mathutils, catalog)
+    helpers    -> each other (activations, initializers, validation, errors, mathutils, catalog,
+                  regularizers, constraints)
     layers     -> kernels, helpers
     execution  -> layers, kernels (the planner: modularcnn.execution and its fused steps, modularcnn.fusion)
     training, saving, Net, ... -> the rest
@@ -17,7 +18,8 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "modularcnn"
 
 #: Modules below layers that layers may use: argument checking and element-wise functions.
-FOUNDATION = {"activations", "initializers", "validation", "errors", "mathutils", "catalog"}
+FOUNDATION = {"activations", "initializers", "validation", "errors", "mathutils", "catalog",
+              "regularizers", "constraints"}
 ALLOWED = {
     "kernels": {"kernels"},
     "layers": {"kernels", "layers"} | FOUNDATION,

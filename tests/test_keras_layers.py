@@ -206,7 +206,7 @@ def test_activation_layer_arguments_are_checked():
                           (lambda: LeakyReLU(-0.2), "negative_slope"),
                           (lambda: Softmax(axis=1.5), "axis"),
                           (lambda: PReLU(shared_axes=[0]), "shared_axes"),
-                          (lambda: PReLU(alpha_regularizer="l2"), "alpha_regularizer")]:
+                          (lambda: PReLU(alpha_regularizer="l7"), "alpha_regularizer")]:
         with pytest.raises(ValueError, match=message):
             make()
     for layer, shape in [(Softmax(axis=3), (4, 5)), (Softmax(axis=0), (4,)), (PReLU(shared_axes=[3]), (4, 5))]:

@@ -121,16 +121,17 @@ class PReLU(Layer):
 
     ``alpha`` has the per-sample input shape, except along ``shared_axes`` (Keras's numbering, the batch
     axis being 0: ``shared_axes=[1, 2]`` shares one slope per channel over an image's height and
-    width), where it has length 1. Initialised with ``alpha_initializer`` (zeros, as in Keras).
+    width), where it has length 1. Initialised with ``alpha_initializer`` (zeros, as in Keras);
+    ``alpha_regularizer`` and ``alpha_constraint`` as in Keras.
     """
+
+    weight_options = {"alpha": "alpha"}
 
     def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None,
                  shared_axes=None, **kwargs):
         super().__init__(**kwargs)
-        for option, value in (("alpha_regularizer", alpha_regularizer),
-                              ("alpha_constraint", alpha_constraint)):
-            if value is not None:
-                raise ValueError(f"PReLU: {option}={value!r} is not supported (only None)")
+        self.set_weight_options({"alpha_regularizer": alpha_regularizer,
+                                 "alpha_constraint": alpha_constraint})
         self.alpha_initializer = initializers.get(alpha_initializer)
         if shared_axes is None:
             shared_axes = ()
@@ -169,4 +170,4 @@ class PReLU(Layer):
     def get_config(self):
         return {**super().get_config(),
                 "alpha_initializer": initializers.serialize(self.alpha_initializer),
-                "shared_axes": list(self.shared_axes) or None}
+                "shared_axes": list(self.shared_axes) or None, **self.weight_options_config()}

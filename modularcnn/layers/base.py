@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from .. import activations, initializers, validation
+from .. import activations, constraints, initializers, regularizers, validation
 from ..errors import ArgumentError
 from ..kernels.windows import output_spatial_shape, resolve_padding
 
@@ -232,6 +232,48 @@ class Layer:
             return {}
         return {k: v for k, v in self.params.items() if k not in self.non_trainable_params}
 
+    # -- penalties and constraints on weights ----------------------------------------------------
+
+    #: Parameter name -> the prefix of the arguments naming its regularizer and constraint, as Keras
+    #: names them (``{"kernel": "kernel", "bias": "bias"}``: ``kernel_regularizer``,
+    #: ``bias_constraint``; a depthwise kernel's are ``depthwise_regularizer``, ...).
+    weight_options = {}
+
+    def set_weight_options(self, given):
+        """Read ``{"<prefix>_regularizer": ..., "<prefix>_constraint": ...}`` (the constructor's
+        arguments; missing ones are None) into attributes of those names, checking each."""
+        owner = type(self).__name__
+        prefixes = set(self.weight_options.values())
+        for option, value in given.items():
+            if value is not None and option.rpartition("_")[0] not in prefixes:
+                raise ValueError(f"{owner} takes no {option} (it has no such weights); its options: "
+                                 + ", ".join(sorted(f"{p}_{k}" for p in prefixes
+                                                    for k in ("regularizer", "constraint"))))
+        for prefix in self.weight_options.values():
+            for kind, module in (("regularizer", regularizers), ("constraint", constraints)):
+                option = f"{prefix}_{kind}"
+                setattr(self, option, module.get(given.get(option), f"{owner}: {option}"))
+
+    def regularizer_of(self, key):
+        """The regularizer of ``params[key]``, or None."""
+        prefix = self.weight_options.get(key)
+        return getattr(self, f"{prefix}_regularizer", None) if prefix else None
+
+    def constraint_of(self, key):
+        """The constraint of ``params[key]``, or None."""
+        prefix = self.weight_options.get(key)
+        return getattr(self, f"{prefix}_constraint", None) if prefix else None
+
+    def weight_options_config(self):
+        """The regularizers and constraints that are set, serialised for :meth:`get_config`."""
+        config = {}
+        for prefix in self.weight_options.values():
+            for kind, module in (("regularizer", regularizers), ("constraint", constraints)):
+                value = getattr(self, f"{prefix}_{kind}", None)
+                if value is not None:
+                    config[f"{prefix}_{kind}"] = module.serialize(value)
+        return config
+
     @property
     def sublayers(self):
         """Layers held inside this one (a residual block's), listed under it by ``summary()``."""
@@ -302,18 +344,31 @@ class ActivatedLayer(Layer):
     cross-entropy starts there, skipping the activation's Jacobian.
     """
 
-    def __init__(self, activation=None, alpha=None, **kwargs):
+    def __init__(self, activation=None, alpha=None, activity_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation, alpha=alpha)
+        self.activity_regularizer = regularizers.get(
+            activity_regularizer, f"{type(self).__name__}: activity_regularizer")
+        self._activity_scale = None
 
     def activate(self, z):
-        """``activation(z)``, keeping what backward needs; ``z`` may be overwritten (in-place ReLU)."""
+        """``activation(z)``, keeping what backward needs; ``z`` may be overwritten (in-place ReLU).
+
+        With an ``activity_regularizer``, inside an open :class:`~modularcnn.regularizers.ActivityTally`
+        (the loss's forward pass), the output's penalty is counted there and its gradient is added in
+        :meth:`backward`.
+        """
         a = self.activation.forward_inplace(z)
         self.preactivation = None if a is z else z
         self._a = a
+        tally = regularizers.current_tally() if self.activity_regularizer is not None else None
+        self._activity_scale = None if tally is None else tally.add(self.activity_regularizer, a)
         return a
 
     def backward(self, dy):
+        if self._activity_scale:
+            # d(weight * r(a) / N) / da, added to what comes from above (never in place: dy is theirs).
+            dy = dy + dy.dtype.type(self._activity_scale) * self.activity_regularizer.gradient(self._a)
         return self.backward_preactivation(self.activation.backward(dy, self.preactivation, self._a))
 
     def backward_preactivation(self, dz):
@@ -323,4 +378,6 @@ class ActivatedLayer(Layer):
         config = {**super().get_config(), "activation": activations.serialize(self.activation)}
         if hasattr(self.activation, "alpha"):
             config["alpha"] = self.activation.alpha
-        return config
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
+        return {**config, **self.weight_options_config()}

@@ -17,13 +17,20 @@ class ConvolutionLayer(ActivatedLayer):
 
     rank = 2
     default_pad = 0
+    weight_options = {"kernel": "kernel", "bias": "bias"}
 
     def __init__(self, filters, filter_size=None, stride=None, pad=None, input_shape=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  activation=None, name=None, trainable=True, kernel_size=None, strides=None,
-                 padding=None, alpha=None, dilation_rate=1, groups=1):
+                 padding=None, alpha=None, dilation_rate=1, groups=1, kernel_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 bias_constraint=None):
         super().__init__(activation=activation, alpha=alpha, input_shape=input_shape, name=name,
-                         trainable=trainable)
+                         trainable=trainable, activity_regularizer=activity_regularizer)
+        self.set_weight_options({"kernel_regularizer": kernel_regularizer,
+                                 "bias_regularizer": bias_regularizer,
+                                 "kernel_constraint": kernel_constraint,
+                                 "bias_constraint": bias_constraint})
         kind = type(self).__name__
         self.filters = validation.positive_int(filters, "filters", kind)
         self.filter_size = validation.normalize_tuple(
@@ -132,6 +139,9 @@ class Convolutional(ConvolutionLayer):
         PyTorch's ``groups``); it must divide both. The kernel is then ``(kh, kw, C / groups, filters)``.
     use_bias, kernel_initializer, bias_initializer
         As in Keras; the default kernel initializer is Glorot uniform.
+    kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint
+        As in Keras (:mod:`modularcnn.regularizers`, :mod:`modularcnn.constraints`); a constraint's
+        default ``axis=0`` is the kernel's first axis: give ``axis=[0, 1, 2]`` for each filter's norm.
     """
 
     rank = 2

@@ -18,17 +18,27 @@ class Dense(ActivatedLayer):
     Both spellings work: ``Dense(128)`` (Keras: the input size is inferred) and the seed's
     ``Dense(units_in, units_out)`` or ``Dense(units_in=512, units_out=10)``, whose stated
     ``units_in`` is checked against the inferred size. ``Dense(64, "relu")`` is read as Keras reads
-    it (units, activation). The seed's ``initial_Wvar=v`` draws the kernel from a normal
+    it (units, activation). ``kernel_regularizer``, ``bias_regularizer``, ``activity_regularizer``
+    (:mod:`modularcnn.regularizers`), ``kernel_constraint`` and ``bias_constraint``
+    (:mod:`modularcnn.constraints`) as in Keras. The seed's ``initial_Wvar=v`` draws the kernel from a normal
     distribution of variance ``v``, i.e. ``kernel_initializer=RandomNormal(stddev=sqrt(v))``.
     """
 
+    weight_options = {"kernel": "kernel", "bias": "bias"}
+
     def __init__(self, units=None, units_out=None, activation=None, use_bias=True,
                  kernel_initializer=None, bias_initializer="zeros", input_shape=None,
-                 name=None, trainable=True, units_in=None, alpha=None, initial_Wvar=None):
+                 name=None, trainable=True, units_in=None, alpha=None, initial_Wvar=None,
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None):
         if isinstance(units_out, str) and activation is None:
             activation, units_out = units_out, None
         super().__init__(activation=activation, alpha=alpha, input_shape=input_shape, name=name,
-                         trainable=trainable)
+                         trainable=trainable, activity_regularizer=activity_regularizer)
+        self.set_weight_options({"kernel_regularizer": kernel_regularizer,
+                                 "bias_regularizer": bias_regularizer,
+                                 "kernel_constraint": kernel_constraint,
+                                 "bias_constraint": bias_constraint})
         if units_out is not None and units is not None:
             if units_in is not None and units_in != units:
                 raise ValueError(f"Dense: units_in={units_in!r} disagrees with the first argument {units!r}")

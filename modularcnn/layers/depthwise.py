@@ -29,12 +29,21 @@ class _Depthwise(ActivatedLayer):
 
     rank = 2
     INFERENCE_WINDOW_BYTES = Convolutional.INFERENCE_WINDOW_BYTES
+    weight_options = {"depthwise_kernel": "depthwise", "bias": "bias"}
 
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1, data_format=None,
                  dilation_rate=1, activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", bias_initializer="zeros", alpha=None,
+                 depthwise_regularizer=None, bias_regularizer=None, depthwise_constraint=None,
+                 bias_constraint=None, pointwise_regularizer=None, pointwise_constraint=None,
                  **kwargs):
         super().__init__(activation=activation, alpha=alpha, **kwargs)
+        self.set_weight_options({"depthwise_regularizer": depthwise_regularizer,
+                                 "bias_regularizer": bias_regularizer,
+                                 "depthwise_constraint": depthwise_constraint,
+                                 "bias_constraint": bias_constraint,
+                                 "pointwise_regularizer": pointwise_regularizer,
+                                 "pointwise_constraint": pointwise_constraint})
         kind = type(self).__name__
         self.kernel_size = normalize_tuple(kernel_size, self.rank, "kernel_size", kind)
         self.strides = normalize_tuple(strides, self.rank, "strides", kind)
@@ -117,7 +126,9 @@ class DepthwiseConv2D(_Depthwise):
     ``depth_multiplier`` filters, output ``(N, Ho, Wo, C * depth_multiplier)``.
 
     ``kernel_size``, ``strides``, ``padding`` (``"valid"``, ``"same"`` or explicit ints/pairs as in
-    :class:`Conv2D`), ``dilation_rate``, ``activation``, ``use_bias`` as in Keras. Kernel
+    :class:`Conv2D`), ``dilation_rate``, ``activation``, ``use_bias``, ``depthwise_regularizer``,
+    ``bias_regularizer``, ``activity_regularizer``, ``depthwise_constraint``, ``bias_constraint`` as
+    in Keras. Kernel
     ``depthwise_kernel`` ``(kh, kw, C, depth_multiplier)``, bias ``(C * depth_multiplier,)``.
     """
 
@@ -154,8 +165,11 @@ class SeparableConv2D(_Depthwise):
 
     Kernels ``depthwise_kernel`` ``(kh, kw, C, depth_multiplier)`` and ``pointwise_kernel``
     ``(1, 1, C * depth_multiplier, filters)``, bias ``(filters,)``; the other arguments as in
-    :class:`DepthwiseConv2D`.
+    :class:`DepthwiseConv2D`. ``pointwise_regularizer`` and ``pointwise_constraint`` apply to the
+    pointwise kernel, as in Keras.
     """
+
+    weight_options = {"depthwise_kernel": "depthwise", "pointwise_kernel": "pointwise", "bias": "bias"}
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", depth_multiplier=1,
                  pointwise_initializer="glorot_uniform", **kwargs):

@@ -8,8 +8,10 @@ plain JSON data matched against the table below.
 Every option of a Keras layer is either *translated*, *irrelevant to the numbers* (names, dtypes,
 initialisers: the weights come from the file), or *refused*: an option we do not implement with a value
 other than Keras's default raises :class:`~modularcnn.errors.ModelFileError` naming the layer and the
-option, so a model is never silently run differently from Keras. Regularisers and constraints do not
-change predictions; they are dropped with a warning (unless the layer takes them).
+option, so a model is never silently run differently from Keras. Regularisers and constraints (Keras 3's
+``{"module": "keras.regularizers", ...}`` and Keras 2's ``{"class_name": "L2", ...}``) are read into the
+layers that take them and written back in Keras 3's form; ones we cannot read (custom objects) do not
+change predictions and are dropped with a warning.
 
 Keras's weights and ours share layouts (``kernel`` ``(kh, kw, C, F)``, Dense ``(in, out)``, transposed
 kernels ``(kh, kw, F, C)``, batch norm ``gamma, beta, moving_mean, moving_variance``), so arrays are
@@ -19,8 +21,9 @@ copied as they are.
 import inspect
 import warnings
 
+from .. import constraints, regularizers
 from ..errors import ModelFileError
-from ..layers.base import registered_layers, snake_case
+from ..layers.base import ActivatedLayer, registered_layers, snake_case
 
 #: Config keys that never change what a layer computes from its weights.
 _IRRELEVANT = {"name", "trainable", "dtype", "seed", "autocast", "build_config", "input_dim",
@@ -403,6 +406,7 @@ def layer_from_keras(class_name, config, input_rank, where, padding=None, keras2
     if padding is not None:
         kwargs["padding"] = padding
     layer_class = registered_layers()[ours]
+    kwargs.update(_read_training_options(cfg, layer_class))
     cfg.finish()
     # The weights come from the file: built with zeros, the layers draw nothing at random, and zeros
     # are allocated lazily, so a config declaring a huge layer costs no memory before it is refused.
@@ -413,6 +417,58 @@ def layer_from_keras(class_name, config, input_rank, where, padding=None, keras2
         return layer_class(**kwargs, name=name if isinstance(name, str) and name else None)
     except (TypeError, ValueError) as error:
         raise cfg.error(f"cannot be built as {ours}({kwargs}): {error}") from None
+
+
+def _takes(layer_class, key):
+    """Whether our ``layer_class`` takes the regulariser or constraint argument ``key``."""
+    if key == "activity_regularizer":
+        return issubclass(layer_class, ActivatedLayer)
+    return key.rpartition("_")[0] in getattr(layer_class, "weight_options", {}).values()
+
+
+def _read_training_options(cfg, layer_class):
+    """The regularisers and constraints of a Keras entry that ``layer_class`` takes, as objects; one
+    that cannot be read (a custom object) is dropped with a warning (it does not change predictions)."""
+    kwargs = {}
+    for key in _TRAINING_ONLY:
+        value = cfg.config.get(key)
+        if value is None or not _takes(layer_class, key):
+            continue  # absent, or left to finish(), which warns that it is dropped
+        cfg.used.add(key)
+        module = regularizers if key.endswith("_regularizer") else constraints
+        try:
+            kwargs[key] = module.get(value, key)
+        except ValueError as error:
+            warnings.warn(f"{cfg.where}: {cfg.class_name} {cfg.config.get('name')!r}: {error}; it is "
+                          "dropped (it does not change predictions)", stacklevel=4)
+    return kwargs
+
+
+def keras_training_options(layer):
+    """``(options of the layer taking the weights, options of the last Keras layer)``: the layer's
+    regularisers and constraints as Keras 3 configs. The activity regulariser goes on the last layer,
+    whose output it penalises (an activation Keras writes as a layer of its own comes after the
+    weights). One Keras cannot load (a custom object) is left out with a warning."""
+    weights, last = {}, {}
+    found = [(f"{prefix}_{kind}", getattr(layer, f"{prefix}_{kind}", None))
+             for prefix in getattr(layer, "weight_options", {}).values()
+             for kind in ("regularizer", "constraint")]
+    found.append(("activity_regularizer", getattr(layer, "activity_regularizer", None)))
+    for key, value in found:
+        if value is None:
+            continue
+        kind = "regularizers" if key.endswith("_regularizer") else "constraints"
+        builtin = type(value) in (regularizers.L1, regularizers.L2, regularizers.L1L2) or \
+            type(value) in (constraints.MaxNorm, constraints.NonNeg, constraints.UnitNorm,
+                            constraints.MinMaxNorm)
+        if not builtin:
+            warnings.warn(f"{layer.describe()}: {key}={value!r} has no Keras equivalent and is left out "
+                          "of the Keras file (it does not change predictions)", stacklevel=4)
+            continue
+        entry = {"module": f"keras.{kind}", "class_name": type(value).__name__,
+                 "config": value.get_config(), "registered_name": None}
+        (last if key == "activity_regularizer" else weights)[key] = entry
+    return weights, last
 
 
 def input_shape_of(class_name, config):
@@ -615,6 +671,12 @@ def keras_layers_of(layer):
     else:
         raise ValueError(f"{layer.describe()}: {kind} cannot be written to a Keras file; layers that "
                          f"can: {', '.join(sorted(WRITABLE))}")
+    weight_options, last_options = keras_training_options(layer)
+    items = [(name, {**config, **weight_options} if takes else config, takes)
+             for name, config, takes in items]
+    if last_options:
+        name, config, takes = items[-1]
+        items[-1] = (name, {**config, **last_options}, takes)
     return items
 
 

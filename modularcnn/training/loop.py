@@ -24,6 +24,7 @@ from .data import (
 )
 from .interrupt import stop_on_interrupt
 from .objective import objective_for, objective_last
+from .penalties import optimizer_step, weight_penalty
 from .prefetch import Loader
 from .sources import (
     ArraySource,
@@ -93,7 +94,7 @@ def _metric_values(net, y, outputs):
 def train_step(net, objective, x, y, sample_weight=None):
     """One optimisation step on a prepared batch; returns ``(loss, outputs)``."""
     value, outputs = objective.backpropagate(x, y, sample_weight=sample_weight)
-    net.optimizer.apply(net.trainable_params(), net.trainable_grads())
+    value += optimizer_step(net, net.trainable_params(), net.trainable_grads())
     return value, outputs
 
 
@@ -333,7 +334,9 @@ def _evaluate_source(net, objective, source, steps=None, strategy=None):
             totals.add(len(x_batch), [value] + _metric_values(net, y_batch, outputs))
     if totals.count == 0:
         raise DataError(f"{source.what}: no batch to evaluate on")
-    return totals.means()
+    means = totals.means()
+    means["loss"] += weight_penalty(net)  # once: it is the same for every batch
+    return means
 
 
 def evaluate(net, x, y=None, batch_size=None, verbose=0, sample_weight=None, steps=None):

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from .. import losses
+from .. import losses, regularizers
 
 _FUSED_ACTIVATION = {losses.CategoricalCrossentropy: "softmax", losses.BinaryCrossentropy: "sigmoid"}
 # (CategoricalFocalCrossentropy is a CategoricalCrossentropy: it fuses with a softmax output too.)
@@ -35,6 +35,9 @@ class Objective:
         self._last = last or (lambda: net.layers[-1])
         self.last = self._last()
         self.mode = "plain"
+        if getattr(self.last, "activity_regularizer", None) is not None:
+            # Its penalty's gradient enters above the activation: start from the output, not below.
+            fusable = False
         cross_entropy = next((fused for kind, fused in _FUSED_ACTIVATION.items()
                               if isinstance(self.loss, kind)), None)
         if cross_entropy is None or self.loss.from_logits:
@@ -92,12 +95,27 @@ class Objective:
         Returns ``(loss, outputs)``. A data-parallel worker weighs its rows' mean loss by their share
         of the batch, so that the workers' gradients add up to the whole batch's.
         """
-        outputs = self.net.forward(x, training=True)
+        outputs, activity = forward_with_penalties(self.net, x, True, weight)
         value, grad, from_preactivation = self.value_and_gradient(outputs, y, sample_weight)
         if weight != 1:
             grad = grad * grad.dtype.type(weight)
         self.net.backward(grad, input_gradient=False, preactivation=from_preactivation)
-        return value, outputs
+        return value + activity, outputs
+
+    def evaluate(self, x, y, sample_weight=None):
+        """Inference on a batch: ``(its mean loss with the activity penalties, outputs)``; the weight
+        penalties are the caller's to add once (:func:`~.penalties.weight_penalty`)."""
+        outputs, activity = forward_with_penalties(self.net, x, False)
+        value, _, _ = self.value_and_gradient(outputs, y, sample_weight)
+        return value + activity, outputs
+
+
+def forward_with_penalties(net, x, training, weight=1.0):
+    """``(net.forward(x, training), the pass's activity penalties)``; in the backward pass that
+    follows, the penalties' gradients are weighted by ``weight`` (a participant's share)."""
+    with regularizers.tally_activity(weight) as tally:
+        outputs = net.forward(x, training=training)
+    return outputs, tally.total
 
 
 def objective_last(net):

@@ -24,7 +24,7 @@ import numpy as np
 from .. import losses, metrics as metrics_module, optimizers
 from ..errors import DataError
 from .data import as_targets, check_batch_size
-from .objective import Objective
+from .objective import Objective, forward_with_penalties
 from .rows import Rows
 from .sources import (
     ArraySource,
@@ -220,13 +220,15 @@ class MultiObjective:
 
     def backpropagate(self, x, y, weight=1.0, sample_weight=None):
         """Forward in training mode, the weighted losses, backward; returns ``(loss, outputs)``."""
-        outputs = self.net.forward(x, training=True)
+        outputs, activity = forward_with_penalties(self.net, x, True, weight)
         value, grads, flags = self.value_and_gradient(outputs, y, sample_weight)
         if weight != 1:
             grads = [g * g.dtype.type(weight) for g in grads]
         self.net.backward(grads if len(grads) > 1 else grads[0], input_gradient=False,
                           preactivation=flags)
-        return value, outputs
+        return value + activity, outputs
+
+    evaluate = Objective.evaluate
 
 
 # ------------------------------------------------------------------------------------------------

@@ -50,11 +50,10 @@ class Strategy:
         raise NotImplementedError
 
     def evaluate_batch(self, net, objective, x, y, sample_weight=None):
-        """Inference on one validation batch: ``(its mean loss, outputs (rows, *output_shape))``.
+        """Inference on one validation batch: ``(its mean loss, outputs (rows, *output_shape))``, the
+        activity penalties included (the weight penalties are added once by the caller).
         Here, in this process; a strategy whose participants each hold the network (MPI) splits it."""
-        outputs = net.forward(x, training=False)
-        value, _, _ = objective.value_and_gradient(outputs, y, sample_weight)
-        return value, outputs
+        return objective.evaluate(x, y, sample_weight)
 
     #: Whether this process prints progress, runs the callbacks that write files and saves: every
     #: process but MPI's rank 0 is a chief of its own.

@@ -24,6 +24,7 @@ import contextlib
 
 import numpy as np
 
+from ..penalties import optimizer_step
 from ..replica import replica_spec, unsupported_reason, weight_names
 from .base import DataParallelStrategy, split_rows
 from .pool import block_layout, close_pool, pool_for
@@ -117,8 +118,9 @@ class _Session:
         self._serve_reductions([worker for worker, _, _ in busy])
         total = self.strategy.sum_gradients([self.grads[worker.index] for worker, _, _ in busy],
                                             self.total)
-        self.net.optimizer.apply(self.params, total)
-        loss = float(sum(block["loss"][worker.index] for worker, _, _ in busy))
+        # The weight penalties' value and gradient once, on the summed gradients (not per worker).
+        penalty = optimizer_step(self.net, self.params, total)
+        loss = float(sum(block["loss"][worker.index] for worker, _, _ in busy)) + penalty
         return loss, block["outputs"][:rows].copy()
 
     def _serve_reductions(self, busy):

@@ -55,6 +55,7 @@ import numpy as np
 
 from ...layers.batch_statistics import ONE_PROCESS, BatchReducer
 from .. import interrupt
+from ..penalties import optimizer_step
 from ..replica import all_layers, replica_spec, unsupported_reason
 from .base import DataParallelStrategy, install_batch_reducer, split_rows
 from .local import _Session
@@ -299,13 +300,15 @@ class MPIStrategy(DataParallelStrategy):
                     lo, hi = self._piece(rows)
                     value, outputs, partial = compute(x, y, sample_weight, lo, hi, rows)
                     gradients = self.sum_gradients([partial], views)
-                    net.optimizer.apply(net.trainable_params(), gradients)
+                    # Every rank takes the same step on the same summed gradients (and so gets
+                    # the same weight penalty, added after the loss is summed over the ranks).
+                    penalty = optimizer_step(net, net.trainable_params(), gradients)
                     # One small all-reduce carries the loss and whether any rank was asked to stop.
                     status = np.array([value, float(stops.requested)], dtype=np.float64)
                     self.allreduce(status)
                     if status[1] > 0:
                         interrupt.request_stop()  # every rank, after this same step
-                    return float(status[0]), self._gather_outputs(outputs, rows)
+                    return float(status[0]) + penalty, self._gather_outputs(outputs, rows)
 
                 yield step
         except BaseException as error:
@@ -377,9 +380,8 @@ class MPIStrategy(DataParallelStrategy):
         lo, hi = self._piece(rows)
         local = np.zeros(1, dtype=np.float64)
         if hi > lo:
-            outputs = net.forward(x[lo:hi], training=False)
             weights = None if sample_weight is None else np.asarray(sample_weight)[lo:hi]
-            value, _, _ = objective.value_and_gradient(outputs, y[lo:hi], weights)
+            value, outputs = objective.evaluate(x[lo:hi], y[lo:hi], weights)
             local[0] = value * (hi - lo)  # the rows' loss sum: sums add up across ranks exactly
         else:
             outputs = np.empty((0, *net.output_shape), dtype=net.dtype)

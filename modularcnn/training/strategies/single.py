@@ -2,6 +2,7 @@
 
 import contextlib
 
+from ..penalties import optimizer_step
 from .base import Strategy
 
 
@@ -24,7 +25,7 @@ class SingleProcess(Strategy):
 
         def step(x, y, sample_weight=None):
             value, outputs = objective.backpropagate(x, y, sample_weight=sample_weight)
-            net.optimizer.apply(net.trainable_params(), net.trainable_grads())
+            value += optimizer_step(net, net.trainable_params(), net.trainable_grads())
             return value, outputs
 
         yield step
