@@ -14,6 +14,9 @@ files ``NAME.keras2.h5`` with ``NAME.keras2.npz``.
 
 Models of the layers added for issue 15 (:func:`new_layer_models`, Keras 3 only) go to
 ``tests/data/keras/keras3/`` with a random stream of their own; the Keras 2 run skips them.
+Functional models (:func:`functional_models`: merges, branches, two inputs and outputs, shared and
+nested layers) go to ``tests/data/keras/functional/`` with a stream of their own; their ``NAME.npz``
+holds the inputs as ``x0, x1, ...`` and Keras's outputs as ``y0, y1, ...``.
 """
 
 import argparse
@@ -199,6 +202,64 @@ def new_layer_models(keras):
     }
 
 
+def functional_models(keras):
+    """``{name: model}`` of functional Keras models (``keras.Model(inputs, outputs)``), written to
+    ``functional/``: merges, branches, several inputs and outputs, shared and nested layers."""
+    L = keras.layers
+    models = {}
+
+    x = keras.Input((8, 7, 3), name="image")
+    h = L.Conv2D(4, 3, padding="same", activation="relu")(x)
+    h = L.BatchNormalization()(h)
+    h = L.Conv2D(4, 3, padding="same")(h)
+    shortcut = L.Conv2D(4, 1, name="shortcut")(x)
+    h = L.ReLU()(L.Add()([h, shortcut]))
+    models["residual"] = keras.Model(x, L.Dense(3)(L.GlobalAveragePooling2D()(h)), name="residual")
+
+    x = keras.Input((9, 9, 3))
+    one = L.Conv2D(2, 1, activation="relu")(x)
+    three = L.Conv2D(3, 3, padding="same", activation="relu")(L.Conv2D(2, 1)(x))
+    pool = L.Conv2D(2, 1)(L.MaxPooling2D(3, strides=1, padding="same")(x))
+    h = L.Concatenate()([one, three, pool])
+    h = L.BatchNormalization(momentum=0.9)(h)
+    h = L.Concatenate(axis=1)([h, L.AveragePooling2D(1)(h)])
+    models["inception"] = keras.Model(x, L.Dense(4, activation="softmax")(L.GlobalAveragePooling2D()(h)))
+
+    image = keras.Input((6, 6, 2), name="image")
+    vector = keras.Input((5,), name="vector")
+    a = L.Dense(4, activation="tanh")(L.Flatten()(L.Conv2D(3, 3, activation="relu")(image)))
+    b = L.Dense(4)(vector)
+    merged = L.Concatenate()([a, b])
+    label = L.Dense(3, activation="softmax", name="label")(merged)
+    mixed = L.Average()([L.Multiply()([a, b]), L.Subtract()([a, b]), L.Maximum()([a, b]),
+                         L.Minimum()([a, b])])
+    score = L.Dense(1, name="score")(L.Concatenate()([mixed, L.Dot(axes=1)([a, b])]))
+    models["two_in_two_out"] = keras.Model([image, vector], [label, score], name="two_in_two_out")
+
+    left = keras.Input((6,), name="left")
+    right = keras.Input((6,), name="right")
+    shared = L.Dense(6, activation="relu", name="shared")
+    twice = L.Dense(6, activation="tanh", name="twice")
+    l, r = shared(left), shared(right)
+    h = L.Subtract()([twice(twice(l)), r])  # "twice" called on its own output: node indexes 0 and 1
+    out = L.Dense(2)(L.Concatenate()([h, L.Add()([l, r])]))
+    models["shared_layers"] = keras.Model([left, right], out, name="shared_layers")
+
+    block = keras.Sequential([
+        keras.Input((8, 8, 2)),
+        L.Conv2D(3, 3, padding="same"),
+        L.BatchNormalization(),
+        L.ReLU(),
+    ], name="block")
+    inner_in = keras.Input((4, 4, 3))
+    inner = keras.Model(inner_in, L.Add()([L.Conv2D(3, 1)(inner_in), inner_in]), name="inner")
+    x = keras.Input((8, 8, 2))
+    h = block(x)
+    h = inner(L.MaxPooling2D()(h))
+    models["nested"] = keras.Model(x, L.Dense(2)(L.Flatten()(h)), name="nested")
+    return models
+
+
 def randomise(model, rng):
     """Random weights everywhere; batch-norm variances positive."""
     for layer in model.layers:
@@ -256,6 +317,34 @@ def main():
         if args.only and name not in args.only:
             continue
         save(model, name, x, y, out, keras)
+    # Functional models: their own folder and random stream.
+    out = args.out / "functional"
+    out.mkdir(exist_ok=True)
+    rng = np.random.default_rng(2)
+    for name, model in functional_models(keras).items():
+        randomise(model, rng)
+        xs = [rng.normal(0, 1, (3, *shape[1:])).astype("float32") for shape in input_shapes(model)]
+        ys = model.predict(xs if len(xs) > 1 else xs[0], verbose=0)
+        ys = [np.asarray(y) for y in (ys if isinstance(ys, (list, tuple)) else [ys])]
+        if args.only and name not in args.only:
+            continue
+        save_functional(model, name, xs, ys, out, keras)
+
+
+def input_shapes(model):
+    shapes = model.input_shape
+    return shapes if isinstance(shapes, list) else [shapes]
+
+
+def save_functional(model, name, xs, ys, out, keras):
+    """As :func:`save`, with the inputs as ``x0, x1, ...`` and the outputs as ``y0, y1, ...``."""
+    model.save(out / f"{name}.keras")
+    model.save(out / f"{name}.h5")
+    model.save_weights(out / f"{name}.weights.h5")
+    np.savez(out / f"{name}.npz", **{f"x{k}": x for k, x in enumerate(xs)},
+             **{f"y{k}": y for k, y in enumerate(ys)})
+    print(f"{name}: {len(model.layers)} layers, outputs {[y.shape for y in ys]}, "
+          f"keras {keras.__version__}")
 
 
 def save(model, name, x, y, out, keras):

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import ModelFileError
 from ..layers.base import snake_case
 from ..version import __version__
-from . import keras_layers
+from . import keras_functional, keras_layers
 from .atomic import atomic_path
 from .hdf5_format import open_file
 
@@ -185,9 +185,6 @@ def read_archive(path, bad):
 def _model_layers(config, bad):
     """``(input_shape or None, [(class_name, config)], dtype)`` of a Keras Sequential model config."""
     class_name = config.get("class_name")
-    if class_name in ("Functional", "Model"):
-        raise bad("functional Keras models (keras.Model(inputs, outputs)) cannot be loaded yet; "
-                  "Sequential models can")
     if class_name != "Sequential":
         raise bad(f"the file holds a {class_name!r}, not a Keras Sequential model")
     body = config.get("config")
@@ -198,7 +195,8 @@ def _model_layers(config, bad):
         raise bad("the model config lists no layers")
     layers, input_shape = [], None
     for index, entry in enumerate(entries):
-        name, layer_config = keras_layers.unwrap_entry(entry, f"{bad.where} layer {index}")
+        name, layer_config = keras_layers.unwrap_entry(entry, f"{bad.where} layer {index}",
+                                                       extra=keras_functional.NESTED_CLASSES)
         declared = keras_layers.input_shape_of(name, layer_config)
         if declared is not None and input_shape is None:
             input_shape = declared
@@ -273,15 +271,29 @@ def _zero_pads(padding, rank):
     return None
 
 
-def build_network(config, bad, weight_bytes, keras2=False):
+def build_model(config, bad, weight_bytes, keras2=False):
+    """``(network, made)`` for a Keras model config: a ``Net`` for a Sequential model, a ``Model`` for
+    a functional one (see :func:`build_network` and :func:`.keras_functional.build_functional`)."""
+    if not isinstance(config, dict):
+        raise bad("the model config should be a JSON object")
+    if keras_functional.is_functional(config):
+        return keras_functional.build_functional(config, bad, weight_bytes, keras2)
+    return build_network(config, bad, weight_bytes, keras2=keras2)
+
+
+def build_network(config, bad, weight_bytes, keras2=False, limits=None, depth=0):
     """A new ``Net`` for a Keras Sequential config, its layers in order, and each one's Keras entry.
 
-    Returns ``(net, keras_entries)`` where ``keras_entries[i]`` is ``(class_name, [layers it made])``
-    for the i-th Keras layer (InputLayer excluded; a folded ZeroPadding has no layers of its own).
+    Returns ``(net, made)`` where ``made[i]`` is ``(class_name, name, [layers it made], children)``
+    for the i-th Keras layer (InputLayer excluded; a folded ZeroPadding has no layers of its own;
+    ``children`` is a nested model's own list, else None).
     """
+    from ..layers.nested import as_layer
     from ..net import Net
 
+    limits = limits or keras_functional.Limits(bad)
     input_shape, layers, dtype, name = _model_layers(config, bad)
+    limits.add_layers(len(layers))
     # Keras stores every weight uncompressed, in at least a float32's 4 bytes: a config declaring more
     # than the file can hold is refused as soon as the layer is added (built with lazily allocated
     # zeros, it has cost no memory yet).
@@ -291,11 +303,21 @@ def build_network(config, bad, weight_bytes, keras2=False):
     for index, (class_name, layer_config, pads, padding_name) in enumerate(_fold_zero_padding(layers)):
         where = f"{bad.where} layer {index}"
         rank = len(net.output_shape)
-        layer = keras_layers.layer_from_keras(class_name, layer_config, rank, where,
-                                              padding=None if pads is None else [list(p) for p in pads],
-                                              keras2=keras2)
+        children = None
+        if class_name in keras_functional.NESTED_CLASSES:
+            inner, children = keras_functional.build_nested(
+                {"class_name": class_name, "config": layer_config}, bad, weight_bytes, keras2, limits,
+                depth + 1)
+            try:
+                layer = as_layer(inner)
+            except ValueError as error:
+                raise bad(f"layer {layer_config.get('name')!r} ({class_name}): {error}") from None
+        else:
+            layer = keras_layers.layer_from_keras(
+                class_name, layer_config, rank, where,
+                padding=None if pads is None else [list(p) for p in pads], keras2=keras2)
         if pads is not None:
-            made.append((*padding_name, []))
+            made.append((*padding_name, [], None))
         try:
             net.add(layer)
         except ValueError as error:
@@ -307,7 +329,7 @@ def build_network(config, bad, weight_bytes, keras2=False):
             raise bad(f"layer {layer_config.get('name')!r} ({class_name}) brings the model to "
                       f"{net.count_params():,} weights, more than the {weight_bytes:,} bytes of "
                       "weights in the file can hold")
-        made.append((class_name, layer_config.get("name"), [layer]))
+        made.append((class_name, layer_config.get("name"), [layer], children))
     return net, made
 
 
@@ -333,22 +355,26 @@ def _dataset(group, name, target, where, bad):
         raise bad(f"{where}: cannot read {group.name}/{name} ({error})") from None
 
 
-def _positional_copies(file, made, bad):
-    """Copies for a Keras 3 weights file: ``layers/<path>/vars/<k>`` by position, in model order."""
+def _positional_copies(file, made, bad, prefix="layers"):
+    """Copies for a Keras 3 weights file: ``layers/<path>/vars/<k>`` by position, in model order; a
+    nested model's layers under ``layers/<its path>/layers/...``."""
     import h5py
 
     copies, counts = [], {}
-    root = file.get("layers")
-    for class_name, name, layers in made:
+    root = file.get(prefix)
+    for class_name, name, layers, children in made:
         key = snake_case(class_name)
         path = key if key not in counts else f"{key}_{counts[key]}"
         counts[key] = counts.get(key, 0) + 1
+        if children is not None:
+            copies.extend(_positional_copies(file, children, bad, prefix=f"{prefix}/{path}/layers"))
+            continue
         targets = [array for layer in layers for array in layer.params.values()]
         if not targets:
             continue
         group = root.get(f"{path}/vars") if isinstance(root, h5py.Group) else None
         if not isinstance(group, h5py.Group):
-            raise bad(f"layer {name!r} ({class_name}): no group layers/{path}/vars in the weights")
+            raise bad(f"layer {name!r} ({class_name}): no group {prefix}/{path}/vars in the weights")
         stored = sorted((k for k in group if k.isdigit()), key=int)
         if len(stored) != len(targets):
             raise bad(f"layer {name!r}: the file holds {len(stored)} arrays, the layer has "
@@ -363,7 +389,7 @@ def _named_copies(group_of_layers, layer_names, made, bad):
     import h5py
 
     copies = []
-    by_name = {name: layers for _, name, layers in made if layers}
+    by_name = {name: layers for _, name, layers, _ in made if layers}
     for name in layer_names:
         group = group_of_layers.get(name)
         if not isinstance(group, h5py.Group):
@@ -380,18 +406,36 @@ def _named_copies(group_of_layers, layer_names, made, bad):
             raise bad(f"layer {name!r}: the file lists {len(weight_names)} arrays {weight_names}, the "
                       f"layer has {len(targets)} {[k for k, _ in targets]}")
         short = [w.split("/")[-1].split(":")[0] for w in weight_names]
-        if sorted(short) == sorted(k for k, _ in targets):
+        by_suffix = _by_suffix(weight_names, [k for k, _ in targets])
+        if by_suffix is not None:  # a nested model's "inner_layer/kernel" keys
+            pairs = [(target, by_suffix[key]) for key, target in targets]
+        elif sorted(short) == sorted(k for k, _ in targets):
             order = {k: i for i, k in enumerate(short)}
             pairs = [(target, weight_names[order[key]]) for key, target in targets]
         else:  # names of another convention: Keras's order is the layer's own
             pairs = [(target, weight) for (_, target), weight in zip(targets, weight_names)]
         for target, weight in pairs:
             copies.append((target, _dataset(group, weight, target, f"layer {name!r}", bad)))
-    missing = [name for _, name, layers in made
+    missing = [name for _, name, layers, _ in made
                if layers and any(l.params for l in layers) and name not in layer_names]
     if missing:
         raise bad(f"the file has no weights for layers {missing}")
     return copies
+
+
+def _by_suffix(weight_names, keys):
+    """``{key: weight name}`` when each of our multi-part keys (``"conv2d/kernel"``) is the end of
+    exactly one weight name (``"block/conv2d/kernel:0"``), else None."""
+    if not keys or all("/" not in k for k in keys):
+        return None
+    plain = {w: "/".join(part.split(":")[0] for part in w.split("/")) for w in weight_names}
+    found = {}
+    for key in keys:
+        matches = [w for w, p in plain.items() if p == key or p.endswith("/" + key)]
+        if len(matches) != 1:
+            return None
+        found[key] = matches[0]
+    return found if len(set(found.values())) == len(found) else None
 
 
 def load_keras_model(path):
@@ -405,7 +449,7 @@ def load_keras_model(path):
     if kind == "zip":
         config, file = read_archive(path, bad)
         with file:
-            net, made = build_network(config, bad, file.id.get_filesize())
+            net, made = build_model(config, bad, file.id.get_filesize())
             copies = _positional_copies(file, made, bad)
     elif kind == "hdf5":
         try:
@@ -419,8 +463,8 @@ def load_keras_model(path):
                           "net.load_weights(path)" if file_kind else "not a Keras model file")
             config = _json(_text(file.attrs["model_config"], "model_config", bad), "model_config", bad)
             version = _text(file.attrs.get("keras_version", b"3"), "keras_version", bad)
-            net, made = build_network(config, bad, os.path.getsize(path),
-                                      keras2=version.startswith(("1.", "2.")))
+            net, made = build_model(config, bad, os.path.getsize(path),
+                                    keras2=version.startswith(("1.", "2.")))
             group = file["model_weights"]
             names = [_text(n, "layer_names", bad) for n in np.atleast_1d(group.attrs.get("layer_names", []))]
             copies = _named_copies(group, names, made, bad)
@@ -428,6 +472,8 @@ def load_keras_model(path):
         raise bad("neither a Keras archive nor an HDF5 file")
     for target, source in copies:
         np.copyto(target, source, casting="unsafe")
+    # Keras's own order of the layers, which weights-only files of the same model follow.
+    net._keras_made = made
     return net
 
 
@@ -440,7 +486,7 @@ def load_keras_weights(net, path):
     """
     where = os.fspath(path)
     bad = _Bad(where)
-    made = [item for layer in net.layers for item in _as_keras_layers(layer)]
+    made = getattr(net, "_keras_made", None) or _made_of(net)
     kind = sniff(path)
     if kind == "zip":
         _, file = read_archive(path, bad)
@@ -462,64 +508,112 @@ def load_keras_weights(net, path):
         np.copyto(target, source, casting="unsafe")
 
 
-def _as_keras_layers(layer):
-    """``[(Keras class, name, [layer] or [])]``: the Keras layers ``layer`` is written as."""
-    try:
-        items = keras_layers.keras_layers_of(layer)
-    except ValueError:
-        return [(type(layer).__name__, layer.name, [layer])]
-    return [(class_name, layer.name, [layer] if takes else []) for class_name, _, takes in items]
+def _made_of(net):
+    """``made`` (as :func:`build_model` returns it) for a network of ours: its Keras layers in the
+    order :func:`save_keras` writes them, so Keras 3 weights files address them by position."""
+    def convert(tree):
+        return [(entry["class_name"], entry["config"].get("name"), layers,
+                 None if children is None else convert(children))
+                for entry, _, layers, children in tree]
+
+    return convert(keras_tree(net, strict=False))
 
 
 # ------------------------------------------------------------------------------------------------
 # Writing a Keras 3 archive
 # ------------------------------------------------------------------------------------------------
 
+def _policy(dtype):
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": np.dtype(dtype).name},
+            "registered_name": None}
+
+
+def _input_entry(name, shape, dtype):
+    return {"module": "keras.layers", "class_name": "InputLayer",
+            "config": {"batch_shape": [None, *shape], "dtype": np.dtype(dtype).name, "sparse": False,
+                       "name": name},
+            "registered_name": None}
+
+
+def keras_tree(net, strict=True):
+    """The Keras 3 layers of ``net`` (a Net or a Model): ``[(entry, arrays, [layer] or [], children)]``
+    in the config's order; ``children`` is a nested model's own tree (else None), ``arrays`` the
+    entry's variables in Keras's order. ``strict=False`` lists a layer with no Keras equivalent under
+    its own class name instead of raising (for reading weights by position)."""
+    if hasattr(net, "graph"):
+        return keras_functional.functional_tree(net, _layer_items, strict)
+    items, used = [], {layer.name for layer in net.layers}
+    shape = net.input_shape
+    for layer in net.layers:
+        items.extend(_layer_items(layer, shape, used, strict))
+        shape = layer.output_shape
+    return items
+
+
+def _layer_items(layer, input_shape, used, strict):
+    """The tree items of one layer of ours (a nested network becomes one entry with children)."""
+    network = getattr(layer, "model", None) if type(layer).__name__ == "NestedModel" else None
+    if network is not None:
+        config = keras_config(network)
+        config["config"]["name"] = layer.name
+        return [({**config, "name": layer.name}, [], [layer], keras_tree(network, strict))]
+    try:
+        entries = keras_layers.layer_entries(layer, input_shape, used)
+    except ValueError:
+        if strict:
+            raise
+        return [({"class_name": type(layer).__name__, "config": {"name": layer.name}}, [], [layer],
+                 None)]
+    return [(entry, arrays, [layer] if takes else [], None) for entry, arrays, takes in entries]
+
+
 def keras_config(net):
-    """The ``config.json`` of a Keras 3 Sequential model computing what ``net`` computes."""
-    entries, _ = keras_layers.keras_entries(net)
-    policy = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": net.dtype.name},
-              "registered_name": None}
-    input_layer = {"module": "keras.layers", "class_name": "InputLayer",
-                   "config": {"batch_shape": [None, *net.input_shape], "dtype": net.dtype.name,
-                              "sparse": False, "name": "input_layer"},
-                   "registered_name": None}
+    """The ``config.json`` of a Keras 3 model computing what ``net`` computes: Sequential for a
+    ``Net``, Functional for a ``Model``."""
+    if hasattr(net, "graph"):
+        return keras_functional.functional_config(net, _layer_items)
+    tree = keras_tree(net)
     return {"module": "keras", "class_name": "Sequential",
-            "config": {"name": net.name, "trainable": net.trainable, "dtype": policy,
-                       "layers": [input_layer, *entries]},
+            "config": {"name": net.name, "trainable": net.trainable, "dtype": _policy(net.dtype),
+                       "layers": [_input_entry("input_layer", net.input_shape, net.dtype),
+                                  *(entry for entry, _, _, _ in tree)]},
             "registered_name": None,
             "build_config": {"input_shape": [None, *net.input_shape]}}
+
+
+def _write_tree(group, tree):
+    """``<path>/vars/<k>`` per entry, ``<path>/layers/...`` for a nested model (Keras's layout)."""
+    counts = {}
+    for entry, arrays, _, children in tree:
+        key = snake_case(entry["class_name"])
+        path = key if key not in counts else f"{key}_{counts[key]}"
+        counts[key] = counts.get(key, 0) + 1
+        own = group.create_group(path)
+        variables = own.create_group("vars")
+        variables.attrs["name"] = entry["config"]["name"]
+        for index, array in enumerate(arrays):
+            variables.create_dataset(str(index), data=array)
+        if children is not None:
+            _write_tree(own.create_group("layers"), children)
 
 
 def _weights_file_bytes(net):
     """The ``model.weights.h5`` of the archive, in memory."""
     import h5py
 
-    entries, weights = keras_layers.keras_entries(net)
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as file:
         file.create_group("vars").attrs["name"] = net.name
-        layers = file.create_group("layers")
-        counts = {}
-        for entry, arrays in zip(entries, weights):
-            key = snake_case(entry["class_name"])
-            path = key if key not in counts else f"{key}_{counts[key]}"
-            counts[key] = counts.get(key, 0) + 1
-            group = layers.create_group(path).create_group("vars")
-            group.attrs["name"] = entry["config"]["name"]
-            for index, array in enumerate(arrays):
-                group.create_dataset(str(index), data=array)
+        _write_tree(file.create_group("layers"), keras_tree(net))
     return buffer.getvalue()
 
 
 def save_keras(net, path):
-    """Write ``net`` as a Keras 3 archive at ``path`` (atomically), which ``keras.models.load_model``
-    opens. Raises ``ValueError`` naming the first layer that has no Keras equivalent."""
+    """Write ``net`` (a Net or a Model) as a Keras 3 archive at ``path`` (atomically), which
+    ``keras.models.load_model`` opens. Raises ``ValueError`` naming the first layer that has no Keras
+    equivalent, before anything is written."""
     if not net.layers:
         raise ValueError("save: the network has no layers")
-    if hasattr(net, "graph"):
-        raise ValueError("save: writing a graph model (Model) as a .keras archive is not supported "
-                         "yet; save it as .h5")
     config = json.dumps(keras_config(net))
     weights = _weights_file_bytes(net)
     metadata = json.dumps({"keras_version": WRITTEN_KERAS_VERSION,

@@ -348,6 +348,11 @@ _READERS = {
     "ReLU": ("ReLU", lambda c, _: _read_relu(c)),
     "Softmax": ("Softmax", lambda c, _: _read_softmax(c)),
     "PReLU": ("PReLU", lambda c, _: _read_prelu(c)),
+    **{name: (name, lambda c, _: {}) for name in ("Add", "Subtract", "Multiply", "Average", "Maximum",
+                                                  "Minimum")},
+    "Concatenate": ("Concatenate", lambda c, _: {"axis": c.take("axis", -1)}),
+    "Dot": ("Dot", lambda c, _: {"axes": _listed(c.take("axes")),
+                                 "normalize": bool(c.take("normalize", False))}),
 }
 
 
@@ -366,8 +371,15 @@ def supported_keras_layers():
     return sorted(set(_READERS) | {"InputLayer"} | _FOLDED)
 
 
-def unwrap_entry(entry, where):
-    """``(class_name, config)`` of a serialised Keras object, refusing custom and unknown ones."""
+#: Keras 2's wrappers of TensorFlow functions applied to tensors in a functional model.
+_OP_LAYERS = ("TFOpLambda", "SlicingOpLambda", "TensorFlowOpLayer")
+
+
+def unwrap_entry(entry, where, extra=()):
+    """``(class_name, config)`` of a serialised Keras object, refusing custom and unknown ones.
+
+    ``extra`` names further classes the caller handles itself (nested models in a functional one).
+    """
     if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) \
             or not isinstance(entry.get("config"), dict):
         raise ModelFileError(f"{where}: a layer entry must be {{'class_name': str, 'config': dict}}, "
@@ -381,7 +393,13 @@ def unwrap_entry(entry, where):
         raise ModelFileError(f"{where}: layer {entry['config'].get('name')!r} is a Lambda layer, whose "
                              "code cannot be loaded safely (it would have to be executed); rebuild it "
                              "from modularcnn layers")
-    if custom or (class_name not in _READERS and class_name not in {"InputLayer"} | _FOLDED):
+    if class_name in _OP_LAYERS or str(module or "").startswith(("keras.src.ops", "keras.ops")):
+        # keras.ops.add(x, y) / tf.add(x, y) on a functional model's tensors: an operation, not a
+        # layer (Keras 3 may even give it a layer's class name, "Add", with an ops module).
+        raise ModelFileError(f"{where}: {entry['config'].get('name')!r} is an operation applied to "
+                             f"tensors ({class_name}, module {module!r}), not a Keras layer; modularcnn "
+                             "cannot load it: use the equivalent layer (Add, Concatenate, ...)")
+    if custom or (class_name not in _READERS and class_name not in {"InputLayer", *extra} | _FOLDED):
         raise ModelFileError(
             f"{where}: layer {entry['config'].get('name')!r} is of type {class_name!r}"
             f"{' (a custom object, ' + str(registered or module) + ')' if custom else ''}, which "
@@ -661,6 +679,14 @@ def keras_layers_of(layer):
     elif kind == "Rescaling":
         config = layer.get_config()
         items.append((kind, {"scale": config["scale"], "offset": config["offset"]}, True))
+    elif kind in MERGES:
+        config = {}
+        if kind == "Concatenate":
+            config = {"axis": layer.axis}
+        elif kind == "Dot":
+            config = {"axes": list(layer.axes) if isinstance(layer.axes, tuple) else layer.axes,
+                      "normalize": layer.normalize}
+        items.append((kind, config, True))
     elif kind in ("UpSampling1D", "UpSampling2D", "UpSampling3D"):
         config = {"size": list(layer.size) if rank != 1 else layer.size[0]}
         if rank == 2:
@@ -692,6 +718,8 @@ _POOLS = ("MaxPooling", "MaxPooling1D", "MaxPooling2D", "MaxPool2D", "MaxPooling
 _GLOBAL_POOLS = tuple(f"Global{kind}{r}D" for kind in ("AveragePooling", "MaxPooling", "AvgPool", "MaxPool")
                       for r in (1, 2, 3))
 _DEPTHWISE = ("DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D")
+#: Merge layers: Keras has the same classes with the same options.
+MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot")
 
 #: Our layer classes :func:`keras_layers_of` translates.
 WRITABLE = {"Convolutional", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
@@ -700,29 +728,39 @@ WRITABLE = {"Convolutional", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "C
             "GaussianDropout", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "PReLU",
             "BatchNormalization", "LayerNormalization", "GroupNormalization", "ZeroPadding1D",
             "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D", "Permute",
-            "Rescaling", "UpSampling1D", "UpSampling2D", "UpSampling3D"}
+            "Rescaling", "UpSampling1D", "UpSampling2D", "UpSampling3D", *MERGES}
+
+
+def layer_entries(layer, input_shape, used):
+    """``[(entry, arrays, takes_weights)]``: the Keras 3 entries of one layer of ours, in order.
+
+    ``arrays`` are the variables of the entry (Keras's order, that of ``layers/<path>/vars/<k>`` in a
+    weights file); ``used`` holds the names taken so far (extra entries get fresh ones, added to it).
+    """
+    items = []
+    for position, (class_name, config, takes_weights) in enumerate(keras_layers_of(layer)):
+        if takes_weights:
+            name = layer.name
+        else:
+            name = f"{layer.name}_{snake_case(class_name)}"
+            while name in used:
+                name += "_"
+            used.add(name)
+        entry = _entry(class_name, name, config, layer, input_shape=input_shape if position == 0
+                       else None)
+        items.append((entry, list(layer.params.values()) if takes_weights else [], takes_weights))
+    return items
 
 
 def keras_entries(net):
-    """Keras 3 Sequential ``layers`` entries for ``net`` and, in the same order, the arrays of each.
-
-    Returns ``(entries, weights)``: ``weights[i]`` is the list of arrays (Keras's variable order) of
-    entry ``i``, which is also the order of ``layers/<path>/vars/<k>`` in a ``.weights.h5`` file.
-    """
+    """Keras 3 Sequential ``layers`` entries for ``net`` (a Net of plain layers) and, in the same
+    order, the arrays of each (see :func:`layer_entries`)."""
     entries, weights = [], []
     used = {layer.name for layer in net.layers}
     shape = net.input_shape
     for layer in net.layers:
-        for position, (class_name, config, takes_weights) in enumerate(keras_layers_of(layer)):
-            if takes_weights:
-                name = layer.name
-            else:
-                name = f"{layer.name}_{snake_case(class_name)}"
-                while name in used:
-                    name += "_"
-                used.add(name)
-            entries.append(_entry(class_name, name, config, layer, input_shape=shape if position == 0
-                                  else None))
-            weights.append(list(layer.params.values()) if takes_weights else [])
+        for entry, arrays, _ in layer_entries(layer, shape, used):
+            entries.append(entry)
+            weights.append(arrays)
         shape = layer.output_shape
     return entries, weights
