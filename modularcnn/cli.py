@@ -287,7 +287,7 @@ def command_train(args):
         print(f"Training interrupted after {seconds:.0f}s", flush=True)
         return EXIT_INTERRUPTED
     signal.signal(signal.SIGINT, previous_handler)
-    result = net.evaluate(x_test, y_test)
+    result = net.evaluate(x_test, y_test, return_dict=True)
     print(f"Training took {seconds:.1f}s")
     print(f"Test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {len(x_test):,} images")
     return 0
@@ -306,7 +306,7 @@ def command_evaluate(args):
     _, (x, y), names = load_dataset(args.dataset, image_shape=net.input_shape, seed=0)
     if args.num_examples is not None:
         x, y = x[:args.num_examples], y[:args.num_examples]
-    result = net.evaluate(x, y)
+    result = net.evaluate(x, y, return_dict=True)
     num_classes = int(net.output_shape[-1])
     predicted = net.predict_classes(x)
     matrix = confusion_matrix(y, predicted, num_classes=num_classes)

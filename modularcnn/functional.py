@@ -302,10 +302,13 @@ class Model(Net):
 
     # -- reporting -------------------------------------------------------------------------------
 
-    def summary(self, print_fn=print, show_trainable=None, show_plan=False):
+    def summary(self, line_length=None, positions=None, print_fn=print, expand_nested=False,
+                show_trainable=None, show_plan=False):
         """The layer table with a "Connected to" column (the tensors each call takes), as Keras
-        prints it; ``show_plan=True`` adds :meth:`plan`."""
-        print_fn(_summary.summary_text(self, show_trainable=show_trainable, show_plan=show_plan))
+        prints it; the options are :meth:`Net.summary`'s."""
+        print_fn(_summary.summary_text(self, show_trainable=show_trainable, show_plan=show_plan,
+                                       expand_nested=expand_nested, line_length=line_length,
+                                       positions=positions))
 
     def __repr__(self):
         return (f"<Model name={self.name!r} inputs={len(self.graph.inputs)} "

@@ -15,12 +15,16 @@ uncompiled :class:`~modularcnn.Net` ending in a softmax, so any image dataset fi
   with batch norm and dropout 0.4; the network of ``scripts/train_mnist.py``.
 
 :func:`from_json` rebuilds a network from the output of :meth:`Net.get_config` saved as JSON.
+
+Keras's ``keras.models`` names are here too: :func:`model_from_json` (the string of
+:meth:`Net.to_json`), :func:`clone_model` (the same architecture with fresh weights), ``Sequential``,
+``Model`` and ``load_model``.
 """
 
 import json
 
 from .layers import BatchNormalization, Convolutional, Dense, Dropout, Flatten, MaxPooling
-from .net import Net
+from .net import Net, Sequential
 
 PRESETS = ("lenet", "simple", "deep", "best")
 
@@ -148,3 +152,109 @@ def from_json(path, input_shape=None, seed=None, custom_objects=None):
         raise ValueError(f"{path}: invalid network config ({type(error).__name__}: {error})") from None
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
+
+
+def _config_of(document, where):
+    """The network config inside a :meth:`Net.to_json` document (or a bare ``get_config()``)."""
+    if not isinstance(document, dict):
+        raise ValueError(f"{where}: expected a JSON object describing a network, got "
+                         f"{type(document).__name__}")
+    if isinstance(document.get("config"), dict) and document.get("class_name") in ("Net", "Model",
+                                                                                  "Sequential"):
+        config = dict(document["config"])
+        if document["class_name"] == "Model":
+            config.setdefault("class_name", "Model")
+        if document.get("module") == "keras" or "keras_version" in document:
+            raise ValueError(f"{where}: this is a Keras model's JSON; open Keras files with "
+                             "modularcnn.load_model (.keras or .h5) instead")
+        return config
+    if isinstance(document.get("layers"), list):
+        return document
+    raise ValueError(f"{where}: expected Net.to_json() output (keys 'class_name' and 'config'), got "
+                     f"keys {sorted(document)}")
+
+
+def model_from_json(json_string, custom_objects=None):
+    """A network (fresh weights, not compiled) from :meth:`Net.to_json`'s string, as Keras's
+    ``keras.models.model_from_json``; a graph's JSON gives a :class:`~modularcnn.Model`.
+
+    ``ValueError`` for text that is not JSON or not a network; ``custom_objects`` maps your own
+    layer class names to classes, as for :meth:`Net.from_config`.
+    """
+    if not isinstance(json_string, (str, bytes, bytearray)):
+        raise ValueError(f"model_from_json takes a JSON string, got {type(json_string).__name__}")
+    try:
+        document = json.loads(json_string)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"model_from_json: not valid JSON ({error})") from None
+    config = _config_of(document, "model_from_json")
+    try:
+        return Net.from_config(config, custom_objects=custom_objects)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"model_from_json: invalid network config ({type(error).__name__}: "
+                         f"{error})") from None
+
+
+def clone_model(model, input_tensors=None, clone_function=None):
+    """A new network with ``model``'s architecture and layer names and fresh weights, as Keras's
+    ``keras.models.clone_model``: nothing is shared, nothing is compiled.
+
+    The new weights are drawn from the architecture's initialisers: with the network's ``seed``
+    they equal ``model``'s initial weights (the same seed gives the same draws), without one they
+    are new draws. ``clone_function(layer) -> new layer`` replaces how each layer of a ``Net`` is
+    copied (default: ``type(layer).from_config(layer.get_config())``). ``input_tensors`` (Keras's
+    way of feeding the clone new inputs) is not supported and refused.
+    """
+    from .functional import Model as GraphModel  # noqa: PLC0415 - functional imports net
+
+    if not isinstance(model, Net):
+        raise ValueError(f"clone_model takes a Net or Model, got {type(model).__name__}")
+    if input_tensors is not None:
+        raise ValueError("clone_model: input_tensors is not supported; build a Model on new "
+                         "Input tensors from the clone's layers instead")
+    if clone_function is not None and not callable(clone_function):
+        raise ValueError(f"clone_model: clone_function must be callable, got {clone_function!r}")
+    if isinstance(model, GraphModel):
+        if clone_function is not None:
+            raise ValueError("clone_model: clone_function is supported for a Net, not a graph Model")
+        return GraphModel.from_config(model.get_config())
+    if clone_function is None:
+        return Net.from_config(model.get_config())
+    config = model.get_config()
+    clone = Net(input_shape=config["input_shape"], name=config["name"], seed=config["seed"],
+                dtype=config["dtype"])
+    for layer in model.layers:
+        copy = clone_function(layer)
+        if copy is layer:
+            raise ValueError(f"clone_model: clone_function returned {layer.describe()} itself; it "
+                             "must return a new layer")
+        clone.add(copy)
+    clone.trainable = model.trainable
+    return clone
+
+
+def load_model(path, custom_objects=None, compile=True):  # noqa: A002 - Keras's argument name
+    """:func:`modularcnn.load_model` under Keras's ``keras.models`` name; ``compile=False`` drops
+    the stored optimizer, loss and metrics (the network comes back uncompiled), as in Keras."""
+    from .saving import load_model as load  # noqa: PLC0415 - saving imports modules importing this
+
+    if not isinstance(compile, bool):
+        raise ValueError(f"load_model: compile must be True or False, got {compile!r}")
+    net = load(path, custom_objects=custom_objects)
+    if not compile:
+        net.optimizer, net.loss, net.metrics, net.compiled = None, None, [], False
+        net._objective = None
+    return net
+
+
+def __getattr__(name):
+    # ``models.Model`` without importing functional (which imports this package's neighbours) early.
+    if name == "Model":
+        from .functional import Model  # noqa: PLC0415
+
+        return Model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["PRESETS", "lenet5", "simple", "deep", "best", "get", "from_json", "model_from_json",
+           "clone_model", "load_model", "Sequential", "Model"]

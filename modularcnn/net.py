@@ -22,17 +22,19 @@ from .layers.input_layer import InputLayer
 from .layers.nested import register_network
 from .layers.stack import LayerStack
 from .layers.symbolic import SymbolicTensor, is_symbolic
+from .model_api import KerasModelMethods, as_keras_result
 
 
 @register_network
-class Net:
-    """A sequential network.
+class Net(KerasModelMethods):
+    """A sequential network; ``Sequential`` is another name for it.
 
     Parameters
     ----------
-    input_shape : tuple of int, optional
+    input_shape : tuple of int, or a list of layers, optional
         Per-sample input shape, e.g. ``(28, 28, 1)`` (channels last). May instead be given to the first
-        layer, as in Keras.
+        layer, or by an ``Input(shape)`` first in the layer list, as in Keras. A list of layers here is
+        Keras's ``Sequential([Input((28, 28, 1)), Conv2D(...), ...])``: the same as ``layers=``.
     name : str, optional
         Shown by :meth:`summary` and stored in saved files.
     seed : int, optional
@@ -40,6 +42,10 @@ class Net:
         data and arguments give bit-identical results.
     dtype : str or numpy dtype, default "float32"
         Compute dtype of weights and activations; inputs are cast to it. ``"float64"`` is for checks.
+    layers : list of Layer, optional
+        Added in order with :meth:`add` (an ``Input`` may come first).
+    trainable : bool, default True
+        False freezes every layer (the optimizer updates nothing).
 
     Attributes
     ----------
@@ -53,8 +59,16 @@ class Net:
         every layer on its own.
     """
 
-    def __init__(self, input_shape=None, name=None, seed=None, dtype="float32", layers=None):
+    def __init__(self, input_shape=None, name=None, seed=None, dtype="float32", layers=None,
+                 trainable=True):
+        if _is_layer_list(input_shape):
+            # Keras's Sequential([...]): the first positional argument is the layer list.
+            if layers is not None:
+                raise ValueError("Net: got a list of layers as the first argument and layers= too; "
+                                 "give one of them")
+            input_shape, layers = None, input_shape
         dtype = validation.float_dtype(dtype, "dtype", "Net")
+        trainable = validation.boolean(trainable, "trainable", "Net")
         seed = validation.seed(seed, "seed", "Net")
         if name is not None and not isinstance(name, str):
             validation.fail("Net", "name", "a string", name)
@@ -66,8 +80,12 @@ class Net:
         self.dtype = dtype
         self.rng = np.random.default_rng(seed)
         self.input_shape = validation.shape_tuple(input_shape, "input_shape", "Net", allow_none=True)
+        if layers is not None:
+            for item in layers:
+                if not isinstance(item, (Layer, Net, SymbolicTensor, InputLayer)):
+                    validation.fail("Net", "layers", "Layer instances (optionally after an Input)", item)
         self._stack = LayerStack()
-        self.trainable = True
+        self.trainable = trainable
         self.execution_options = ExecutionOptions()
         self._plan = None
         # Set by compile(); fit() compiles with the defaults when they are missing.
@@ -179,13 +197,6 @@ class Net:
         """Per-sample output shape of the last layer (the input shape for an empty network)."""
         return self.layers[-1].output_shape if self.layers else self.input_shape
 
-    def get_layer(self, name):
-        """The layer called ``name``."""
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise ValueError(f"no layer named {name!r}; layers: {[layer.name for layer in self.layers]}")
-
     def count_params(self, trainable_only=False):
         """Number of scalars in all layers' ``params`` (only the trainable ones if asked)."""
         if trainable_only:
@@ -194,12 +205,19 @@ class Net:
             return self._stack.count_params(trainable_only=True)
         return self._stack.count_params()
 
-    def summary(self, print_fn=print, show_trainable=None, show_plan=False):
+    def summary(self, line_length=None, positions=None, print_fn=print, expand_nested=False,
+                show_trainable=None, show_plan=False):
         """Print a table of layers, output shapes and parameter counts, with totals (as Keras does).
 
-        ``show_plan=True`` adds the execution plan (:meth:`plan`): which step runs each layer.
+        ``expand_nested=True`` lists the layers inside blocks (``Residual``, nested networks) under
+        them; ``line_length`` sets the table's width and ``positions`` where each column ends (as
+        fractions of ``line_length`` or as character counts), wrapping long cells; ``show_trainable``
+        adds a Trainable column (shown by default when something is frozen); ``show_plan=True`` adds
+        the execution plan (:meth:`plan`): which step runs each layer.
         """
-        print_fn(_summary.summary_text(self, show_trainable=show_trainable, show_plan=show_plan))
+        print_fn(_summary.summary_text(self, show_trainable=show_trainable, show_plan=show_plan,
+                                       expand_nested=expand_nested, line_length=line_length,
+                                       positions=positions))
 
     def plan(self):
         """The steps :meth:`fit`, :meth:`predict` and :meth:`forward` run, as a
@@ -223,7 +241,8 @@ class Net:
 
     def __call__(self, inputs, training=None):
         """On symbolic tensors: this network as one layer of a graph (``Model``), as in Keras.
-        On arrays: :meth:`forward` (inference unless ``training=True``)."""
+        On arrays: :meth:`forward` (inference unless ``training=True``), so ``model(x)`` gives the
+        outputs as Keras's does (as an array)."""
         if is_symbolic(inputs):
             from .layers.nested import as_layer  # noqa: PLC0415 - nested imports net
 
@@ -441,23 +460,32 @@ class Net:
         return self.fit(x, y, epochs=epochs, batch_size=batch_size, validation_split=val_size,
                         **fit_kwargs)
 
-    def evaluate(self, x, y=None, batch_size=None, verbose=0, sample_weight=None, steps=None):
-        """``{"loss": ..., "<metric>": ...}`` over ``(x, y)`` in inference mode.
+    def evaluate(self, x, y=None, batch_size=None, verbose=0, sample_weight=None, steps=None,
+                 callbacks=None, return_dict=False):
+        """Loss and metrics over ``(x, y)`` in inference mode, as Keras returns them.
 
-        ``x`` takes everything :meth:`fit` takes; ``sample_weight`` (N,) weighs the loss as in ``fit``;
-        ``steps`` limits the batches. At most a few batches are in memory at once.
+        Returns ``[loss, metric, ...]`` in the order of :attr:`metrics_names` (the loss alone, a
+        float, when nothing else is compiled), or ``{"loss": ..., "<metric>": ...}`` with
+        ``return_dict=True``. ``x`` takes everything :meth:`fit` takes; ``sample_weight`` (N,) weighs
+        the loss as in ``fit``; ``steps`` limits the batches; ``callbacks`` get the ``on_test_*``
+        hooks. At most a few batches are in memory at once.
         """
-        return _training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
-                                  sample_weight=sample_weight, steps=steps)
+        return_dict = validation.boolean(return_dict, "return_dict", "Net.evaluate")
+        logs = _training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
+                                  sample_weight=sample_weight, steps=steps, callbacks=callbacks)
+        return logs if return_dict else as_keras_result(logs)
 
-    def predict(self, x, batch_size=None, steps=None, out=None):
+    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None, out=None):
         """Network outputs for ``x`` in inference mode, ``(N, *output_shape)``.
 
         ``x`` takes everything :meth:`fit` takes (a Sequence or generator may yield ``x`` alone). The
         result is one preallocated array, or ``out`` (e.g. a ``np.memmap`` larger than memory) when
-        given; only a few input batches are held at once.
+        given; only a few input batches are held at once. ``verbose`` 1 or 2 (or ``"auto"``) prints
+        one line when done; ``callbacks`` get the ``on_predict_*`` hooks (each batch's outputs as
+        ``logs["outputs"]``).
         """
-        return _training.predict(self, x, batch_size=batch_size, steps=steps, out=out)
+        return _training.predict(self, x, batch_size=batch_size, steps=steps, out=out,
+                                 verbose=verbose, callbacks=callbacks)
 
     def predict_classes(self, x, batch_size=None):
         """Predicted class ids ``(N,)``."""
@@ -559,3 +587,15 @@ class Net:
 
     def __repr__(self):
         return f"<Net name={self.name!r} layers={len(self.layers)} params={self.count_params():,}>"
+
+
+#: Keras's name for a stack of layers: ``Sequential([Input((28, 28, 1)), Conv2D(32, 3), ...],
+#: name="cnn")`` is a :class:`Net` (one class under two names, not a subclass).
+Sequential = Net
+
+
+def _is_layer_list(value):
+    """Whether ``Net``'s first argument is Keras's layer list rather than an input shape."""
+    if not isinstance(value, (list, tuple)):
+        return False
+    return not value or any(isinstance(item, (Layer, Net, SymbolicTensor, InputLayer)) for item in value)

@@ -74,7 +74,7 @@ def train_and_evaluate(data, epochs=1, seed=0, verbose=1):
     start = time.perf_counter()
     net.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=verbose)
     seconds = time.perf_counter() - start
-    accuracy = net.evaluate(x_test, y_test)["accuracy"]
+    accuracy = net.evaluate(x_test, y_test, return_dict=True)["accuracy"]
     return net, accuracy, seconds
 
 

@@ -101,7 +101,7 @@ def main(argv=None):
                       callbacks=callbacks, augment=augmenter, verbose=1)
     seconds = time.perf_counter() - started
     net.save(args.save)
-    result = net.evaluate(x_test, y_test)
+    result = net.evaluate(x_test, y_test, return_dict=True)
     print(f"Trained {len(history.epoch)} epochs in {seconds:.0f}s ({seconds / 60:.1f} min); "
           f"saved {args.save}")
     print(f"Test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}) "

@@ -64,7 +64,7 @@ def test_two_output_model_trains_with_per_output_losses_and_metrics():
                 "val_digit_loss", "val_size_mae"):
         assert key in logs, key
     # The minimised loss is sum_k w_k * loss_k, and both losses go down.
-    result = model.evaluate(x, y)
+    result = model.evaluate(x, y, return_dict=True)
     assert result["loss"] == pytest.approx(result["digit_loss"] + 0.5 * result["size_loss"], rel=1e-6)
     assert logs["digit_loss"][-1] < logs["digit_loss"][0]
     assert logs["size_loss"][-1] < logs["size_loss"][0]
@@ -108,7 +108,7 @@ def test_train_on_batch_test_on_batch_and_sample_weight():
     tested = model.test_on_batch(x, y)
     assert tested["loss"] == pytest.approx(tested["digit_loss"] + 0.5 * tested["size_loss"])
     # Weights 2 on every sample double every loss.
-    doubled = model.evaluate(x, y, sample_weight=np.full(8, 2.0))
+    doubled = model.evaluate(x, y, sample_weight=np.full(8, 2.0), return_dict=True)
     assert doubled["digit_loss"] == pytest.approx(2 * tested["digit_loss"], rel=1e-6)
     with pytest.raises(ValueError, match="class_weight is for models with one output"):
         model.fit(x, y, class_weight={0: 2.0}, verbose=0)

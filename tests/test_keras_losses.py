@@ -209,9 +209,9 @@ def test_training_with_each_new_loss_decreases_it():
         net = Net(input_shape=(6,), seed=1)
         net.add(Dense(2, activation=activation))
         net.compile(optimizer="adam", loss=name)
-        first = net.evaluate(x, y, verbose=0)
+        first = net.evaluate(x, y, verbose=0, return_dict=True)
         net.fit(x, y, epochs=15, batch_size=16, verbose=0)
-        last = net.evaluate(x, y, verbose=0)
+        last = net.evaluate(x, y, verbose=0, return_dict=True)
         assert _loss_of(last) < _loss_of(first), name
 
 
@@ -278,9 +278,9 @@ def test_custom_loss_trains_saves_and_loads(tmp_path):
     net = Net(input_shape=(3,), seed=0)
     net.add(Dense(2, activation="relu"))
     net.compile(optimizer="adam", loss=losses.custom(squared_log_error, squared_log_error_gradient))
-    before = net.evaluate(x, y, verbose=0)
+    before = net.evaluate(x, y, verbose=0, return_dict=True)
     net.fit(x, y, epochs=10, batch_size=8, verbose=0)
-    after = net.evaluate(x, y, verbose=0)
+    after = net.evaluate(x, y, verbose=0, return_dict=True)
     assert _loss_of(after) < _loss_of(before)
     net.save(tmp_path / "m.h5")
     loaded = load_model(tmp_path / "m.h5")

@@ -27,7 +27,7 @@ def test_small_cnn_on_5000_images_reaches_90_percent(mnist_data):
     net.add(Dense(10, activation="softmax"))
     net.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     net.fit(x_train[:5000], y_train[:5000], epochs=3, batch_size=32, verbose=0)
-    accuracy = net.evaluate(x_test, y_test)["accuracy"]
+    accuracy = net.evaluate(x_test, y_test, return_dict=True)["accuracy"]
     print(f"small CNN, 5,000 images, 3 epochs: test accuracy {accuracy:.4f}")
     assert accuracy >= 0.90
 
@@ -38,6 +38,6 @@ def test_lenet5_one_epoch_reaches_97_percent(mnist_data):
     net = lenet5()
     net.compile(optimizer="adam", loss="cross_entropy")
     history = net.fit(x_train, y_train, epochs=1, batch_size=64, verbose=0)
-    accuracy = net.evaluate(x_test, y_test)["accuracy"]
+    accuracy = net.evaluate(x_test, y_test, return_dict=True)["accuracy"]
     print(f"LeNet-5, one epoch: train loss {history.history['loss'][0]:.4f}, test accuracy {accuracy:.4f}")
     assert accuracy >= 0.97

@@ -203,7 +203,10 @@ def test_summary_lists_residual_inner_layers_indented(capsys):
 
     net = Net(input_shape=(8, 8, 4))
     net.add(Residual([Convolutional(4, 3, pad=1), BatchNormalization()]))
-    net.summary()
+    net.summary()  # Keras's default: nested layers are not expanded
+    folded = capsys.readouterr().out
+    assert "└" not in folded and "Total params: 164" in folded
+    net.summary(expand_nested=True)
     lines = capsys.readouterr().out.splitlines()
     residual_row = next(i for i, line in enumerate(lines) if line.startswith("residual"))
     assert lines[residual_row + 1].startswith("└ convolutional")

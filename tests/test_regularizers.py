@@ -218,9 +218,9 @@ def test_activity_penalties_are_divided_by_the_batch_size_and_reported_in_the_lo
     probs /= probs.sum(1, keepdims=True)
     naive = (-np.mean(np.sum(y * np.log(probs), 1)) + 0.2 * np.sum(hidden ** 2) / len(x)
              + 0.1 * np.sum(w1 ** 2) + 0.03 * np.sum(np.abs(w2)))
-    assert net.evaluate(x, y, batch_size=6)["loss"] == pytest.approx(naive, rel=1e-12)
+    assert net.evaluate(x, y, batch_size=6, return_dict=True)["loss"] == pytest.approx(naive, rel=1e-12)
     # Batches of 4 and 2: the activity penalty is each batch's mean, the weight penalty added once.
-    assert net.evaluate(x, y, batch_size=4)["loss"] == pytest.approx(naive, rel=1e-12)
+    assert net.evaluate(x, y, batch_size=4, return_dict=True)["loss"] == pytest.approx(naive, rel=1e-12)
     assert net.train_on_batch(x, y)["loss"] == pytest.approx(naive, rel=1e-12)  # before the step
     # A bare forward pass counts no penalty and the layer keeps no gradient factor from it.
     net.forward(x, training=True)
@@ -305,7 +305,8 @@ def test_configs_and_hdf5_files_keep_regularizers_and_constraints(tmp_path):
     x = RNG.standard_normal((3, 7, 6, 2))
     y = np.eye(3)[[0, 1, 2]]
     loaded.compile(optimizer=SGD(0.1), loss="categorical_crossentropy", metrics=[])
-    assert loaded.evaluate(x, y)["loss"] == pytest.approx(net.evaluate(x, y)["loss"], rel=1e-12)
+    assert loaded.evaluate(x, y, return_dict=True)["loss"] == pytest.approx(
+        net.evaluate(x, y, return_dict=True)["loss"], rel=1e-12)
     assert loaded.train_on_batch(x, y)["loss"] == pytest.approx(net.train_on_batch(x, y)["loss"],
                                                                 rel=1e-12)
     for one, two in zip(net.get_weights(), loaded.get_weights()):

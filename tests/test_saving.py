@@ -313,7 +313,7 @@ def test_compile_settings_round_trip(tmp_path):
     assert optimizers.serialize(loaded.optimizer) == optimizers.serialize(net.optimizer)
     assert [name for name, _ in loaded.metrics] == ["acc", "top_2_accuracy"]
     x, y = toy_data(12)
-    assert loaded.evaluate(x, y) == net.evaluate(x, y)
+    assert loaded.evaluate(x, y, return_dict=True) == net.evaluate(x, y, return_dict=True)
 
 
 def test_uncompiled_model_loads_uncompiled(tmp_path):

@@ -136,7 +136,8 @@ def test_generator_sequence_and_workers_agree_with_arrays():
         same_weights(reference, on_sequence)
     assert PyDataset is Sequence
     np.testing.assert_allclose(on_sequence.predict(Batches(xf, y, 16)), reference.predict(xf))
-    assert reference.evaluate(Batches(xf, y, 16)) == pytest.approx(reference.evaluate(xf, y))
+    assert reference.evaluate(Batches(xf, y, 16), return_dict=True) == pytest.approx(
+        reference.evaluate(xf, y, return_dict=True))
 
 
 def test_sample_weight_is_keras_weighted_mean_and_class_weight_maps_classes():
@@ -146,7 +147,7 @@ def test_sample_weight_is_keras_weighted_mean_and_class_weight_maps_classes():
     net = mlp()
     outputs = net.predict(xf)
     per_sample = -np.log(outputs[np.arange(len(y)), y].astype(np.float64))
-    result = net.evaluate(xf, y, sample_weight=weights, batch_size=64)
+    result = net.evaluate(xf, y, sample_weight=weights, batch_size=64, return_dict=True)
     assert result["loss"] == pytest.approx(np.mean(weights * per_sample), rel=1e-5)
 
     # Doubling one sample's weight is training on it twice in a full batch (gradient is additive).
@@ -287,7 +288,7 @@ def test_mnist_learns_from_every_source(mnist_small, tmp_path, kind):
             f["x"] = x.astype(np.float32) / 255
         with h5py.File(tmp_path / "m.h5", "r") as f:
             net.fit(f["x"], y, epochs=2, verbose=0)
-    assert net.evaluate(xt, yt)["accuracy"] >= 0.80  # 3,000 images, 2 epochs
+    assert net.evaluate(xt, yt, return_dict=True)["accuracy"] >= 0.80  # 3,000 images, 2 epochs
 
 
 def test_image_dataset_from_directory(tmp_path):

@@ -44,7 +44,7 @@ def test_fit_learns_and_history_has_keras_keys():
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert history.history["val_accuracy"][-1] > 0.9
     assert history.history["lr"] == [pytest.approx(1e-2)] * 5
-    result = net.evaluate(x, y)
+    result = net.evaluate(x, y, return_dict=True)
     assert set(result) == {"loss", "accuracy"} and result["accuracy"] > 0.9
 
 
@@ -54,7 +54,7 @@ def test_evaluate_matches_a_direct_computation():
     net.compile(loss="sparse_categorical_crossentropy", metrics=["acc"])
     probs = net.predict(x)
     expected_loss = -np.mean(np.log(probs[np.arange(len(y)), y]))
-    result = net.evaluate(x, y, batch_size=7)
+    result = net.evaluate(x, y, batch_size=7, return_dict=True)
     assert result["loss"] == pytest.approx(expected_loss, rel=1e-5)
     assert result["acc"] == pytest.approx(np.mean(probs.argmax(1) == y))
     np.testing.assert_array_equal(net.predict_classes(x), probs.argmax(1))
@@ -147,7 +147,7 @@ def test_cross_entropy_on_a_linear_output_warns_once_and_uses_logits():
         net.fit(x, y, epochs=1, verbose=0)
     logits = net.predict(x)
     expected = losses.CategoricalCrossentropy(from_logits=True)(y, logits)
-    assert net.evaluate(x, y)["loss"] == pytest.approx(expected, rel=1e-5)
+    assert net.evaluate(x, y, return_dict=True)["loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_softmax_layer_then_cross_entropy_is_fused_and_matches():

@@ -279,6 +279,40 @@ class Layer:
         """Layers held inside this one (a residual block's), listed under it by ``summary()``."""
         return ()
 
+    def get_weights(self):
+        """Copies of this layer's arrays in Keras's order (``[kernel, bias]``; batch norm's
+        ``[gamma, beta, moving_mean, moving_variance]``), with Keras's shapes; ``[]`` before build."""
+        return [np.array(value) for value in self.params.values()]
+
+    def set_weights(self, weights):
+        """Copy ``weights`` (a list as :meth:`get_weights` returns) into this layer's arrays.
+
+        The count, every shape and the dtypes (numbers that cast to the layer's dtype) are checked
+        before anything is written; ``ValueError`` names the layer, the array and both shapes.
+        """
+        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+            raise ValueError(f"{self.describe()}: set_weights takes a list of arrays, got "
+                             f"{type(weights).__name__}")
+        targets = list(self.params.items())
+        if len(weights) != len(targets):
+            names = [key for key, _ in targets]
+            raise ValueError(f"{self.describe()}: set_weights expects {len(targets)} arrays {names}"
+                             f"{'' if self.built else ' (the layer is not built yet)'}, got "
+                             f"{len(weights)}")
+        arrays = []
+        for (key, value), new in zip(targets, weights):
+            new = np.asarray(new)
+            if new.dtype.kind not in "biuf":
+                raise ValueError(f"{self.describe()}: set_weights: {key} must be numeric, got an "
+                                 f"array of dtype {new.dtype}")
+            if new.shape != value.shape:
+                raise ValueError(f"{self.describe()}: set_weights: {key} has shape {value.shape}, "
+                                 f"got {new.shape}")
+            arrays.append(new)
+        for (_, value), new in zip(targets, arrays):
+            # In place: the optimizer's state and the network's views keep pointing at these arrays.
+            np.copyto(value, new, casting="unsafe")
+
     def count_params(self):
         """Number of scalars in ``params`` (trainable and not)."""
         return int(sum(v.size for v in self.params.values()))

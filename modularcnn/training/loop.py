@@ -7,6 +7,7 @@ exposes them as methods with the same arguments.
 import contextlib
 import itertools
 import numbers
+import time
 import warnings
 
 import numpy as np
@@ -286,8 +287,9 @@ def fit(net, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validat
                     break
             logs = totals.means()
             if val_source is not None:
+                # The callbacks see validation as an evaluate: on_test_begin ... on_test_end.
                 val_logs = _evaluate_source(net, objective_of(net), val_source, validation_steps,
-                                            strategy)
+                                            strategy, hooks=hooks)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             logs["lr"] = float(net.optimizer.current_learning_rate)
             if isinstance(source, SequenceSource):
@@ -300,17 +302,17 @@ def fit(net, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validat
     return history
 
 
-def callback_list(callbacks):
-    """``fit``'s ``callbacks`` argument as a list: None, one Callback (as Keras accepts), or a list of them."""
+def callback_list(callbacks, where="Net.fit"):
+    """A ``callbacks`` argument as a list: None, one Callback (as Keras accepts), or a list of them."""
     if callbacks is None:
         return []
     if isinstance(callbacks, Callback):
         return [callbacks]
     if not isinstance(callbacks, (list, tuple)):
-        validation.fail("Net.fit", "callbacks", "a Callback or a list of Callback instances", callbacks)
+        validation.fail(where, "callbacks", "a Callback or a list of Callback instances", callbacks)
     for callback in callbacks:
         if not isinstance(callback, Callback):
-            validation.fail("Net.fit", "callbacks", "a list of Callback instances (one item is not)",
+            validation.fail(where, "callbacks", "a list of Callback instances (one item is not)",
                             callback)
     return list(callbacks)
 
@@ -322,37 +324,54 @@ def _inference_keys(source, rng, steps):
     return source.plan(rng, False)[:steps]
 
 
-def _evaluate_source(net, objective, source, steps=None, strategy=None):
+def _evaluate_source(net, objective, source, steps=None, strategy=None, hooks=None):
     """Loss (weighted by the source's sample weights) and metrics over ``source``, in inference mode
-    (each batch split across the strategy's participants when they each hold the network: MPI)."""
+    (each batch split across the strategy's participants when they each hold the network: MPI).
+    ``hooks`` (a CallbackList) get ``on_test_begin``/``on_test_batch_*``/``on_test_end``."""
     evaluate_batch = (strategy or SingleProcess()).evaluate_batch
+    hooks = hooks or CallbackList([])
     totals = _Totals(name for name, _ in net.metrics)
     keys = _inference_keys(source, net.rng, steps)
+    hooks.call("on_test_begin", None)
     with Loader(source) as loader:
-        for x_batch, y_batch, weights in loader.batches(keys):
+        for step, (x_batch, y_batch, weights) in enumerate(loader.batches(keys)):
+            hooks.call("on_test_batch_begin", step, None)
             value, outputs = evaluate_batch(net, objective, x_batch, y_batch, weights)
             totals.add(len(x_batch), [value] + _metric_values(net, y_batch, outputs))
+            hooks.call("on_test_batch_end", step, totals.means())
     if totals.count == 0:
         raise DataError(f"{source.what}: no batch to evaluate on")
-    means = totals.means()
-    means["loss"] += weight_penalty(net)  # once: it is the same for every batch
-    return means
+    logs = totals.means()
+    logs["loss"] += weight_penalty(net)  # once: it is the same for every batch
+    hooks.call("on_test_end", dict(logs))
+    return logs
 
 
-def evaluate(net, x, y=None, batch_size=None, verbose=0, sample_weight=None, steps=None):
+def check_verbose(verbose, where):
+    """``verbose`` as 0, 1 or 2 (Keras's ``"auto"`` is 1)."""
+    if verbose == "auto":
+        return 1
+    return validation.integer(verbose, "verbose", where, minimum=0, maximum=2)
+
+
+def evaluate(net, x, y=None, batch_size=None, verbose=0, sample_weight=None, steps=None,
+             callbacks=None):
     """Loss and every metric over ``(x, y)`` in inference mode: ``{"loss": ..., "accuracy": ...}``.
 
     ``x`` may be an array, memmap or HDF5 dataset (with ``y``), a Sequence or a generator; at most a
-    few batches are in memory at once. ``sample_weight`` weighs the loss as in ``fit``.
+    few batches are in memory at once. ``sample_weight`` weighs the loss as in ``fit``; ``callbacks``
+    get the ``on_test_*`` hooks.
     """
     objective = objective_of(net)
     if batch_size is not None:
         batch_size = check_batch_size(batch_size, "Net.evaluate")
-    verbose = validation.integer(verbose, "verbose", "Net.evaluate", minimum=0, maximum=2)
+    verbose = check_verbose(verbose, "Net.evaluate")
     steps = _check_steps(steps, "steps")
+    hooks = CallbackList(callback_list(callbacks, "Net.evaluate"), model=net,
+                         params={"steps": steps, "verbose": verbose})
     source = make_source(net, x, y, sample_weight, batch_size or (
         None if is_sequence(x) or is_iterator(x) else DEFAULT_EVAL_BATCH))
-    result = _evaluate_source(net, objective, source, steps)
+    result = _evaluate_source(net, objective, source, steps, hooks=hooks)
     if verbose:
         print(" - ".join(f"{k}: {v:.4f}" for k, v in result.items()))
     return result
@@ -369,20 +388,39 @@ def _check_out(net, out, count):
     return out
 
 
-def predict(net, x, batch_size=None, steps=None, out=None):
+def predict(net, x, batch_size=None, steps=None, out=None, verbose=0, callbacks=None):
     """Outputs for ``x`` in inference mode, ``(N, *output_shape)``: probabilities after a softmax.
 
     ``x`` may be an array, memmap, HDF5 dataset, Sequence or generator (yielding ``x`` or ``(x, ...)``).
     The result is written into one preallocated array, or into ``out`` (e.g. a ``np.memmap`` for
-    results larger than memory), and only a few input batches are held at once.
+    results larger than memory), and only a few input batches are held at once. ``callbacks`` get
+    the ``on_predict_*`` hooks; ``verbose`` 1 or 2 prints one line when done.
     """
     if batch_size is not None:
         batch_size = check_batch_size(batch_size, "Net.predict")
     steps = _check_steps(steps, "steps")
+    verbose = check_verbose(verbose, "Net.predict")
+    hooks = CallbackList(callback_list(callbacks, "Net.predict"), model=net,
+                         params={"steps": steps, "verbose": verbose})
+    started = time.perf_counter()
     if getattr(net, "structured", False):
-        return structured.predict(net, x, batch_size=batch_size, steps=steps, out=out)
+        hooks.call("on_predict_begin", None)
+        result = structured.predict(net, x, batch_size=batch_size, steps=steps, out=out)
+        hooks.call("on_predict_end", None)
+        return result
+    result, batches = _predict_arrays(net, x, batch_size, steps, out, hooks)
+    hooks.call("on_predict_end", None)
+    if verbose:
+        print(f"{batches}/{batches} batches - {time.perf_counter() - started:.1f}s - "
+              f"{len(result)} samples predicted", flush=True)
+    return result
+
+
+def _predict_arrays(net, x, batch_size, steps, out, hooks):
+    """:func:`predict` of a one-output network: ``(outputs, batches)``."""
     source = make_source(net, x, batch_size=batch_size or (
         None if is_sequence(x) or is_iterator(x) else DEFAULT_EVAL_BATCH), needs_targets=False)
+    hooks.call("on_predict_begin", None)  # once the data is known to be usable
     count = source.count
     if count is not None and steps is not None:
         count = min(count, steps * source.batch_size)
@@ -394,9 +432,13 @@ def predict(net, x, batch_size=None, steps=None, out=None):
     else:
         result = None  # sized by the first batch, grown by doubling if needed
     filled = 0
+    batches = 0
     with Loader(source) as loader:
-        for x_batch, _, _ in loader.batches(keys):
+        for step, (x_batch, _, _) in enumerate(loader.batches(keys)):
+            hooks.call("on_predict_batch_begin", step, None)
             outputs = net.forward(x_batch, training=False)
+            hooks.call("on_predict_batch_end", step, {"outputs": outputs})
+            batches = step + 1
             rows = len(outputs)
             if result is None:
                 result = np.empty((rows * len(keys) if hasattr(keys, "__len__") else rows * 64,)
@@ -412,7 +454,7 @@ def predict(net, x, batch_size=None, steps=None, out=None):
             filled += rows
     if result is None:
         raise DataError(f"predict: {source.what} gave no batch")
-    return result if filled == len(result) else result[:filled]
+    return (result if filled == len(result) else result[:filled]), batches
 
 
 def predict_classes(net, x, batch_size=None):
