@@ -3,6 +3,9 @@
 Every metric function takes ``(y_true, y_pred)`` for one batch and returns a Python float averaged
 over that batch; the training loop averages batches weighted by their size. ``get(name)`` returns a
 :class:`Metric`, a named callable, for the names Keras accepts in ``metrics=[...]``.
+
+``Precision``, ``Recall``, ``AUC`` and ``F1Score`` are stateful (:mod:`modularcnn.stateful_metrics`):
+they count across batches, and the loop logs their ``result()`` instead of a mean of batches.
 """
 
 import inspect
@@ -12,6 +15,7 @@ import numpy as np
 
 from .catalog import Catalog, Configurable
 from .mathutils import align_to, as_float_array
+from .stateful_metrics import AUC, F1Score, Precision, Recall, StatefulMetric
 
 __all__ = [
     "accuracy",
@@ -24,6 +28,11 @@ __all__ = [
     "mean_absolute_error",
     "confusion_matrix",
     "Metric",
+    "StatefulMetric",
+    "Precision",
+    "Recall",
+    "AUC",
+    "F1Score",
     "get",
     "serialize",
 ]
@@ -280,6 +289,8 @@ _ALIASES = {
     "mean_absolute_error": ("mean_absolute_error", {}),
 }
 _TOP_K_NAME = re.compile(r"top_(\d+)_accuracy")
+#: Names of the stateful metrics (their defaults), as Keras's ``metrics=["precision", "auc"]``.
+_STATEFUL = {"precision": Precision, "recall": Recall, "auc": AUC, "f1_score": F1Score}
 
 
 class Metric(Configurable):
@@ -319,7 +330,7 @@ class Metric(Configurable):
 
 
 def _all_names():
-    return sorted(set(_ALIASES) | {"top_<k>_accuracy"})
+    return sorted(set(_ALIASES) | set(_STATEFUL) | {"top_<k>_accuracy"})
 
 
 def get(identifier):
@@ -335,10 +346,14 @@ def get(identifier):
         ``{"class_name": "Metric", "config": {...}}`` from :func:`serialize`.
         The returned metric's ``.name`` is the name given (lower-cased).
     """
-    if isinstance(identifier, Metric):
+    if isinstance(identifier, (Metric, StatefulMetric)):
         return identifier
+    if isinstance(identifier, type) and issubclass(identifier, StatefulMetric):
+        return identifier()
     if isinstance(identifier, str):
         name = identifier.strip().lower()
+        if name in _STATEFUL:
+            return _STATEFUL[name]()
         if name in _ALIASES:
             function, options = _ALIASES[name]
             return Metric(function, name=name, **options)
@@ -350,10 +365,13 @@ def get(identifier):
 
 
 def serialize(metric):
-    """Return ``{"class_name": "Metric", "config": ...}``; ``get`` turns it back into a Metric."""
+    """Return ``{"class_name": "Metric" (or "Precision", ...), "config": ...}``; ``get`` turns it back
+    into the same metric."""
+    if isinstance(metric, StatefulMetric):
+        return {"class_name": type(metric).__name__, "config": metric.get_config()}
     return _CATALOG.serialize(metric)
 
 
 # Names are this module's own (aliases with options, top_<k>_accuracy); instances and configs go
 # through the catalog like every other configurable object.
-_CATALOG = Catalog("metric", Metric, (Metric,))
+_CATALOG = Catalog("metric", Metric, (Metric, Precision, Recall, AUC, F1Score))

@@ -16,6 +16,12 @@ import numpy as np
 from .version import __version__
 
 
+def _walk_layers(layers):
+    for layer in layers:
+        yield layer
+        yield from _walk_layers(layer.sublayers)
+
+
 def as_keras_result(logs):
     """``evaluate``'s figures as Keras returns them without ``return_dict``: ``[loss, metric, ...]``
     in the order of ``metrics_names``, or the loss alone (a float) when nothing else is logged."""
@@ -95,6 +101,18 @@ class KerasModelMethods:
     def metrics_names(self):
         """The names ``evaluate`` returns values for, in order: ``["loss", "accuracy", ...]``."""
         return ["loss"] + [name for name, _ in self.metrics]
+
+    def restore_state_from(self, other):
+        """Take ``other``'s weights, optimizer (with its state) and random generators' states, in
+        place: ``other`` is this architecture loaded from a backup (``BackupAndRestore``), and
+        training then continues as it would have in the run that saved it."""
+        self.set_weights(other.get_weights())  # every count and shape checked first
+        if other.compiled and other.optimizer is not None:
+            self.optimizer = other.optimizer
+        self.rng.bit_generator.state = other.rng.bit_generator.state
+        for mine, theirs in zip(_walk_layers(self.layers), _walk_layers(other.layers)):
+            if mine.owns_generator and theirs.owns_generator:
+                mine.random.bit_generator.state = theirs.random.bit_generator.state
 
     # -- computing -------------------------------------------------------------------------------
 

@@ -172,7 +172,7 @@ def test_metric_config_round_trip_and_get():
 
 def test_get_errors():
     with pytest.raises(ValueError, match="accuracy.*top_k_accuracy"):
-        metrics.get("f1_score")
+        metrics.get("f2_score")  # f1_score is a metric now (F1Score)
     with pytest.raises(ValueError, match="invalid options"):
         Metric("accuracy", k=3)
     with pytest.raises(ValueError, match="Unknown metric function"):

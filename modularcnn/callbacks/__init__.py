@@ -11,14 +11,17 @@ Callbacks reach the network only through its public methods (``ModelCheckpoint``
 import this package back.
 """
 
+from .backup_and_restore import BackupAndRestore
 from .base import Callback, CallbackList
 from .csv_logger import CSVLogger
 from .early_stopping import EarlyStopping
 from .history import History
+from .lambda_callback import LambdaCallback
 from .learning_rate import LearningRateScheduler, ReduceLROnPlateau
 from .model_checkpoint import ModelCheckpoint
 from .progress import ProgressLogger
 from .terminate_on_nan import TerminateOnNaN
 
 __all__ = ["Callback", "CallbackList", "History", "EarlyStopping", "LearningRateScheduler",
-           "ReduceLROnPlateau", "TerminateOnNaN", "CSVLogger", "ModelCheckpoint", "ProgressLogger"]
+           "ReduceLROnPlateau", "TerminateOnNaN", "CSVLogger", "ModelCheckpoint", "ProgressLogger",
+           "LambdaCallback", "BackupAndRestore"]

@@ -30,6 +30,11 @@ class ModelCheckpoint(_Monitoring):
         Whether smaller or larger is better; "auto" picks "max" for accuracy-like names.
     verbose : 0 or 1
         1 prints a line whenever a file is written (or the best is kept).
+    save_freq : "epoch" or int
+        ``"epoch"`` saves at the end of every epoch; an int ``n`` every ``n`` training batches,
+        counted across epochs (as in Keras), with the running training figures as the logs and
+        ``{batch}`` (1-based, within the epoch) in ``filepath``; ``save_best_only`` then needs a
+        training figure as ``monitor``.
 
     Every file is written atomically: a crash or Ctrl-C during a save leaves the previous checkpoint
     intact, and ``fit`` turns Ctrl-C into a clean stop after the current batch (without saving the
@@ -39,8 +44,19 @@ class ModelCheckpoint(_Monitoring):
     writes_files = True  # under MPI, rank 0 alone writes
 
     def __init__(self, filepath, monitor="val_loss", save_best_only=False, save_weights_only=False,
-                 mode="auto", verbose=0):
+                 mode="auto", verbose=0, save_freq="epoch"):
         super().__init__(monitor, 0.0, mode)
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int)
+                                     or save_freq < 1):
+            raise ValueError(f"ModelCheckpoint: save_freq must be 'epoch' or a positive number of "
+                             f"batches, got {save_freq!r}")
+        if save_freq != "epoch" and save_best_only and monitor.startswith("val_"):
+            raise ValueError(f"ModelCheckpoint: with save_freq={save_freq} batches, monitor "
+                             f"{monitor!r} is only known at epoch ends; monitor a training figure "
+                             "such as 'loss'")
+        self.save_freq = save_freq
+        self._batches_seen = 0
+        self._epoch = 0
         self.filepath = os.fspath(filepath)
         self.placeholders = _placeholders(self.filepath)
         self.save_best_only = bool(save_best_only)
@@ -72,10 +88,28 @@ class ModelCheckpoint(_Monitoring):
                   f"(epoch {record.get('epoch')}) from {path}")
         return float(best)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches_seen += 1
+        if self._batches_seen >= self.save_freq:
+            self._batches_seen = 0
+            self._save(self._epoch, dict(logs or {}), batch)
+
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        path = self._format(epoch, logs)
-        record = {"epoch": epoch + 1, "monitor": self.monitor, "mode": self.mode}
+        if self.save_freq == "epoch":
+            self._save(epoch, logs or {})
+
+    def _save(self, epoch, logs, batch=None):
+        path = self._format(epoch, logs, batch)
+        # A mid-epoch file holds `epoch` finished epochs and `batch` batches of the next.
+        record = {"epoch": epoch + 1 if batch is None else epoch, "monitor": self.monitor,
+                  "mode": self.mode}
+        if batch is not None:
+            record["batch"] = batch + 1
         if self.save_best_only:
             value = self._current(logs)
             if not self._improved(value):
@@ -98,14 +132,16 @@ class ModelCheckpoint(_Monitoring):
         # Through the model's own methods, as Keras's ModelCheckpoint does: a network class that
         # saves differently is saved its way, and saving never needs to know about callbacks.
         save = self.model.save_weights if self.save_weights_only else self.model.save
-        save(path, epoch=epoch + 1, checkpoint=record)
+        save(path, epoch=record["epoch"], checkpoint=record)
         self.last_path = path
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: {message}saving {'weights' if self.save_weights_only else 'model'}"
                   f" to {path}")
 
-    def _format(self, epoch, logs):
-        values = {key: value for key, value in logs.items() if key != "epoch"}
+    def _format(self, epoch, logs, batch=None):
+        values = {key: value for key, value in logs.items() if key not in ("epoch", "batch")}
+        if batch is not None:
+            values["batch"] = batch + 1
         try:
             return self.filepath.format(epoch=epoch + 1, **values)
         except KeyError as error:

@@ -72,24 +72,48 @@ _objective = objective_of  # the name the profiler imports
 
 
 class _Totals:
-    """Sample-weighted running means of the loss and metrics over an epoch."""
+    """Sample-weighted running means of the loss and metrics over an epoch; a stateful metric's
+    figure is its latest ``result()`` (it counts across the batches itself)."""
 
-    def __init__(self, names):
+    def __init__(self, names, stateful=()):
         self.names = ["loss"] + list(names)
+        self.stateful = set(stateful)
         self.sums = dict.fromkeys(self.names, 0.0)
         self.count = 0
 
     def add(self, size, values):
         self.count += size
         for name, value in zip(self.names, values):
-            self.sums[name] += value * size
+            if name in self.stateful:
+                self.sums[name] = value
+            else:
+                self.sums[name] += value * size
 
     def means(self):
-        return {name: self.sums[name] / max(self.count, 1) for name in self.names}
+        return {name: self.sums[name] if name in self.stateful else self.sums[name] / max(self.count, 1)
+                for name in self.names}
 
 
-def _metric_values(net, y, outputs):
-    return [float(metric(y, outputs)) for _, metric in net.metrics]
+def _new_totals(net):
+    """Fresh totals for an epoch or an evaluation, with the stateful metrics reset."""
+    stateful = [name for name, metric in net.metrics if getattr(metric, "stateful", False)]
+    for name, metric in net.metrics:
+        if name in stateful:
+            metric.reset_state()
+    return _Totals((name for name, _ in net.metrics), stateful)
+
+
+def _metric_values(net, y, outputs, accumulate=False):
+    """Each metric's figure for a batch; with ``accumulate``, stateful metrics add the batch to
+    their counts and give their figure so far."""
+    values = []
+    for _, metric in net.metrics:
+        if accumulate and getattr(metric, "stateful", False):
+            metric.update_state(y, outputs)
+            values.append(float(metric.result()))
+        else:
+            values.append(float(metric(y, outputs)))
+    return values
 
 
 def train_step(net, objective, x, y, sample_weight=None):
@@ -248,11 +272,14 @@ def fit(net, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validat
             step_function = stack.enter_context(
                 strategy.open(net, min(source.batch_size, source.count), source.y[:1]))
         hooks.call("on_train_begin", None)
+        # A callback that restored a backup (BackupAndRestore) says which epoch comes next.
+        resumed = [c.resumes_at for c in hooks.callbacks if getattr(c, "resumes_at", None) is not None]
+        initial_epoch = max([initial_epoch] + resumed)
         for epoch in range(initial_epoch, epochs):
             hooks.call("on_epoch_begin", epoch, None)
             if isinstance(source, SequenceSource) and hasattr(source.sequence, "on_epoch_begin"):
                 source.sequence.on_epoch_begin()
-            totals = _Totals(name for name, _ in net.metrics)
+            totals = _new_totals(net)
             done = 0
             for step, batch in enumerate(loader.batches(epochs_plan.keys())):
                 x_batch, y_batch, weights = batch
@@ -265,7 +292,7 @@ def fit(net, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validat
                     x_batch = np.asarray(augment(x_batch, rng=net.rng), dtype=net.dtype)
                 hooks.call("on_train_batch_begin", step, None)
                 value, outputs = step_function(x_batch, y_batch, weights)
-                totals.add(len(x_batch), [value] + _metric_values(net, y_batch, outputs))
+                totals.add(len(x_batch), [value] + _metric_values(net, y_batch, outputs, True))
                 done = step + 1
                 hooks.call("on_train_batch_end", step, totals.means())
                 if interrupt["interrupted"] or net.stop_training:
@@ -330,14 +357,14 @@ def _evaluate_source(net, objective, source, steps=None, strategy=None, hooks=No
     ``hooks`` (a CallbackList) get ``on_test_begin``/``on_test_batch_*``/``on_test_end``."""
     evaluate_batch = (strategy or SingleProcess()).evaluate_batch
     hooks = hooks or CallbackList([])
-    totals = _Totals(name for name, _ in net.metrics)
+    totals = _new_totals(net)
     keys = _inference_keys(source, net.rng, steps)
     hooks.call("on_test_begin", None)
     with Loader(source) as loader:
         for step, (x_batch, y_batch, weights) in enumerate(loader.batches(keys)):
             hooks.call("on_test_batch_begin", step, None)
             value, outputs = evaluate_batch(net, objective, x_batch, y_batch, weights)
-            totals.add(len(x_batch), [value] + _metric_values(net, y_batch, outputs))
+            totals.add(len(x_batch), [value] + _metric_values(net, y_batch, outputs, True))
             hooks.call("on_test_batch_end", step, totals.means())
     if totals.count == 0:
         raise DataError(f"{source.what}: no batch to evaluate on")

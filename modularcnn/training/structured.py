@@ -125,10 +125,27 @@ class OnOutput:
     def __init__(self, metric, index):
         self.metric, self.index = metric, index
 
-    def __call__(self, y_true, y_pred):
+    def _pick(self, y_true, y_pred):
         ys = y_true.arrays if isinstance(y_true, Rows) else [y_true]
         outputs = y_pred if isinstance(y_pred, list) else [y_pred]
-        return self.metric(ys[self.index], outputs[self.index])
+        return ys[self.index], outputs[self.index]
+
+    def __call__(self, y_true, y_pred):
+        return self.metric(*self._pick(y_true, y_pred))
+
+    # A stateful metric (Precision, AUC, ...) keeps its counts for this output.
+    @property
+    def stateful(self):
+        return getattr(self.metric, "stateful", False)
+
+    def reset_state(self):
+        self.metric.reset_state()
+
+    def update_state(self, y_true, y_pred):
+        self.metric.update_state(*self._pick(y_true, y_pred))
+
+    def result(self):
+        return self.metric.result()
 
 
 def compile_model(model, optimizer, loss, metrics, loss_weights):
@@ -178,6 +195,8 @@ def compile_model(model, optimizer, loss, metrics, loss_weights):
             named.append((f"{name}_loss", OutputLoss(model, index)))
         for entry in entries:
             metric = metrics_module.get(entry)
+            if several and getattr(metric, "stateful", False):
+                metric = type(metric).from_config(metric.get_config())  # its own counts per output
             label = entry if isinstance(entry, str) else metric.name
             named.append((f"{name}_{label}" if several else label,
                           OnOutput(metric, index) if several else metric))
