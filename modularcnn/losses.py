@@ -269,7 +269,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 
 
 class BinaryCrossentropy(_CrossEntropy):
-    """Binary (or multi-label) cross-entropy, averaged over all N * K outputs.
+    """Binary (or multi-label) cross-entropy, averaged over every output of every sample.
 
     ``loss = -mean(y * log p + (1 - y) * log(1 - p))``
 
@@ -282,7 +282,8 @@ class BinaryCrossentropy(_CrossEntropy):
 
     Shapes
     ------
-    y_pred : (N,), (N, 1) or (N, K) (K independent yes/no outputs)
+    y_pred : (N,), (N, 1), (N, K) (K independent yes/no outputs) or any (N, ...), e.g. an
+        (N, H, W, 1) segmentation mask: every element is one yes/no output, as in Keras
     y_true : same shape as y_pred (a missing or extra trailing axis of length 1 is accepted),
         values in [0, 1].
     """
@@ -292,11 +293,6 @@ class BinaryCrossentropy(_CrossEntropy):
     def _prepare(self, y_true, y_pred):
         y_pred = as_float_array(y_pred)
         y_true = np.asarray(y_true)
-        if y_pred.ndim not in (1, 2):
-            raise ValueError(
-                f"BinaryCrossentropy: expected y_pred with shape (N,), (N, 1) or (N, K), "
-                f"received shape {y_pred.shape}."
-            )
         targets = _match_shapes(y_true, y_pred, "BinaryCrossentropy")
         if np.any((targets < 0) | (targets > 1)):
             raise ValueError(
@@ -325,12 +321,12 @@ class BinaryCrossentropy(_CrossEntropy):
         Parameters
         ----------
         y_true : same shape as logits, values in [0, 1]
-        logits : (N,), (N, 1) or (N, K) pre-sigmoid scores
+        logits : (N, ...) pre-sigmoid scores
 
         Returns
         -------
         (float, array shaped like logits)
-            Mean loss over all N * K outputs and its gradient ``(sigmoid(z) - y) / (N * K)``.
+            Mean loss over all ``logits.size`` outputs and its gradient ``(sigmoid(z) - y) / size``.
         """
         targets, logits = self._prepare(y_true, logits)
         value, grad = self._fused(targets, logits)

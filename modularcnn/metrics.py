@@ -102,18 +102,19 @@ def sparse_categorical_accuracy(y_true, y_pred):
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
-    """Fraction of outputs on the correct side of ``threshold``, over all N * K outputs.
+    """Fraction of outputs on the correct side of ``threshold``, over every output of every sample.
 
     Parameters
     ----------
     y_true : same shape as y_pred (a missing trailing axis of length 1 is accepted), values 0/1
-    y_pred : (N,), (N, 1) or (N, K) probabilities (use ``threshold=0`` for logits)
+    y_pred : (N,), (N, 1), (N, K) or any (N, ...) (e.g. (N, H, W, 1) masks) probabilities (use
+        ``threshold=0`` for logits)
     """
     y_pred = as_float_array(y_pred)
     y_true = np.asarray(y_true)
-    if y_pred.ndim not in (1, 2) or y_pred.shape[0] == 0:
+    if y_pred.ndim == 0 or y_pred.shape[0] == 0:
         raise ValueError(
-            f"binary_accuracy: expected y_pred with shape (N,), (N, 1) or (N, K), N >= 1, "
+            f"binary_accuracy: expected y_pred with shape (N, ...), N >= 1, "
             f"received shape {y_pred.shape}."
         )
     y_true = align_to(y_true, y_pred, "binary_accuracy")
@@ -124,10 +125,11 @@ def accuracy(y_true, y_pred):
     """Accuracy for either task, chosen from y_pred's shape.
 
     * y_pred (N, K) with K > 1: :func:`categorical_accuracy` (argmax vs ids or one-hot y_true);
-    * y_pred (N,) or (N, 1): :func:`binary_accuracy` with threshold 0.5.
+    * y_pred (N,), (N, 1) or any (N, ..., 1), e.g. (N, H, W, 1) masks: :func:`binary_accuracy`
+      with threshold 0.5.
     """
     y_pred = as_float_array(y_pred)
-    if y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
+    if y_pred.ndim == 1 or (y_pred.ndim >= 2 and y_pred.shape[-1] == 1):
         return binary_accuracy(y_true, y_pred)
     return categorical_accuracy(y_true, y_pred)
 

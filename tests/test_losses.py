@@ -189,6 +189,27 @@ def test_binary_crossentropy_hand_values():
     assert BinaryCrossentropy()(y_true, p[:, None]) == pytest.approx(expected, rel=1e-12)
 
 
+def test_binary_crossentropy_on_masks_is_the_mean_over_every_pixel():
+    """A segmentation mask (N, H, W, 1): each pixel is one yes/no output, as in Keras; the value, the
+    gradient and the per-sample values equal those of the same numbers as (N, H*W) rows."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2, 3, 5, 1))
+    y_true = (rng.random((2, 3, 5, 1)) > 0.5).astype(float)
+    rows_true, rows = y_true.reshape(2, 15), logits.reshape(2, 15)
+    for loss in (BinaryCrossentropy(), BinaryCrossentropy(from_logits=True)):
+        y_pred = logits if loss.from_logits else sigmoid(logits)
+        flat_pred = rows if loss.from_logits else sigmoid(rows)
+        assert loss(y_true, y_pred) == pytest.approx(loss(rows_true, flat_pred), rel=1e-12)
+        np.testing.assert_allclose(loss.gradient(y_true, y_pred),
+                                   loss.gradient(rows_true, flat_pred).reshape(2, 3, 5, 1), rtol=1e-12)
+        np.testing.assert_allclose(loss.per_sample(y_true, y_pred),
+                                   loss.per_sample(rows_true, flat_pred), rtol=1e-12)
+    value, grad = BinaryCrossentropy().value_and_gradient_from_logits(y_true, logits)
+    expected = -np.mean(y_true * log_sigmoid(logits) + (1 - y_true) * log_sigmoid(-logits))
+    assert value == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(grad, (sigmoid(logits) - y_true) / 30, rtol=1e-12)
+
+
 def test_regression_hand_values():
     y_true = np.array([[1.0, 2.0], [3.0, 4.0]])
     y_pred = np.array([[1.5, 0.0], [3.0, 7.0]])  # errors 0.5, -2, 0, 3

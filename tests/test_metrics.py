@@ -52,6 +52,11 @@ def test_binary_accuracy():
     multi_true = np.array([[1, 0], [0, 0]])
     multi_pred = np.array([[0.8, 0.7], [0.1, 0.2]])  # 3 of 4 right
     assert binary_accuracy(multi_true, multi_pred) == pytest.approx(0.75)
+    # Masks (N, H, W, 1): every pixel counts once; 2 of the 6 pixels are on the wrong side.
+    masks = np.array([[[1, 0, 1]], [[0, 0, 1]]], dtype=float)[..., None]
+    probs = np.array([[[0.9, 0.6, 0.7]], [[0.2, 0.1, 0.3]]])[..., None]
+    assert binary_accuracy(masks, probs) == pytest.approx(4 / 6)
+    assert accuracy(masks, probs) == pytest.approx(4 / 6)
 
 
 def test_top_k_accuracy():
