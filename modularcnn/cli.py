@@ -363,6 +363,12 @@ def command_export(args):
     """A model file -> an ONNX model (needs the ``onnx`` extra)."""
     net = _load_model(args.model)
     net.export_onnx(args.output, opset=args.opset)
+    if hasattr(net, "graph"):  # a graph Model: ONNX inputs named as the model's
+        shapes = ", ".join(f"{name} (batch, {', '.join(map(str, shape))})"
+                           for name, shape in zip(net.input_names, net.input_shapes))
+        print(f"Wrote {args.output} (ONNX opset {args.opset}, inputs {shapes} channels-last, "
+              f"outputs {', '.join(net.output_names)})")
+        return 0
     print(f"Wrote {args.output} (ONNX opset {args.opset}, input (batch, "
           f"{', '.join(map(str, net.input_shape))}) channels-last)")
     return 0

@@ -297,9 +297,6 @@ class Model(Net):
                     trainable=bool(config.get("trainable", True)))
         return model
 
-    def export_onnx(self, path, opset=17):
-        raise ValueError("export_onnx: graph models (Model) cannot be exported to ONNX yet; a Net can")
-
     # -- reporting -------------------------------------------------------------------------------
 
     def summary(self, line_length=None, positions=None, print_fn=print, expand_nested=False,

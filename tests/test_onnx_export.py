@@ -177,6 +177,7 @@ def test_every_layer_type_is_covered():
 
     used = {type(layer).__name__ for build in NETWORKS.values() for layer in build()}
     used |= {"MaxPooling", "MaxPooling2D", "Conv2D"}
+    used |= {"NestedModel"}  # test_a_net_holding_a_graph_exports and the functional fixtures below
     aliases = {"MaxPool2D", "AveragePooling", "MaxPooling2D", "GlobalAveragePooling2D", "AvgPool1D",
                "AvgPool3D", "MaxPool3D"} | {f"Global{kind}Pool{r}D" for kind in ("Avg", "Max")
                                              for r in (1, 2, 3)}
@@ -185,21 +186,15 @@ def test_every_layer_type_is_covered():
 
 #: Registered layers the exporter refuses, and why (each refusal is checked below).
 NOT_EXPORTED = {"InputLayer": "states the input shape; never a layer of a Net"}
-# Graph-model layers: a Net holding a Model (NestedModel) with them is refused by name, and
-# Model.export_onnx refuses graphs as a whole (tests/test_graph_training.py).
-NOT_EXPORTED.update(dict.fromkeys(
-    ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
-     "NestedModel"], "graph models are not exported to ONNX yet"))
 
 
-def test_a_net_holding_a_graph_is_refused_by_name(tmp_path):
+def test_a_net_holding_a_graph_exports(tmp_path):
     from modularcnn import Input, Model
     from modularcnn.layers import Add
 
     x = Input((3,))
     net = Net(input_shape=(3,), layers=[Model(x, Add()([Dense(3)(x), x]), name="block"), Dense(2)])
-    with pytest.raises(ValueError, match="block"):
-        net.export_onnx(tmp_path / "net.onnx")
+    check(net, tmp_path)
 
 
 def builtin_layers():
@@ -210,7 +205,9 @@ def builtin_layers():
 def test_every_registered_layer_exports_or_is_refused_by_name():
     from modularcnn.export.onnx import EXPORTERS
 
-    missing = builtin_layers() - set(EXPORTERS) - set(NOT_EXPORTED)
+    from modularcnn.export.onnx import MERGES
+
+    missing = builtin_layers() - set(EXPORTERS) - set(MERGES) - set(NOT_EXPORTED)
     assert missing == set(), f"layers with no ONNX exporter and no stated refusal: {sorted(missing)}"
 
 
@@ -294,3 +291,82 @@ def test_normalisation_exports_at_old_and_new_opsets(opset, tmp_path):
     path = net.export_onnx(tmp_path / "model.onnx", opset=opset)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, {"input": x})[0], net.predict(x), rtol=1e-5, atol=1e-5)
+
+
+# -- graph models (Model) --------------------------------------------------------------------------
+
+
+def run_graph(model, xs, tmp_path):
+    path = model.export_onnx(tmp_path / "graph.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == list(model.input_names)
+    assert [o.name for o in session.get_outputs()] == list(model.output_names)
+    return session.run(None, {name: x.astype(model.dtype) for name, x in zip(model.input_names, xs)})
+
+
+def check_graph(model, xs, tmp_path):
+    expected = model.predict(xs if len(xs) > 1 else xs[0])
+    expected = expected if isinstance(expected, list) else [expected]
+    got = run_graph(model, xs, tmp_path)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5 * max(1, np.abs(e).max()))
+
+
+KERAS_FUNCTIONAL = Path(__file__).resolve().parent / "data" / "keras" / "functional"
+
+
+@pytest.mark.parametrize("name", ["inception", "nested", "residual", "shared_layers",
+                                  "two_in_two_out"])
+def test_functional_keras_fixtures_export_and_match_predict(name, tmp_path):
+    """Merges (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate on channels and on
+    rows, Dot), two inputs and two outputs, shared layers, nested Sequential and functional models."""
+    from modularcnn import load_model
+
+    model = load_model(KERAS_FUNCTIONAL / f"{name}.keras")
+    data = np.load(KERAS_FUNCTIONAL / f"{name}.npz")
+    xs = [data[f"x{k}"] for k in range(sum(key.startswith("x") for key in data))]
+    check_graph(model, xs, tmp_path)
+    # A batch of 1, and one of another size: the batch axis is dynamic.
+    check_graph(model, [x[:1] for x in xs], tmp_path)
+    check_graph(model, [np.concatenate([x, -x]) for x in xs], tmp_path)
+
+
+def test_graph_with_broadcasting_merges_and_cosine_dot_exports(tmp_path):
+    from modularcnn import Input, Model
+    from modularcnn.layers import Add, Concatenate, Dot, Maximum, Multiply
+
+    rng = np.random.default_rng(4)
+    image = Input((5, 4, 3), name="image")
+    h = Conv2D(3, 3, padding="same", activation="relu")(image)
+    gate = GlobalAveragePooling2D(keepdims=True)(h)  # (1, 1, 3): broadcast against (5, 4, 3)
+    h = Maximum()([Multiply()([h, gate]), Add()([h, gate])])
+    vector = Dense(4)(Flatten()(h))
+    other = Dense(4)(Flatten()(image))
+    joined = Concatenate()([vector, Dot(axes=1, normalize=True)([vector, other])])
+    model = randomised(Model(image, [joined, Dense(2)(other)]))
+    check_graph(model, [rng.normal(size=(3, 5, 4, 3)).astype("float32")], tmp_path)
+
+
+def test_dot_of_non_vectors_is_refused_by_name(tmp_path):
+    from modularcnn import Input, Model
+    from modularcnn.layers import Dot
+
+    x = Input((3, 4))
+    model = Model(x, Dot(axes=2, name="pairwise")([x, x]))
+    with pytest.raises(ValueError, match="pairwise"):
+        model.export_onnx(tmp_path / "x.onnx")
+
+
+def test_cli_exports_a_functional_keras_file(tmp_path, capsys):
+    from modularcnn import cli
+
+    source = KERAS_FUNCTIONAL / "two_in_two_out.h5"
+    assert cli.main(["export", str(source), str(tmp_path / "m.onnx")]) == 0
+    assert "inputs image (batch, 6, 6, 2), vector (batch, 5)" in capsys.readouterr().out
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    data = np.load(KERAS_FUNCTIONAL / "two_in_two_out.npz")
+    got = session.run(None, {"image": data["x0"], "vector": data["x1"]})
+    for g, e in zip(got, [data["y0"], data["y1"]]):
+        np.testing.assert_allclose(g, e, rtol=0, atol=1e-5 * max(1, np.abs(e).max()))

@@ -2,7 +2,11 @@
 
 ``net.export_onnx("model.onnx")`` writes a graph whose input is what :meth:`Net.predict` takes — a
 channels-last batch ``(batch, *input_shape)`` with a dynamic batch axis — and whose output is what it
-returns, in inference mode (dropout off, batch norm with its moving statistics).
+returns, in inference mode (dropout off, batch norm with its moving statistics). A ``Net``'s tensors
+are named ``input`` and ``output``; a graph ``Model``'s are named as its inputs and outputs
+(``model.input_names``, ``model.output_names``), one ONNX input and output each, and its merge layers
+become ``Sum``/``Sub``/``Mul``/``Max``/``Min``/``Concat`` (``Average`` a ``Sum`` times ``1/n``,
+``Dot`` of vectors a ``ReduceSum`` of the product); a shared layer is written once per call.
 
 ONNX's convolutions and pools are channels-first (``N, C, *spatial``), so the exporter keeps track of
 each tensor's layout and inserts a ``Transpose`` only where it changes: into channels-first before the
@@ -466,8 +470,82 @@ EXPORTERS = {
     "Rescaling": _rescaling, "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,
     "GroupNormalization": _group_norm, "PReLU": _prelu,
     "UpSampling1D": _upsampling, "UpSampling2D": _upsampling, "UpSampling3D": _upsampling,
-    "Residual": _residual,
+    "Residual": _residual, "NestedModel": lambda graph, layer, tensor: _nested(graph, layer, [tensor]),
 }
+#: Merge layers (several input tensors), exported by :func:`_merge`.
+MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot")
+
+
+def _merge(graph, layer, tensors):
+    """A merge layer on channels-last tensors (their axes and broadcasting are modularcnn's)."""
+    kind = type(layer).__name__
+    names = [_channels_last(graph, t, layer.name).name for t in tensors]
+    rank = len(layer.output_shape)
+    if kind in ("Add", "Average"):
+        name = graph.node("Sum", names, layer.name) if len(names) > 1 else names[0]
+        if kind == "Average":
+            name = graph.node("Mul", [name, _scalar(graph, f"{layer.name}_1_over_n", 1 / len(names))],
+                              f"{layer.name}_mean")
+    elif kind == "Subtract":
+        name = graph.node("Sub", names, layer.name)
+    elif kind == "Multiply":
+        name = names[0]
+        for other in names[1:]:
+            name = graph.node("Mul", [name, other], layer.name)
+    elif kind in ("Maximum", "Minimum"):
+        name = graph.node("Max" if kind == "Maximum" else "Min", names, layer.name)
+    elif kind == "Concatenate":
+        name = graph.node("Concat", names, layer.name, axis=int(layer._axis))
+    else:
+        name = _dot(graph, layer, names)
+    return _Tensor(name, rank)
+
+
+def _dot(graph, layer, names):
+    """``Dot`` of two vectors per sample, ``(N, d) . (N, d) -> (N, 1)`` (optionally cosine)."""
+    if any(len(shape) != 1 for shape in layer.input_shape):
+        raise ValueError(f"ONNX export: {layer.describe()}: Dot exports for vectors (N, d) only, got "
+                         f"inputs {[(None, *s) for s in layer.input_shape]}")
+    if layer.normalize:
+        normed = []
+        for k, name in enumerate(names):
+            square = graph.node("ReduceSum", [graph.node("Mul", [name, name], f"{layer.name}_sq{k}"),
+                                              graph.constant(f"{layer.name}_axis", [1], np.int64)],
+                                f"{layer.name}_sumsq{k}", keepdims=1)
+            norm = graph.node("Sqrt", [graph.node("Max", [square, _scalar(
+                graph, f"{layer.name}_eps", layer.EPSILON)], f"{layer.name}_clip{k}")],
+                f"{layer.name}_norm{k}")
+            normed.append(graph.node("Div", [name, norm], f"{layer.name}_unit{k}"))
+        names = normed
+    product = graph.node("Mul", names, f"{layer.name}_product")
+    return graph.node("ReduceSum", [product, graph.constant(f"{layer.name}_axes", [1], np.int64)],
+                      layer.name, keepdims=1)
+
+
+def _nested(graph, layer, tensors):
+    """A Net or Model used as a layer: its own layers on ``tensors``."""
+    network = layer.model
+    if hasattr(network, "graph"):
+        return _graph_body(graph, network, tensors)[0]
+    return _chain(graph, network.layers, tensors[0])
+
+
+def _graph_body(graph, model, tensors):
+    """The output tensors of ``model`` (a graph) run on ``tensors`` (one per input): its nodes in
+    topological order, a shared layer exported once per call."""
+    made = {id(t): tensor for t, tensor in zip(model.graph.inputs, tensors)}
+    for node in model.graph.nodes:
+        if not node.inputs:
+            continue
+        inputs = [made[id(t)] for t in node.inputs]
+        kind = type(node.layer).__name__
+        if kind in MERGES:
+            made[id(node.output)] = _merge(graph, node.layer, inputs)
+        elif kind == "NestedModel":
+            made[id(node.output)] = _nested(graph, node.layer, inputs)
+        else:
+            made[id(node.output)] = _chain(graph, [node.layer], inputs[0])
+    return [made[id(t)] for t in model.graph.outputs]
 
 
 def _chain(graph, layers, tensor):
@@ -492,11 +570,23 @@ def onnx_model(net, opset=17):
         raise ValueError("export_onnx: the network has no layers")
     graph = _Graph(onnx, net.dtype, opset)
     element = onnx.helper.np_dtype_to_tensor_dtype(net.dtype)
-    inputs = [onnx.helper.make_tensor_value_info("input", element, ["batch", *net.input_shape])]
-    tensor = _chain(graph, net.layers, _Tensor("input", len(net.input_shape)))
-    tensor = _channels_last(graph, tensor, "output")
-    graph.nodes.append(onnx.helper.make_node("Identity", [tensor.name], ["output"], name="output"))
-    outputs = [onnx.helper.make_tensor_value_info("output", element, ["batch", *net.output_shape])]
+    if hasattr(net, "graph"):
+        # A graph: ONNX inputs and outputs named as the model's (its Input and output layer names).
+        input_names, output_names = list(net.input_names), list(net.output_names)
+        input_shapes, output_shapes = net.input_shapes, net.output_shapes
+        starts = [_Tensor(name, len(shape)) for name, shape in zip(input_names, input_shapes)]
+        ends = _graph_body(graph, net, starts)
+    else:
+        input_names, output_names = ["input"], ["output"]
+        input_shapes, output_shapes = [net.input_shape], [net.output_shape]
+        ends = [_chain(graph, net.layers, _Tensor("input", len(net.input_shape)))]
+    inputs = [onnx.helper.make_tensor_value_info(name, element, ["batch", *shape])
+              for name, shape in zip(input_names, input_shapes)]
+    for name, tensor in zip(output_names, ends):
+        tensor = _channels_last(graph, tensor, name)
+        graph.nodes.append(onnx.helper.make_node("Identity", [tensor.name], [name], name=name))
+    outputs = [onnx.helper.make_tensor_value_info(name, element, ["batch", *shape])
+               for name, shape in zip(output_names, output_shapes)]
     body = onnx.helper.make_graph(graph.nodes, net.name or "modularcnn", inputs, outputs,
                                   initializer=graph.initializers)
     model = onnx.helper.make_model(body, opset_imports=[onnx.helper.make_opsetid("", int(opset))],
