@@ -1,21 +1,26 @@
 #!/usr/bin/env python
-"""Side-by-side CPU benchmark of modularcnn and PyTorch on MNIST.
+"""Side-by-side CPU benchmark of modularcnn and PyTorch: the default suite on MNIST, or the model zoo.
 
-Trains LeNet-5 and the Keras MNIST example CNN ("cnn32": conv 32@3x3 same, pool, conv 64@3x3 same, pool,
-dense 128, dense 10) for one epoch in each framework with the same architecture, Glorot-uniform weights
-and zero biases, Adam 1e-3, batch 64, a seeded reshuffle every epoch, and the same number of threads
-T (``--threads``, default: every core): PyTorch gets ``torch.set_num_threads(T)``; modularcnn trains with
-``fit(workers=T)``, T worker processes with a one-thread BLAS each, and predicts in one process with a
-T-thread BLAS. Then times ``predict`` on the 10,000 test images (batch 1,000) and single-image latency.
-Each (framework, model) pair runs in a fresh subprocess, so peak memory (the workers' included) and
-thread settings are its own.
+The default suite trains LeNet-5 and the Keras MNIST example CNN ("cnn32": conv 32@3x3 same, pool, conv
+64@3x3 same, pool, dense 128, dense 10) for one epoch of MNIST. ``--suite zoo`` runs every model of
+``scripts/benchmark_zoo.py`` (both spellings of LeNet-5 and cnn32, the ``best`` preset, the small
+ResNet, a CIFAR-style net, a strided net, LeNet with tanh and average pooling, an MLP, a DCGAN step,
+a Conv1D net) on fits of 313 batches (``--batches``). Each framework gets the same architecture,
+Glorot-uniform weights and zero biases, Adam 1e-3, batch 64, a seeded reshuffle every epoch, and the
+same number of threads T (``--threads``, default: every core): PyTorch gets ``torch.set_num_threads(T)``;
+modularcnn trains with ``fit(workers=T)``, T worker processes with a one-thread BLAS each, and predicts
+in one process with a T-thread BLAS. Then both time ``predict`` on 10,000 test samples (batch 1,000)
+and single-image latency, each after one warm-up call (PyTorch's first call with a new batch size
+includes one-time set-up). Each (framework, model) pair runs in a fresh subprocess, so peak memory (the
+workers' included) and thread settings are its own; with ``--repeat`` the frameworks take turns. After
+the table come the worst and the median ratio over the models, and the load average.
 
     python scripts/benchmark.py                 # both models, both frameworks (torch if installed)
-    python scripts/benchmark.py --json out.json
-    python scripts/benchmark.py --repeat 3       # medians of 3 runs each, the frameworks taking turns
-    python scripts/benchmark.py --models lenet --train-samples 6400   # a quick look
+    python scripts/benchmark.py --suite zoo --repeat 3 --json zoo.json
+    python scripts/benchmark.py --models lenet_seed,cifar --batches 50   # a quick look
 
-PyTorch is optional (``pip install -e ".[bench]"``); without it only modularcnn is measured.
+PyTorch is optional (``pip install -e ".[bench]"``); without it only modularcnn is measured (asking
+for ``--frameworks torch`` alone is an error naming that extra).
 """
 
 import argparse
@@ -26,7 +31,9 @@ import subprocess
 import sys
 import time
 
-MODELS = ("lenet", "cnn32")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmark_zoo import SUITES, ZOO  # noqa: E402 - the models live beside this script
+
 FRAMEWORKS = ("modularcnn", "torch")
 BATCH_SIZE = 64
 PREDICT_BATCH = 1000
@@ -36,60 +43,6 @@ LATENCY_CALLS = 200
 # --------------------------------------------------------------------------------------------------
 # One measurement, in a child process
 # --------------------------------------------------------------------------------------------------
-
-def load_mnist(train_samples):
-    import numpy as np
-
-    from modularcnn.datasets import mnist
-
-    (x_train, y_train), (x_test, y_test) = mnist.load_data()
-    scale = np.float32(1 / 255)
-    x_train = (x_train[:train_samples] * scale)[..., None]
-    x_test = (x_test * scale)[..., None]
-    return (x_train, y_train[:train_samples].astype(np.int64)), (x_test, y_test.astype(np.int64))
-
-
-def modularcnn_model(name, seed):
-    from modularcnn import Net
-    from modularcnn.layers import Conv2D, Dense, Flatten, MaxPooling2D
-
-    net = Net(input_shape=(28, 28, 1), seed=seed)
-    if name == "lenet":
-        layers = [Conv2D(6, 5, padding=2, activation="relu"), MaxPooling2D(2),
-                  Conv2D(16, 5, activation="relu"), MaxPooling2D(2), Flatten(),
-                  Dense(120, activation="relu"), Dense(84, activation="relu"),
-                  Dense(10, activation="softmax")]
-    else:
-        layers = [Conv2D(32, 3, padding="same", activation="relu"), MaxPooling2D(2),
-                  Conv2D(64, 3, padding="same", activation="relu"), MaxPooling2D(2), Flatten(),
-                  Dense(128, activation="relu"), Dense(10, activation="softmax")]
-    for layer in layers:
-        net.add(layer)
-    net.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    return net
-
-
-def torch_model(name, seed):
-    import torch
-    from torch import nn
-
-    torch.manual_seed(seed)
-    if name == "lenet":
-        model = nn.Sequential(
-            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-            nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
-    else:
-        model = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-            nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
-    for module in model.modules():  # the same initial-weight scheme as modularcnn's default
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(module.weight)
-            nn.init.zeros_(module.bias)
-    return model
-
 
 class PeakMemory:
     """Peak resident memory of this process plus the peaks of its child processes (training workers).
@@ -139,6 +92,7 @@ class PeakMemory:
 
 
 def median_latency_ms(call, sample):
+    call(sample)  # warm-up: a first call with a new batch size sets things up (PyTorch's kernels)
     calls = []
     for _ in range(LATENCY_CALLS):
         start = time.perf_counter()
@@ -148,36 +102,48 @@ def median_latency_ms(call, sample):
     return 1e3 * calls[len(calls) // 2]
 
 
-def measure_modularcnn(model_name, data, epochs, seed, threads):
+def accuracy(outputs, y):
+    """Share of right answers: the largest of several outputs, or one sigmoid output against 0.5."""
     import numpy as np
 
+    if outputs.shape[-1] == 1:
+        return float(np.mean((outputs > 0.5) == (y > 0.5)))
+    return float(np.mean(outputs.argmax(axis=1) == y))
+
+
+def measure_modularcnn(spec, data, epochs, seed, threads):
     (x_train, y_train), (x_test, y_test) = data
-    net = modularcnn_model(model_name, seed)
+    net = spec.ours(seed)
     start = time.perf_counter()
     # One worker process per thread, each with a one-thread BLAS: the threads PyTorch gets.
     net.fit(x_train, y_train, epochs=epochs, batch_size=BATCH_SIZE, shuffle=True, verbose=0,
             workers=threads)
     train_s = (time.perf_counter() - start) / epochs
+    net.predict(x_test[:PREDICT_BATCH], batch_size=PREDICT_BATCH)  # warm-up, as for PyTorch
     start = time.perf_counter()
-    probabilities = net.predict(x_test, batch_size=PREDICT_BATCH)
+    outputs = net.predict(x_test, batch_size=PREDICT_BATCH)
     predict_s = time.perf_counter() - start
-    accuracy = float(np.mean(probabilities.argmax(axis=1) == y_test))
     latency = median_latency_ms(lambda image: net.predict(image, batch_size=1), x_test[:1])
-    return train_s, predict_s, latency, accuracy
+    return train_s, predict_s, latency, accuracy(outputs, y_test)
 
 
-def measure_torch(model_name, data, epochs, seed, threads):
+def measure_torch(spec, data, epochs, seed, threads):
     import numpy as np
     import torch
 
+    from benchmark_zoo import torch_layout
+
     torch.set_num_threads(threads)
     (x_train, y_train), (x_test, y_test) = data
-    x_train = torch.from_numpy(np.ascontiguousarray(x_train.transpose(0, 3, 1, 2)))
-    x_test = torch.from_numpy(np.ascontiguousarray(x_test.transpose(0, 3, 1, 2)))
+    x_train, x_test = torch_layout(x_train), torch_layout(x_test)
     y_train = torch.from_numpy(y_train)
-    model = torch_model(model_name, seed)
+    torch.manual_seed(seed)
+    model = spec.theirs()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    # On logits, as modularcnn fuses its softmax (sigmoid) with the cross-entropy.
+    binary = spec.loss == "binary"
+    loss_fn = torch.nn.BCEWithLogitsLoss() if binary else torch.nn.CrossEntropyLoss()
+    squash = torch.sigmoid if binary else (lambda logits: torch.softmax(logits, dim=1))
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     model.train()
@@ -192,13 +158,13 @@ def measure_torch(model_name, data, epochs, seed, threads):
     train_s = (time.perf_counter() - start) / epochs
     model.eval()
     with torch.no_grad():
+        squash(model(x_test[:PREDICT_BATCH]))  # warm-up: one-time set-up for this batch size
         start = time.perf_counter()
-        outputs = [torch.softmax(model(x_test[i:i + PREDICT_BATCH]), dim=1)
+        outputs = [squash(model(x_test[i:i + PREDICT_BATCH]))
                    for i in range(0, len(x_test), PREDICT_BATCH)]
         predict_s = time.perf_counter() - start
-        accuracy = float((torch.cat(outputs).argmax(dim=1).numpy() == y_test).mean())
-        latency = median_latency_ms(lambda image: torch.softmax(model(image), dim=1), x_test[:1])
-    return train_s, predict_s, latency, accuracy
+        latency = median_latency_ms(lambda image: squash(model(image)), x_test[:1])
+    return train_s, predict_s, latency, accuracy(torch.cat(outputs).numpy(), y_test)
 
 
 def blas_description():
@@ -220,17 +186,20 @@ def blas_description():
     return name, threads
 
 
-def child(framework, model_name, threads, train_samples, epochs, seed):
+def child(framework, model_name, threads, train_samples, epochs, seed, predict_samples):
+    from benchmark_zoo import ZOO, load_data
+
     memory = PeakMemory()
-    data = load_mnist(train_samples)
+    spec = ZOO[model_name]
+    data = load_data(spec.data, train_samples, predict_samples)
     if framework == "modularcnn":
-        figures = measure_modularcnn(model_name, data, epochs, seed, threads)
+        figures = measure_modularcnn(spec, data, epochs, seed, threads)
         blas, blas_threads = blas_description()
         workers = threads if threads > 1 else 0
         if workers:  # the training ran in the workers, each with a one-thread BLAS
             blas_threads = 1
     else:
-        figures = measure_torch(model_name, data, epochs, seed, threads)
+        figures = measure_torch(spec, data, epochs, seed, threads)
         import torch
 
         blas, blas_threads = f"torch {torch.__version__.split('+')[0]} intra-op", torch.get_num_threads()
@@ -241,7 +210,8 @@ def child(framework, model_name, threads, train_samples, epochs, seed):
         "predict_s": predict_s, "latency_ms": latency_ms, "peak_rss_mb": memory.total_mb(),
         "test_accuracy": accuracy, "blas": blas, "blas_threads": blas_threads or threads,
         "train_workers": workers,
-        "threads": threads, "train_samples": len(data[0][0]), "epochs": epochs,
+        "threads": threads, "train_samples": len(data[0][0]), "predict_samples": len(data[1][0]),
+        "epochs": epochs,
     }))
 
 
@@ -264,7 +234,8 @@ def run_pair(framework, model_name, args):
         env[variable] = str(args.threads)
     command = [sys.executable, os.path.abspath(__file__), "--child", framework, model_name,
                "--threads", str(args.threads), "--train-samples", str(args.train_samples),
-               "--epochs", str(args.epochs), "--seed", str(args.seed)]
+               "--epochs", str(args.epochs), "--seed", str(args.seed),
+               "--predict-samples", str(args.predict_samples)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{framework} {model_name} failed:\n{done.stderr.strip()}")
@@ -303,7 +274,7 @@ def print_table(results):
     def ratio(value):
         return "" if value is None else f"{value:.2f}"
 
-    rows = [[r["framework"], r["model"], f"{r['train_s_per_epoch']:.1f}", ratio(r["train_s_per_epoch_ratio"]),
+    rows = [[r["framework"], r["model"], f"{r['train_s_per_epoch']:.2f}", ratio(r["train_s_per_epoch_ratio"]),
              f"{r['predict_s']:.2f}", ratio(r["predict_s_ratio"]), f"{r['latency_ms']:.2f}",
              ratio(r["latency_ms_ratio"]), f"{r['peak_rss_mb']:.0f}", f"{100 * r['test_accuracy']:.2f}%",
              f"{r['blas']} ×{r['blas_threads']}"
@@ -314,54 +285,118 @@ def print_table(results):
     print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
     first = results[0]
     print(f"\n{first['train_samples']:,} training images, {first['epochs']} epoch(s), batch {BATCH_SIZE}, "
-          f"Adam 1e-3; predict: 10,000 images, batch {PREDICT_BATCH}; latency: median of "
+          f"Adam 1e-3; predict: {first['predict_samples']:,} samples, batch {PREDICT_BATCH}; latency: median of "
           f"{LATENCY_CALLS} single-image calls; ratio = modularcnn / PyTorch (below 1 is faster).")
     if first["repeats"] > 1:
         print(f"Times are medians of {first['repeats']} runs, the frameworks taking turns; peak RSS is "
               "the largest of them.")
 
 
+RATIO_KEYS = (("train_s_per_epoch", "train"), ("predict_s", "predict"), ("latency_ms", "latency"),
+              ("peak_rss_mb", "peak RSS"))
+
+
+def summarize(results):
+    """For each ratio (train, predict, latency, peak RSS): the worst model and ratio, and the median
+    ratio over the models, of modularcnn against PyTorch; empty without PyTorch's results."""
+    ours = [r for r in results if r["framework"] == "modularcnn" and r.get("train_s_per_epoch_ratio")]
+    summary = {}
+    for key, label in RATIO_KEYS:
+        ratios = {r["model"]: r[f"{key}_ratio"] for r in ours}
+        if ratios:
+            worst = max(ratios, key=ratios.get)
+            summary[label] = {"worst_model": worst, "worst": ratios[worst],
+                              "median": statistics.median(ratios.values())}
+    return summary
+
+
+def print_summary(summary):
+    if not summary:
+        return
+    print("\nmodularcnn / PyTorch over the models: "
+          + "; ".join(f"{label} worst {entry['worst']:.2f} ({entry['worst_model']}), median "
+                      f"{entry['median']:.2f}" for label, entry in summary.items()))
+
+
+def machine_description(load_before):
+    return {"cpus": os.cpu_count(), "load_average_before": list(load_before),
+            "load_average_after": list(os.getloadavg()), "python": sys.version.split()[0]}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: lenet,cnn32")
-    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
-                        help="comma-separated: modularcnn,torch")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="zoo models: " + ", ".join(ZOO))
+    parser.add_argument("--suite", choices=sorted(SUITES), default="default",
+                        help="default: lenet and cnn32 on full MNIST epochs; zoo: every model of "
+                             "scripts/benchmark_zoo.py on fits of 313 batches")
+    parser.add_argument("--models", help="comma-separated models (default: the suite's); any of the zoo")
+    parser.add_argument("--frameworks", help="comma-separated: modularcnn,torch (default: both)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--train-samples", type=int, default=60000)
+    parser.add_argument("--train-samples", type=int,
+                        help="training samples per epoch (default: 60,000; the zoo: 313 batches)")
+    parser.add_argument("--batches", type=int, metavar="N",
+                        help=f"training batches per epoch ({BATCH_SIZE} samples each) instead of "
+                             "--train-samples")
+    parser.add_argument("--predict-samples", type=int, default=10_000,
+                        help="test samples that predict runs on (default 10,000; fewer for a smoke test)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="run every pair N times, the frameworks taking turns, and report medians "
                              "(this machine's speed drifts by tens of percent over minutes)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON ('-' for stdout)")
+    parser.add_argument("--json", metavar="PATH",
+                        help="also write {results, summary, machine} as JSON ('-' for stdout only)")
     parser.add_argument("--child", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child(args.child[0], args.child[1], args.threads, args.train_samples, args.epochs, args.seed)
+        child(args.child[0], args.child[1], args.threads, args.train_samples, args.epochs, args.seed,
+              args.predict_samples)
         return
-    models = [m for m in args.models.split(",") if m]
-    frameworks = [f for f in args.frameworks.split(",") if f]
-    for name, allowed, given in (("model", MODELS, models), ("framework", FRAMEWORKS, frameworks)):
+    if args.batches is not None and args.train_samples is not None:
+        parser.error("give --batches or --train-samples, not both")
+    for option in ("batches", "train_samples", "predict_samples", "repeat", "epochs", "threads"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+    if args.batches is not None:
+        args.train_samples = args.batches * BATCH_SIZE
+    elif args.train_samples is None:
+        args.train_samples = 313 * BATCH_SIZE if args.suite == "zoo" else 60000
+    models = [m for m in args.models.split(",") if m] if args.models else list(SUITES[args.suite])
+    frameworks = [f for f in (args.frameworks or ",".join(FRAMEWORKS)).split(",") if f]
+    for name, allowed, given in (("model", tuple(ZOO), models), ("framework", FRAMEWORKS, frameworks)):
         unknown = set(given) - set(allowed)
         if unknown:
             parser.error(f"unknown {name}(s) {sorted(unknown)}; choose from {list(allowed)}")
     if "torch" in frameworks and not torch_available():
-        print("PyTorch is not installed (pip install -e '.[bench]'): measuring modularcnn only.")
+        if frameworks == ["torch"]:
+            parser.error("PyTorch is not installed: pip install -e '.[bench]' (the bench extra)")
+        print("PyTorch is not installed (pip install -e '.[bench]'): measuring modularcnn only.",
+              file=sys.stderr)
         frameworks.remove("torch")
-    if args.repeat < 1:
-        parser.error(f"--repeat must be at least 1, got {args.repeat}")
-    runs = [run_pair(framework, model, args)
-            for model in models for _ in range(args.repeat) for framework in frameworks]
+    load_before = os.getloadavg()
+    runs = []
+    for model in models:
+        for repeat in range(args.repeat):
+            # Turns: the framework that went second goes first next time (the machine drifts).
+            order = frameworks if repeat % 2 == 0 else frameworks[::-1]
+            runs += [run_pair(framework, model, args) for framework in order]
     results = median_of_runs(runs)
     add_ratios(results)
+    summary = summarize(results)
+    report = {"results": results, "summary": summary, "machine": machine_description(load_before)}
     if args.json == "-":
-        print(json.dumps(results, indent=2))
+        print(json.dumps(report, indent=2))
         return
     print_table(results)
+    print_summary(summary)
+    machine = report["machine"]
+    print(f"Load average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in machine['load_average_before'])}; "
+          f"after: {', '.join(f'{v:.2f}' for v in machine['load_average_after'])} on {machine['cpus']} CPUs.")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
+            json.dump(report, handle, indent=2)
 
 
 if __name__ == "__main__":
