@@ -470,3 +470,36 @@ def test_models_nested_too_deep_are_refused(tmp_path):
     with pytest.raises(ModelFileError, match="nested more than"):
         modularcnn.load_model(keras2_file(tmp_path / "deep.h5", inner))
 
+
+
+def nets_inside_a_net():
+    """A Sequential holding a functional model and a Sequential (nested both ways)."""
+    modularcnn.utils.set_random_seed(5)
+    x = Input((3,))
+    block = Model(x, Add()([Dense(3)(x), x]), name="block")
+    stack = Net(input_shape=(3,), layers=[Dense(4, activation="tanh"), BatchNormalization()],
+                name="stack")
+    net = Net(input_shape=(3,), layers=[block, stack, Dense(2)])
+    rng = np.random.default_rng(5)
+    # Vectors (biases, batch-norm statistics) positive, so the variances are.
+    weights = [rng.uniform(0.5, 1.5, w.shape) if w.ndim == 1 else rng.normal(0, 0.5, w.shape)
+               for w in net.get_weights()]
+    net.set_weights(weights)
+    return net, rng.normal(size=(5, 3)).astype("float32")
+
+
+def test_nested_sequential_and_functional_models_in_a_sequential_read_back(tmp_path):
+    net, x = nets_inside_a_net()
+    net.save(tmp_path / "net.keras")
+    again = modularcnn.load_model(tmp_path / "net.keras")
+    assert [type(layer.model).__name__ for layer in again.layers[:2]] == ["Model", "Net"]
+    np.testing.assert_array_equal(again.predict(x), net.predict(x))
+    fresh = modularcnn.load_model(tmp_path / "net.keras")
+    fresh.set_weights([np.zeros_like(w) for w in fresh.get_weights()])
+    fresh.load_weights(tmp_path / "net.keras")
+    np.testing.assert_array_equal(fresh.predict(x), net.predict(x))
+
+
+def test_keras_opens_nested_models_in_a_sequential(tmp_path, monkeypatch):
+    net, x = nets_inside_a_net()
+    close_to_keras(keras_predicts(net, [x], tmp_path, monkeypatch), [net.predict(x)])
