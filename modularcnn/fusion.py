@@ -6,7 +6,9 @@ separate objects (their own parameters, summary rows and saved arrays); the step
 parameters, calls a pure kernel of :mod:`modularcnn.kernels` and hands the gradients back through the
 layer's own method (``Convolutional.store_gradients``), so nothing outside the layer writes its state.
 
-:class:`ConvReluPool` runs a ``Convolutional`` with a plain ReLU followed by a 2×2 ``MaxPooling``
+:class:`ConvReluPool` runs a ``Convolutional`` with a plain ReLU (``activation="relu"``, or an
+``Activation("relu")``/``ReLU()`` layer right after it, which is then one of its ``layers`` and runs
+nothing itself) followed by a 2×2 ``MaxPooling``
 through :func:`~modularcnn.kernels.conv_pool.conv_relu_pool_forward` and its backward; the three
 subclasses name its layouts (see :mod:`modularcnn.kernels.conv_pool`).
 """

@@ -113,7 +113,7 @@ def test_ties_and_dead_units_route_like_the_layers(channels):
     lambda: [Convolutional(2, 3, stride=2, pad=1, activation="relu"), MaxPooling(2)],
     lambda: [Convolutional(2, 3, pad=1, activation="relu"), MaxPooling(3, 2)],
     lambda: [Convolutional(2, 2, pad=1, activation="relu"), MaxPooling(2)],   # 9x7: odd output
-    lambda: [Convolutional(2, 3, pad=1), Activation("relu"), MaxPooling(2)],
+    lambda: [Convolutional(2, 3, pad=1), Activation("relu"), MaxPooling(3, 2)],
 ])
 def test_other_pairs_run_unfused(make):
     net = Net(input_shape=(8, 6, 1))
@@ -184,3 +184,89 @@ def test_large_inference_batches_go_in_slices_with_the_same_results(monkeypatch,
     for key, g in net.layers[0].grads.items():
         np.testing.assert_allclose(g, grads[key], rtol=1e-12)
     assert net.forward(x, training=True).shape == whole.shape  # training never slices
+
+
+# -- the ReLU as its own layer: Convolutional, Activation("relu") / ReLU(), MaxPooling -------------
+
+def separate_relu_net(channels, pad, kernel, relu_layer, height=8, width=6, filters=4,
+                      dtype="float64", seed=0):
+    from modularcnn.layers import ReLU  # noqa: PLC0415 - the layer, not the activation function
+
+    net = Net(input_shape=(height, width, channels), dtype=dtype, seed=seed)
+    net.add(Convolutional(filters, kernel, pad=pad))
+    net.add(Activation("relu") if relu_layer == "activation" else ReLU())
+    net.add(MaxPooling(2))
+    net.add(Flatten())
+    net.add(Dense(3, activation="softmax"))
+    return net
+
+
+@pytest.mark.parametrize("relu_layer", ["activation", "relu"])
+@pytest.mark.parametrize("channels, pad, kernel, height, width, filters, layout", [
+    (1, 1, 3, 8, 6, 4, PatchConvReluPool),        # one channel: patches
+    (3, 1, 3, 8, 6, 5, SlotMajorConvReluPool),    # a few channels, odd filter count
+    (7, 0, 3, 8, 10, 3, WinogradConvReluPool),    # Winograd, odd channels, valid, 6x8 output
+    (5, (2, 1), (5, 3), 8, 6, 3, SlotMajorConvReluPool),  # non-square kernel and padding
+])
+def test_a_separate_relu_layer_is_fused_like_activation_relu(relu_layer, channels, pad, kernel,
+                                                             height, width, filters, layout):
+    net = separate_relu_net(channels, pad, kernel, relu_layer, height, width, filters)
+    steps = execution_plan(net.layers)
+    assert isinstance(steps[0], layout)
+    assert steps[0].layers == tuple(net.layers[:3])       # conv + relu layer + pool, one step
+    assert net.plan().rows()[0][1] == " + ".join(layer.name for layer in net.layers[:3])
+    x = np.random.default_rng(2).standard_normal((3,) + net.input_shape)
+    y_fused, dx_fused, g_fused = run(net, x, True)
+    y_plain, dx_plain, g_plain = run(net, x, False)
+    np.testing.assert_allclose(y_fused, y_plain, rtol=1e-12, atol=1e-12)
+    net.fusion = True
+    np.testing.assert_allclose(net.forward(x), y_plain, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx_fused, dx_plain, rtol=1e-12, atol=1e-12)
+    assert g_fused.keys() == g_plain.keys()
+    for key in g_fused:
+        np.testing.assert_allclose(g_fused[key], g_plain[key], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels, height, width, batch", [(1, 6, 10, 1), (3, 10, 6, 2),
+                                                           (7, 6, 8, 1)])
+def test_a_separate_relu_layer_fused_passes_gradcheck(channels, height, width, batch):
+    net = separate_relu_net(channels, 1, 3, "activation", height, width, filters=3)
+    assert isinstance(execution_plan(net.layers)[0], ConvReluPool)
+    net.fusion = True
+    assert max(gradcheck(net, batch_size=batch).values()) < 1e-6
+
+
+def test_only_a_plain_relu_layer_after_a_linear_convolution_is_fused():
+    from modularcnn.layers import LeakyReLU, ReLU  # noqa: PLC0415
+
+    def first_step(conv, middle):
+        net = Net(input_shape=(8, 8, 3), dtype="float64", seed=0)
+        for layer in (conv, middle, MaxPooling(2), Flatten(), Dense(2)):
+            net.add(layer)
+        return execution_plan(net.layers)[0]
+
+    assert isinstance(first_step(Convolutional(4, 3, pad=1), ReLU()), ConvReluPool)
+    for conv, middle in ((Convolutional(4, 3, pad=1), ReLU(max_value=6)),      # capped
+                         (Convolutional(4, 3, pad=1), LeakyReLU(0.1)),
+                         (Convolutional(4, 3, pad=1), Activation("tanh")),
+                         (Convolutional(4, 3, pad=1, activation="tanh"), Activation("relu")),
+                         (Convolutional(4, 3, pad=1, activation="relu"), Activation("relu"))):
+        assert isinstance(first_step(conv, middle), Convolutional), (conv, middle)
+
+
+def test_a_fused_separate_relu_keeps_its_layer_in_summary_and_files(tmp_path):
+    from modularcnn import load_model  # noqa: PLC0415
+
+    net = separate_relu_net(3, 1, 3, "relu")
+    net.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(3).standard_normal((4,) + net.input_shape)
+    net.fit(x, np.arange(4) % 3, epochs=1, batch_size=2, verbose=0)
+    lines = []
+    net.summary(print_fn=lines.append)
+    assert any(net.layers[1].name in line for line in lines)
+    net.save(tmp_path / "net.h5")
+    loaded = load_model(tmp_path / "net.h5")
+    assert [type(layer).__name__ for layer in loaded.layers] == [type(layer).__name__
+                                                                 for layer in net.layers]
+    assert isinstance(execution_plan(loaded.layers)[0], ConvReluPool)
+    np.testing.assert_allclose(loaded.predict(x), net.predict(x), rtol=1e-12, atol=1e-12)
