@@ -30,8 +30,10 @@ class ConvReluPool:
     #: Winograd's chunks of samples (bytes); see :mod:`modularcnn.kernels.conv_pool`.
     CHUNK_BYTES = conv_pool.WINOGRAD_CHUNK_BYTES
 
-    def __init__(self, conv, pool, *between, inference_layout=None):
+    def __init__(self, conv, pool, *between, inference_layout=None, activation=None):
         self.conv, self.pool = conv, pool
+        #: None: a plain ReLU; else the non-decreasing activation the kernel applies after the pool.
+        self.activation = activation
         self.layers = (conv, *between, pool)
         self.pooled_shape = (conv.out_spatial[0] // 2, conv.out_spatial[1] // 2)
         self.kernel_size = conv.filter_size
@@ -42,7 +44,8 @@ class ConvReluPool:
     @property
     def kernel(self):
         """What runs, for plans and profiles: ``"conv_relu_pool, <layout> layout"``."""
-        text = f"conv_relu_pool, {self.layout} layout"
+        name = "relu" if self.activation is None else self.activation.name
+        text = f"conv_{name}_pool, {self.layout} layout"
         if self.inference_layout != self.layout:
             text += f" (inference: {self.inference_layout})"
         return text
@@ -76,7 +79,7 @@ class ConvReluPool:
         y, self._cache = conv_pool.conv_relu_pool_forward(
             x, conv.params["kernel"], conv.params.get("bias"), conv.pads,
             self.layout if self._training else self.inference_layout, self._training,
-            conv.workspace, self.CHUNK_BYTES)
+            conv.workspace, self.CHUNK_BYTES, self.activation)
         return y
 
     def backward(self, dy):

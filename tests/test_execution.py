@@ -88,10 +88,11 @@ def test_execution_options_round_trip_and_refuse_bad_values():
 
 @pytest.mark.parametrize("activation", [
     activations.ReLU(max_value=2.0), activations.ReLU(negative_slope=0.1),
-    activations.ReLU(threshold=0.5), "relu6", "leakyrelu",
+    activations.ReLU(threshold=0.5), "relu6", "gelu",
 ])
 def test_only_a_plain_relu_is_fused(activation):
-    """A capped, leaky or shifted ReLU is not max(z, 0): those pairs run as the two layers."""
+    """A capped, leaky or shifted ReLU is not max(z, 0), and GELU is not monotone: those pairs run
+    as the two layers (the LeakyReLU activation has its own fused path, tests/test_fusion.py)."""
     net = Net(input_shape=(8, 6, 2), dtype="float64", seed=1)
     net.add(Convolutional(3, 3, pad=1, activation=activation))
     net.add(MaxPooling(2))

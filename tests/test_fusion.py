@@ -109,7 +109,7 @@ def test_ties_and_dead_units_route_like_the_layers(channels):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: [Convolutional(2, 3, pad=1, activation="tanh"), MaxPooling(2)],
+    lambda: [Convolutional(2, 3, pad=1, activation="gelu"), MaxPooling(2)],   # not monotone
     lambda: [Convolutional(2, 3, stride=2, pad=1, activation="relu"), MaxPooling(2)],
     lambda: [Convolutional(2, 3, pad=1, activation="relu"), MaxPooling(3, 2)],
     lambda: [Convolutional(2, 2, pad=1, activation="relu"), MaxPooling(2)],   # 9x7: odd output
@@ -236,7 +236,7 @@ def test_a_separate_relu_layer_fused_passes_gradcheck(channels, height, width, b
     assert max(gradcheck(net, batch_size=batch).values()) < 1e-6
 
 
-def test_only_a_plain_relu_layer_after_a_linear_convolution_is_fused():
+def test_only_a_non_decreasing_activation_layer_after_a_linear_convolution_is_fused():
     from modularcnn.layers import LeakyReLU, ReLU  # noqa: PLC0415
 
     def first_step(conv, middle):
@@ -245,10 +245,11 @@ def test_only_a_plain_relu_layer_after_a_linear_convolution_is_fused():
             net.add(layer)
         return execution_plan(net.layers)[0]
 
-    assert isinstance(first_step(Convolutional(4, 3, pad=1), ReLU()), ConvReluPool)
+    for middle in (ReLU(), LeakyReLU(0.1), Activation("tanh"), Activation("sigmoid")):
+        assert isinstance(first_step(Convolutional(4, 3, pad=1), middle), ConvReluPool), middle
     for conv, middle in ((Convolutional(4, 3, pad=1), ReLU(max_value=6)),      # capped
-                         (Convolutional(4, 3, pad=1), LeakyReLU(0.1)),
-                         (Convolutional(4, 3, pad=1), Activation("tanh")),
+                         (Convolutional(4, 3, pad=1), Activation("gelu")),     # not monotone
+                         (Convolutional(4, 3, pad=1), Activation("softmax")),
                          (Convolutional(4, 3, pad=1, activation="tanh"), Activation("relu")),
                          (Convolutional(4, 3, pad=1, activation="relu"), Activation("relu"))):
         assert isinstance(first_step(conv, middle), Convolutional), (conv, middle)
@@ -270,3 +271,55 @@ def test_a_fused_separate_relu_keeps_its_layer_in_summary_and_files(tmp_path):
                                                                  for layer in net.layers]
     assert isinstance(execution_plan(loaded.layers)[0], ConvReluPool)
     np.testing.assert_allclose(loaded.predict(x), net.predict(x), rtol=1e-12, atol=1e-12)
+
+
+# -- any non-decreasing activation: leaky ReLU, ELU, tanh, sigmoid, applied after the pool ---------
+
+ACTIVATIONS = [("leakyrelu", 0.1), ("elu", 0.7), ("tanh", None), ("sigmoid", None)]
+
+
+def activation_net(channels, pad, kernel, activation, alpha, separate, height, width, filters=3,
+                   seed=0):
+    net = Net(input_shape=(height, width, channels), dtype="float64", seed=seed)
+    if separate:
+        net.add(Convolutional(filters, kernel, pad=pad))
+        net.add(Activation(activation, alpha=alpha))
+    else:
+        net.add(Convolutional(filters, kernel, pad=pad, activation=activation, alpha=alpha))
+    net.add(MaxPooling(2))
+    net.add(Flatten())
+    net.add(Dense(3, activation="softmax"))
+    return net
+
+
+@pytest.mark.parametrize("activation, alpha", ACTIVATIONS)
+@pytest.mark.parametrize("separate", [False, True])
+@pytest.mark.parametrize("channels, pad, kernel, height, width, layout", [
+    (1, 1, 3, 8, 6, PatchConvReluPool),
+    (3, ((2, 0), (1, 1)), (5, 3), 8, 6, SlotMajorConvReluPool),
+    (7, 0, 3, 8, 10, WinogradConvReluPool),
+])
+def test_fused_activation_pool_matches_the_layers(activation, alpha, separate, channels, pad,
+                                                  kernel, height, width, layout):
+    net = activation_net(channels, pad, kernel, activation, alpha, separate, height, width)
+    step = execution_plan(net.layers)[0]
+    assert isinstance(step, layout) and f"conv_{step.activation.name}_pool" in step.kernel
+    x = 2 * np.random.default_rng(5).standard_normal((3,) + net.input_shape)
+    y_fused, dx_fused, g_fused = run(net, x, True)
+    y_plain, dx_plain, g_plain = run(net, x, False)
+    np.testing.assert_allclose(y_fused, y_plain, rtol=1e-12, atol=1e-12)
+    net.fusion = True
+    np.testing.assert_allclose(net.forward(x), y_plain, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx_fused, dx_plain, rtol=1e-12, atol=1e-12)
+    assert g_fused.keys() == g_plain.keys()
+    for key in g_fused:
+        np.testing.assert_allclose(g_fused[key], g_plain[key], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation, alpha", ACTIVATIONS)
+@pytest.mark.parametrize("channels, height, width, batch", [(1, 6, 10, 1), (7, 10, 6, 2)])
+def test_fused_activation_pool_passes_gradcheck(activation, alpha, channels, height, width, batch):
+    net = activation_net(channels, 1, 3, activation, alpha, True, height, width)
+    assert isinstance(execution_plan(net.layers)[0], ConvReluPool)
+    net.fusion = True
+    assert max(gradcheck(net, batch_size=batch).values()) < 1e-6

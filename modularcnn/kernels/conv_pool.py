@@ -93,8 +93,10 @@ def winograd_chunks(x_shape, pooled, filters, itemsize, chunk_bytes=WINOGRAD_CHU
 
 # -- what every layout shares: pool, bias and ReLU, and their backward ----------------------------
 
-def _pool_activate(slots, bias, filters_first, training):
-    """Pool the slot planes ``slots`` (4, Q, F) or (4, F, Q) (overwritten), add ``bias``, apply ReLU.
+def _pool_activate(slots, bias, filters_first, training, activation=None):
+    """Pool the slot planes ``slots`` (4, Q, F) or (4, F, Q) (overwritten), add ``bias``, apply the
+    activation: a plain ReLU when ``activation`` is None, else ``activation.forward`` (any
+    non-decreasing element-wise function commutes with the maximum).
 
     Returns ``(y, mask)``: the output ``(Q, F)`` or ``(F, Q)`` and what the backward pass needs of it
     (None in inference).
@@ -102,6 +104,9 @@ def _pool_activate(slots, bias, filters_first, training):
     pooled, route = max_of_quarters(slots, route=training, overwrite=True)
     if bias is not None:
         pooled += bias[:, None] if filters_first else bias
+    if activation is not None:
+        a = activation.forward(pooled)
+        return a, ((route, (activation, pooled, a)) if training else None)
     mask = (route, pooled > 0) if training else None
     return np.maximum(pooled, 0, out=pooled), mask
 
@@ -109,13 +114,18 @@ def _pool_activate(slots, bias, filters_first, training):
 def _slot_gradients(dy, mask, filters, filters_first, workspace):
     """The gradient of the slot planes (shaped like them) from ``dy`` (N, Ho/2, Wo/2, F) and the
     ``mask`` of :func:`_pool_activate`; returns it with the bias gradient ``(F,)``."""
-    route, positive = mask
+    route, through = mask
     rows = dy.reshape(-1, filters)                                    # (Q, F)
     if filters_first:
-        d = np.multiply(rows.T, positive, order="C")                  # through the ReLU, (F, Q)
+        rows = rows.T                                                 # (F, Q)
+    if isinstance(through, tuple):                                    # another activation
+        activation, z, a = through
+        d = np.ascontiguousarray(activation.backward(rows, z, a))
+    else:                                                             # through the ReLU
+        d = np.multiply(rows, through, order="C")
+    if filters_first:
         d_bias = d @ np.ones(d.shape[1], dtype=d.dtype)
     else:
-        d = rows * positive
         d_bias = np.ones(len(d), dtype=d.dtype) @ d
     d_slots = scratch(workspace, "d_slots", (4, *d.shape), d.dtype)
     return route_to_quarters(d, route, d_slots), d_bias
@@ -123,7 +133,7 @@ def _slot_gradients(dy, mask, filters, filters_first, workspace):
 
 # -- slot-major ----------------------------------------------------------------------------------
 
-def _slot_major_forward(x, kernel, bias, pads, pooled, training, workspace):
+def _slot_major_forward(x, kernel, bias, pads, pooled, training, workspace, activation=None):
     batch, filters = len(x), kernel.shape[-1]
     quarter = batch * pooled[0] * pooled[1]
     xp = pad_spatial(x, pads, workspace=workspace)
@@ -134,7 +144,7 @@ def _slot_major_forward(x, kernel, bias, pads, pooled, training, workspace):
     cols = scratch(workspace, "fused_cols", (4 * quarter, kernel[..., 0].size), x.dtype)
     np.copyto(cols.reshape(windows.shape), windows)
     slots = (cols @ kernel.reshape(-1, filters)).reshape(4, quarter, filters)
-    y, mask = _pool_activate(slots, bias, False, training)
+    y, mask = _pool_activate(slots, bias, False, training, activation)
     cache = {"layout": "slot_major", "x_shape": x.shape, "pads": pads, "pooled": pooled,
              "cols": cols, "mask": mask} if training else None
     return y.reshape(batch, *pooled, filters), cache
@@ -170,7 +180,7 @@ def _expanded_kernel(kernel, workspace):
     return expanded.reshape(4 * filters, -1)
 
 
-def _patch_forward(x, kernel, bias, pads, pooled, training, workspace):
+def _patch_forward(x, kernel, bias, pads, pooled, training, workspace, activation=None):
     kh, kw, _, filters = kernel.shape
     xp = pad_spatial(x, pads, workspace=workspace)
     patches = sliding_windows(xp, (kh + 1, kw + 1), (2, 2), pooled)   # (N, Hq, Wq, kh+1, kw+1, 1)
@@ -181,7 +191,7 @@ def _patch_forward(x, kernel, bias, pads, pooled, training, workspace):
     expanded = _expanded_kernel(kernel, workspace)                    # (4F, P)
     slots = scratch(workspace, "patch_slots", (4, filters, cols_t.shape[1]), x.dtype)
     np.matmul(expanded, cols_t, out=slots.reshape(4 * filters, -1))   # (4, F, Q)
-    pooled_values, mask = _pool_activate(slots, bias, True, training)  # (F, Q)
+    pooled_values, mask = _pool_activate(slots, bias, True, training, activation)  # (F, Q)
     cache = {"layout": "patch", "x_shape": x.shape, "pads": pads, "pooled": pooled,
              "cols_t": cols_t, "expanded": expanded, "mask": mask} if training else None
     return np.ascontiguousarray(pooled_values.T).reshape(len(x), *pooled, filters), cache
@@ -218,7 +228,8 @@ def _split_shape(x_shape, pads):
     return (x_shape[0], height, 2, width // 2, channels)
 
 
-def _winograd_forward(x, kernel, bias, pads, pooled, training, workspace, chunk_bytes):
+def _winograd_forward(x, kernel, bias, pads, pooled, training, workspace, chunk_bytes,
+                      activation=None):
     filters = kernel.shape[-1]
     tiles = pooled[0] * pooled[1]
     split = winograd.split_columns(x, pads, _zeroed(workspace, "winograd_split",
@@ -235,7 +246,7 @@ def _winograd_forward(x, kernel, bias, pads, pooled, training, workspace, chunk_
         products = scratch(workspace, "winograd_products", (16, len(transformed[0]), filters), x.dtype)
         np.matmul(transformed, transformed_kernel, out=products)
         y[rows], mask = _pool_activate(winograd.output_transform(products, workspace), bias, False,
-                                       training)
+                                       training, activation)
         chunks.append((part, rows, transformed, mask))
     cache = {"layout": "winograd", "x_shape": x.shape, "pads": pads, "pooled": pooled,
              "transformed_kernel": transformed_kernel, "chunks": chunks} if training else None
@@ -270,8 +281,12 @@ def _winograd_backward(dy, cache, kernel, input_grad_needed, workspace):
 # -- the two entry points ------------------------------------------------------------------------
 
 def conv_relu_pool_forward(x, kernel, bias, pads, layout="slot_major", training=True, workspace=None,
-                           chunk_bytes=WINOGRAD_CHUNK_BYTES):
+                           chunk_bytes=WINOGRAD_CHUNK_BYTES, activation=None):
     """``maxpool2x2(relu(conv(x, kernel) + bias))`` for ``x`` (N, H, W, C): ``(N, Ho/2, Wo/2, F)``.
+
+    ``activation`` (an object with ``forward(z)`` and ``backward(da, z, a)``, see
+    :mod:`modularcnn.activations`) replaces the ReLU; it must be element-wise and non-decreasing
+    (leaky ReLU, ELU, tanh, sigmoid), so that it commutes with the maximum and runs after the pool.
 
     Returns ``(y, cache)``; ``cache`` is what :func:`conv_relu_pool_backward` needs (None when not
     ``training``). ``y`` is a new array; scratch arrays (some referenced by the cache) live in
@@ -289,9 +304,10 @@ def conv_relu_pool_forward(x, kernel, bias, pads, layout="slot_major", training=
                          f"{kernel.shape[:2]}")
     pooled = pooled_shape(x.shape, kernel.shape, pads)
     if layout == "winograd":
-        return _winograd_forward(x, kernel, bias, pads, pooled, training, workspace, chunk_bytes)
+        return _winograd_forward(x, kernel, bias, pads, pooled, training, workspace, chunk_bytes,
+                                 activation)
     forward = _patch_forward if layout == "patch" else _slot_major_forward
-    return forward(x, kernel, bias, pads, pooled, training, workspace)
+    return forward(x, kernel, bias, pads, pooled, training, workspace, activation)
 
 
 def conv_relu_pool_backward(dy, cache, kernel, input_grad_needed=True, workspace=None):
