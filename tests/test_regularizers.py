@@ -397,3 +397,82 @@ def test_keras3_entries_carry_the_regularizers_and_constraints():
     assert config["bias_regularizer"]["config"] == {"l1": 0.1, "l2": 0.2}
     assert config["bias_constraint"] == {"module": "keras.constraints", "class_name": "NonNeg",
                                          "config": {}, "registered_name": None}
+
+
+KERAS_STEP = """
+import json, os, sys
+os.environ.setdefault("KERAS_BACKEND", "torch")
+import numpy as np, keras
+model = keras.models.load_model(sys.argv[1])
+x, y = np.load(sys.argv[2]), np.load(sys.argv[3])
+model.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy")
+before = model.evaluate(x, y, batch_size=len(x), verbose=0)
+step = model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0).history["loss"][0]
+after = model.evaluate(x, y, batch_size=len(x), verbose=0)
+model.save(sys.argv[4])
+with open(sys.argv[5], "w") as out:
+    json.dump([before, step, after], out)
+"""
+
+
+def test_keras_gives_the_same_losses_before_during_and_after_an_sgd_step(tmp_path, monkeypatch):
+    """Our .keras file opened by real Keras (torch backend): the same penalties in the loss, the same
+    step (penalty gradients, constraints after it); and Keras's own file of it read back."""
+    import os  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    monkeypatch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "torch"))
+    pytest.importorskip("keras")
+    from modularcnn import load_model  # noqa: PLC0415
+
+    net = Net(input_shape=(7, 6, 2), seed=5)
+    net.add(Conv2D(3, 3, padding="same", activation="relu", bias_initializer="ones",
+                   kernel_regularizer=L2(0.05), bias_regularizer=L1(0.02),
+                   activity_regularizer=L2(0.03), kernel_constraint=MaxNorm(0.3, [0, 1, 2])))
+    net.add(SeparableConv2D(4, 2, depth_multiplier=2, activation="tanh",
+                            depthwise_regularizer=L1L2(0.01, 0.02), pointwise_regularizer=L2(0.04),
+                            depthwise_constraint=UnitNorm([0, 1]), bias_constraint=NonNeg()))
+    net.add(Flatten())
+    net.add(Dense(3, activation="softmax", kernel_regularizer=L1L2(0.02, 0.01),
+                  bias_regularizer=L2(0.3), bias_constraint=NonNeg(),
+                  kernel_constraint=MinMaxNorm(0.1, 0.5, 0.5)))
+    net.compile(optimizer=SGD(0.1), loss="categorical_crossentropy", metrics=[])
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 7, 6, 2)).astype("float32")
+    y = np.eye(3, dtype="float32")[[0, 1, 2, 1, 0]]
+    net.save(tmp_path / "ours.keras")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    done = subprocess.run([sys.executable, "-c", KERAS_STEP, str(tmp_path / "ours.keras"),
+                           str(tmp_path / "x.npy"), str(tmp_path / "y.npy"),
+                           str(tmp_path / "theirs.keras"), str(tmp_path / "losses.json")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    keras_losses = json.loads((tmp_path / "losses.json").read_text())
+    ours = [net.evaluate(x, y, batch_size=5)["loss"], net.train_on_batch(x, y)["loss"],
+            net.evaluate(x, y, batch_size=5)["loss"]]
+    np.testing.assert_allclose(ours, keras_losses, rtol=2e-5)
+    assert ours[0] > 1.05 * net.loss(y, net.predict(x))  # the penalties are a real part of it
+    theirs = load_model(tmp_path / "theirs.keras")
+    assert [type(layer) for layer in theirs.layers] == [type(layer) for layer in net.layers]
+    for mine, read in zip(net.layers, theirs.layers):
+        options = {**mine.weight_options_config(), "activity": regularizers.serialize(
+            getattr(mine, "activity_regularizer", None))}
+        again = {**read.weight_options_config(), "activity": regularizers.serialize(
+            getattr(read, "activity_regularizer", None))}
+        assert again.keys() == options.keys()
+        for key, entry in options.items():
+            assert same_object_config(again[key], entry), (key, again[key], entry)
+
+
+def same_object_config(read, written):
+    """Equal configs, numbers up to float32 rounding (Keras keeps L1's factor in float32)."""
+    if read is None or written is None:
+        return read is written
+    if read["class_name"] != written["class_name"] or read["config"].keys() != written["config"].keys():
+        return False
+    return all(value == pytest.approx(written["config"][name], rel=1e-6)
+               if isinstance(value, float) else value == written["config"][name]
+               for name, value in read["config"].items())
