@@ -17,7 +17,7 @@ from . import summary as _summary
 from . import training as _training
 from . import validation
 from .execution import ExecutionOptions
-from .layers.base import Layer, get_layer_class
+from .layers.base import Layer, check_unclaimed, claim, get_layer_class
 from .layers.input_layer import InputLayer
 from .layers.nested import register_network
 from .layers.stack import LayerStack
@@ -121,6 +121,7 @@ class Net(KerasModelMethods):
             raise ValueError(f"Net.add expects a Layer instance, got {layer!r}")
         if any(layer is existing for existing in self.layers):
             raise ValueError(f"layer {layer.name!r} is already in this network")
+        check_unclaimed([layer], self, f"{self.name}.add")
         layer.name = self._stack.unique_name(layer)
         shape = self._input_shape_for(layer)
         # A failed build (a shape it cannot take, a parameter over the size bound) leaves no
@@ -130,6 +131,7 @@ class Net(KerasModelMethods):
             self.input_shape = shape
         self.layers.append(layer)
         self._stack.count_name(layer)
+        claim([layer], self)
         return layer
 
     @property

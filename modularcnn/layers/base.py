@@ -17,6 +17,7 @@ statistics); the names listed in ``non_trainable_params`` are state the optimise
 """
 
 import re
+import weakref
 
 import numpy as np
 
@@ -45,6 +46,41 @@ def register_layer(cls=None, *, name=None):
         return layer_class
 
     return decorate(cls) if cls is not None else decorate
+
+
+def container_of(layer):
+    """The network or block (a ``Net``, a ``Residual``) that holds ``layer``, or None."""
+    ref = getattr(layer, "_container", None)
+    return ref() if ref is not None else None
+
+
+def check_unclaimed(layers, owner, owner_label):
+    """A ValueError when a layer of ``layers`` is already held by a container other than ``owner``.
+
+    A layer keeps caches and parameters built for one place: adding it to a second network would
+    rebuild it (new weights, another shape or dtype) under the first one, which then silently computes
+    something else. Keras's Sequential shares such a layer; here the error says so instead, and a graph
+    ``Model`` is where one layer may be called several times (shared layers are not claimed there).
+    """
+    for layer in layers:
+        holder = container_of(layer)
+        if holder is not None and holder is not owner:
+            holder_name = getattr(holder, "name", None)
+            holder_label = (f"{type(holder).__name__} {holder_name!r}" if holder_name
+                            else type(holder).__name__)
+            if holder_name and holder_name == getattr(owner, "name", None):
+                holder_label = f"another {holder_label}"
+            raise ValueError(
+                f"{owner_label}: layer {layer.describe()} already belongs to {holder_label}; a layer can "
+                "be in one network only (make a new one, e.g. type(layer).from_config(layer.get_config()), "
+                "or call the same layer several times in a graph Model to share its weights)"
+            )
+
+
+def claim(layers, owner):
+    """Record ``owner`` as the container of ``layers`` (a weak reference: a dropped network frees them)."""
+    for layer in layers:
+        layer._container = weakref.ref(owner)
 
 
 def get_layer_class(class_name, custom_objects=None):
@@ -186,6 +222,14 @@ class Layer:
         """Create ``params[name]`` with ``initializer(shape, rng, dtype)``; checks what it returns."""
         init = initializers.get(initializer)
         validation.array_elements(shape, f"parameter {name!r}", self.describe())
+        if initializers.drawing_deferred():
+            # Being rebuilt from a file, whose arrays replace these: a zero-strided placeholder of the
+            # right shape and dtype takes no memory, so a config declaring a huge layer costs nothing
+            # until its shapes have been compared with what the file holds.
+            self.params[name] = np.broadcast_to(np.zeros((), dtype=self.dtype), tuple(shape))
+            if not trainable and name not in self.non_trainable_params:
+                self.non_trainable_params = tuple(self.non_trainable_params) + (name,)
+            return self.params[name]
         try:
             value = np.asarray(init(tuple(shape), self.random, self.dtype))
         except MemoryError:

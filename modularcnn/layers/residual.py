@@ -11,7 +11,7 @@ layers' dictionaries under ``"<inner layer>/<name>"`` keys (``"convolutional/ker
 :class:`~modularcnn.layers.stack.LayerStack` objects, and the layer adds their outputs.
 """
 
-from .base import Layer, get_layer_class, register_layer
+from .base import Layer, check_unclaimed, claim, get_layer_class, register_layer
 from .stack import LayerStack, NamedArrays
 
 SHORTCUTS = ("identity", "projection", "projection_bn")
@@ -94,6 +94,8 @@ class Residual(Layer):
         else:
             raise ValueError(f"Residual: shortcut must be None, one of {SHORTCUTS} or a list of layers, "
                              f"got {shortcut!r}")
+        check_unclaimed(self.sublayers, self, "Residual")
+        claim(self.sublayers, self)
 
     # -- the inner layers ------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ import stat
 import numpy as np
 
 from ..errors import ModelFileError
+from ..validation import MAX_ARRAY_ELEMENTS
 from ..version import __version__
 from .atomic import atomic_path
 
@@ -49,6 +50,26 @@ _LIBVER = ("v108", "latest")
 # deflate, shuffle, fletcher32, szip, nbit, scaleoffset: part of HDF5 itself. Other filters are plugins,
 # shared libraries HDF5 would load from disk on reading: never for a file we did not write.
 _BUILTIN_FILTERS = frozenset({1, 2, 3, 4, 5, 6})
+#: A chunked dataset may declare at most this many bytes per byte it stores (plus
+#: :data:`STORAGE_SLACK_BYTES`): deflate cannot do better than about 1032:1, and chunks never written
+#: read as the fill value, so without this bound a 13 KB file could declare gigabytes.
+MAX_EXPANSION_RATIO = 1100
+STORAGE_SLACK_BYTES = 2**20
+
+
+@dataclasses.dataclass
+class DeclaredArray:
+    """A dataset's shape and dtype from its header, before any of its data is read.
+
+    :func:`read_file` hands these to its ``check`` in place of the arrays. ``into`` may be set by the
+    check to a writeable C-contiguous array of the same shape and dtype, which the data is then read
+    into directly (no second copy); it becomes the array of the returned contents.
+    """
+
+    shape: tuple
+    dtype: np.dtype
+    dataset: object = dataclasses.field(default=None, repr=False)
+    into: np.ndarray = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass
@@ -231,12 +252,20 @@ def _write_contents(writer, root, contents):
 # ------------------------------------------------------------------------------------------------
 
 
-def read_file(path):
+def read_file(path, check=None):
     """Read and check a file written by :func:`write_file`; returns a :class:`FileContents`.
 
     Raises ``FileNotFoundError`` for a missing path and :class:`~modularcnn.ModelFileError` for
     anything else that is not an intact modularcnn file: empty, not HDF5, truncated, damaged
     (checksum), of a future format version, with missing or mistyped attributes and datasets.
+
+    Reading has two phases, so that a file cannot make it allocate what it does not hold. First every
+    attribute and every dataset's header: each dataset must declare at most
+    :data:`~modularcnn.validation.MAX_ARRAY_ELEMENTS` values and, if chunked, at most
+    :data:`MAX_EXPANSION_RATIO` times the bytes it stores. Then ``check(contents)`` runs, if given,
+    on contents whose arrays are :class:`DeclaredArray` headers (``load_model`` compares them with the
+    network the config builds, ``load_weights`` with the network's weights); only then is any data
+    read, and the checksum compared.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -257,11 +286,24 @@ def read_file(path):
             f"{path}: not an HDF5 file, or a truncated or damaged one ({error})") from error
     try:
         with file:
-            return _Reader(file, path).read()
-    except (ModelFileError, MemoryError):
+            return _Reader(file, path).read(check)
+    except _CheckFailed as failed:
+        raise failed.error.with_traceback(failed.error.__traceback__) from None
+    except ModelFileError:
         raise
+    except MemoryError:
+        raise ModelFileError(f"{path}: not enough memory to read the file's arrays "
+                             f"({os.path.getsize(path):,} bytes on disk)") from None
     except Exception as error:  # HDF5 read errors on damaged data, and anything else unforeseen
         raise ModelFileError(f"{path}: damaged file ({type(error).__name__}: {error})") from error
+
+
+class _CheckFailed(Exception):
+    """Carries an exception raised by read_file's ``check`` past the handler for damaged files."""
+
+    def __init__(self, error):
+        super().__init__(error)
+        self.error = error
 
 
 class _Reader:
@@ -376,15 +418,53 @@ class _Reader:
         if obj.shape is None:
             self.fail(f"the dataset {where} has no shape (an empty dataspace), expected {what}")
         self._check_storage(obj, where)
-        expected_bytes = int(np.prod(obj.shape, dtype=np.int64)) * dtype.itemsize
+        # Python ints: np.prod would wrap around in int64 for a forged (65536,) * 4 shape.
+        elements = 1
+        for size in obj.shape:
+            elements *= int(size)
+        if elements > MAX_ARRAY_ELEMENTS:
+            self.fail(f"the dataset {where} declares shape {obj.shape} ({elements:,} values), more "
+                      f"than the {MAX_ARRAY_ELEMENTS:,} (MAX_ARRAY_ELEMENTS) a layer may hold; refused "
+                      "before reading it")
+        expected_bytes = elements * dtype.itemsize
+        stored = obj.id.get_storage_size()
         # Contiguous data must all be on disk; a shortfall means a truncated or forged dataset.
-        if obj.chunks is None and obj.id.get_storage_size() < expected_bytes:
+        if obj.chunks is None and stored < expected_bytes:
             self.fail(f"the dataset {where} of shape {obj.shape} holds only "
-                      f"{obj.id.get_storage_size()} of its {expected_bytes} bytes")
-        array = np.asarray(obj[()])
-        array = array.astype(array.dtype.newbyteorder("="), copy=False)
+                      f"{stored} of its {expected_bytes} bytes")
+        if obj.chunks is not None and expected_bytes > stored * MAX_EXPANSION_RATIO + STORAGE_SLACK_BYTES:
+            self.fail(f"the dataset {where} declares shape {obj.shape} ({expected_bytes:,} bytes) but "
+                      f"stores only {stored:,} bytes: more than {MAX_EXPANSION_RATIO}:1 (a "
+                      "decompression bomb, or chunks never written); refused before reading it")
+        return DeclaredArray(tuple(int(d) for d in obj.shape), np.dtype(dtype).newbyteorder("="),
+                             dataset=obj)
+
+    def load(self, declared):
+        """Read the data of a :class:`DeclaredArray` (into ``declared.into`` when the check set it)."""
+        obj = declared.dataset
+        if declared.into is not None:
+            target = declared.into
+            if (target.shape != declared.shape or target.dtype != declared.dtype
+                    or not target.flags.c_contiguous or not target.flags.writeable):
+                raise ValueError(f"read_file: cannot read {obj.name} into an array of shape "
+                                 f"{target.shape} and dtype {target.dtype}")
+            if target.size:
+                obj.read_direct(target)
+            array = target
+        else:
+            array = np.asarray(obj[()])
+            array = array.astype(array.dtype.newbyteorder("="), copy=False)
         self.entries[f"#{obj.name}"] = _array_entry(array)
         return array
+
+    def load_all(self, contents):
+        """Replace every :class:`DeclaredArray` of ``contents`` by its data."""
+        contents.weights = {layer: {name: self.load(declared) for name, declared in arrays.items()}
+                            for layer, arrays in contents.weights.items()}
+        if contents.optimizer_state is not None:
+            contents.optimizer_state = {
+                name: (self.load(value) if isinstance(value, DeclaredArray) else value)
+                for name, value in contents.optimizer_state.items()}
 
     def _check_storage(self, dataset, where):
         """Refuse data kept outside the file or behind filters HDF5 would load as plugins."""
@@ -398,7 +478,7 @@ class _Reader:
 
     # -- the whole file ---------------------------------------------------------------------------
 
-    def read(self):
+    def read(self, check=None):
         root = self.file
         file_format = self.text(root, "format", required=False)
         if file_format != FORMAT:
@@ -436,6 +516,19 @@ class _Reader:
                 self.fail("the group /optimizer is present but the attribute 'training_config' is missing")
             contents.optimizer_state = self._optimizer(self.group(root, "optimizer"))
         stored = self.text(root, "checksum", record=False)
+        if check is not None:
+            try:
+                check(contents)  # on the declared shapes: nothing has been read yet
+            except ModelFileError as error:
+                raise _CheckFailed(error) from error  # refused by the check, before any data is read
+            except Exception as error:
+                # A damaged file is reported as damaged, not as whatever its damage looks like to the
+                # check: the data is read (bounded by the checks above) to compare the checksum.
+                self.load_all(contents)
+                if stored != _digest(self.entries):
+                    self.fail("checksum mismatch: the file was damaged (or edited) after it was saved")
+                raise _CheckFailed(error) from error  # the caller's own error, passed on as it is
+        self.load_all(contents)
         if stored != _digest(self.entries):
             self.fail("checksum mismatch: the file was damaged (or edited) after it was saved")
         return contents
@@ -452,7 +545,10 @@ class _Reader:
 
     def _optimizer(self, group):
         iterations = self.array(group, "iterations", "iu", "an integer")
-        if iterations.shape != () or int(iterations) < 0:
+        if iterations.shape != ():
+            self.fail(f"/optimizer/iterations should be one integer >= 0, found shape {iterations.shape}")
+        iterations = self.load(iterations)
+        if int(iterations) < 0:
             self.fail(f"/optimizer/iterations should be one integer >= 0, found shape "
                       f"{iterations.shape} {_short(iterations)}")
         state = {"iterations": np.asarray(iterations, dtype=np.int64)}

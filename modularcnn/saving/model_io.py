@@ -201,34 +201,48 @@ def load_model(path, custom_objects=None):
     """
     if custom_objects is not None and not isinstance(custom_objects, dict):
         raise ValueError(f"custom_objects must be a dict of name -> object, got {custom_objects!r}")
-    contents = _read_ours_or_keras(path)
-    if contents is None:
-        return keras_format.load_keras_model(path)
     where = os.fspath(path)
 
     def bad(message):
         return ModelFileError(f"{where}: {message}")
 
-    if contents.kind != "model":
-        raise bad("the file holds weights only (written by save_weights): build the network and call "
-                  "net.load_weights(path)")
-    config = _checked_model_config(contents.model_config, bad)
-    try:
-        config = _with_rebuildable_initializers(config, custom_objects)
-    except (TypeError, ValueError, RecursionError) as error:
-        raise bad(f"model_config: cannot rebuild an initializer ({error})") from error
-    rng_state = decode_rng_state(contents.rng_state, bad)
-    net = _build_network(config, custom_objects, bad)
-    own_states = _seeded_layer_states(net, contents.rng_state, bad)
-    copies = _exact_weight_pairs(net, contents.weights, bad)
+    built = {}
+
+    def check(contents):
+        """On the declared shapes, before any array is read: build, compare, give each array its place."""
+        if contents.kind != "model":
+            raise bad("the file holds weights only (written by save_weights): build the network and "
+                      "call net.load_weights(path)")
+        config = _checked_model_config(contents.model_config, bad)
+        try:
+            config = _with_rebuildable_initializers(config, custom_objects)
+        except (TypeError, ValueError, RecursionError) as error:
+            raise bad(f"model_config: cannot rebuild an initializer ({error})") from error
+        built["rng_state"] = decode_rng_state(contents.rng_state, bad)
+        # No initial weights are drawn: the layers get zero-memory placeholders of the right shapes,
+        # so a config declaring a huge layer is refused below, by its shapes, having cost nothing.
+        with initializers.deferred_drawing():
+            net = _build_network(config, custom_objects, bad)
+        built["net"] = net
+        built["own_states"] = _seeded_layer_states(net, contents.rng_state, bad)
+        built["slots"] = _exact_weight_pairs(net, contents.weights, bad)
+        if contents.optimizer_state is not None:
+            _check_optimizer_state(net, contents.optimizer_state, bad)
+        for layer, key, declared in built["slots"]:
+            declared.into = np.empty(declared.shape, dtype=declared.dtype)
+
+    contents = _read_ours_or_keras(path, check)
+    if contents is None:
+        return keras_format.load_keras_model(path)
+    net = built["net"]
+    # The file's arrays (read straight into their own new arrays) replace the placeholders.
+    for layer, key, _ in built["slots"]:
+        layer.params[key] = contents.weights[layer.name][key]
     if contents.training_config is not None:
         _compile(net, contents.training_config, custom_objects, bad)
         _restore_optimizer_state(net, contents.optimizer_state, bad)
-    # Everything is checked: now the numbers.
-    for target, source in copies:
-        np.copyto(target, source)
-    net.rng.bit_generator.state = rng_state
-    for layer, state in own_states:
+    net.rng.bit_generator.state = built["rng_state"]
+    for layer, state in built["own_states"]:
         layer.random.bit_generator.state = state
     return net
 
@@ -247,15 +261,16 @@ def _seeded_layer_states(net, data, bad):
              decode_rng_state({}, bad)) for path, state in saved.items()]
 
 
-def _read_ours_or_keras(path):
+def _read_ours_or_keras(path, check=None):
     """Our file's contents, or None when ``path`` holds a Keras file (recognised by content).
 
     Our own files are opened once, as before; only a file our reader refuses is looked at again.
+    ``check`` is :func:`~.hdf5_format.read_file`'s: it sees the declared shapes before any data.
     """
     if keras_format.sniff(path) == "zip":
         return None
     try:
-        return read_file(path)
+        return read_file(path, check)
     except ModelFileError:
         if keras_format.is_keras_file(path):
             return None
@@ -338,7 +353,10 @@ def _build_network(config, custom_objects, bad):
 
 
 def _exact_weight_pairs(net, stored, bad):
-    """``[(layer array, file array)]``; every name, shape and dtype must match the rebuilt network."""
+    """``[(layer, key, file array)]``; every name, shape and dtype must match the rebuilt network.
+
+    The file's arrays may still be :class:`~.hdf5_format.DeclaredArray` headers (shape and dtype only).
+    """
     names = [layer.name for layer in net.layers]
     if list(stored) != names:
         raise bad(f"the weights are stored for layers {list(stored)}, but the architecture has {names}")
@@ -353,7 +371,7 @@ def _exact_weight_pairs(net, stored, bad):
                 raise bad(f"layer {layer.name!r}: weight {key!r} has shape {source.shape} and dtype "
                           f"{source.dtype} in the file, but the layer expects shape {target.shape} and "
                           f"dtype {target.dtype}")
-            pairs.append((target, source))
+            pairs.append((layer, key, source))
     return pairs
 
 
@@ -419,6 +437,15 @@ def _from_spec(spec, custom_objects, get, base, what, bad):
 
 
 def _restore_optimizer_state(net, state, bad):
+    _check_optimizer_state(net, state, bad)
+    try:
+        net.optimizer.set_state(state)
+    except ValueError as error:
+        raise bad(f"optimizer state: {error}")
+
+
+def _check_optimizer_state(net, state, bad):
+    """Every state array (or its declared header) belongs to a weight of that shape and dtype."""
     params = {f"{layer.name}/{key}": value for layer in net.layers for key, value in layer.params.items()}
     for name, array in state.items():
         if name == "iterations":
@@ -430,10 +457,6 @@ def _restore_optimizer_state(net, state, bad):
         if array.shape != target.shape or array.dtype != target.dtype:
             raise bad(f"optimizer state {name!r} has shape {array.shape} and dtype {array.dtype}, but the "
                       f"weight {key!r} has shape {target.shape} and dtype {target.dtype}")
-    try:
-        net.optimizer.set_state(state)
-    except ValueError as error:
-        raise bad(f"optimizer state: {error}")
 
 
 _DECIMAL = re.compile(r"[0-9]{1,40}")
@@ -482,7 +505,8 @@ def load_weights(net, path):
     changed. Arrays are copied into the existing ones in place (``np.copyto``), so optimizer state
     keyed by ``"layer/weight"`` stays attached. Floating dtypes are converted (float64 -> float32).
     """
-    contents = _read_ours_or_keras(path)
+    # The shapes are compared with the network's from the file's headers, before anything is read.
+    contents = _read_ours_or_keras(path, lambda declared: _matched_weight_pairs(net, declared.weights))
     if contents is None:
         keras_format.load_keras_weights(net, path)
         return
