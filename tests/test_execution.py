@@ -76,6 +76,30 @@ def test_the_reference_switch_and_the_options_choose_the_plan():
     assert net.fusion and net.execution_options.fused
 
 
+def test_forward_keeps_its_plan_until_the_layers_or_the_options_change():
+    """Planning once per forward cost a tenth of a one-image predict, so forward keeps its plan;
+    a change of options (the switch, net.fusion) or of the layers (pop, add) plans again."""
+    net = three_layout_net()
+    x = np.random.default_rng(0).random((2, 16, 12, 1))
+    net.forward(x)
+    kept = net._plan
+    net.forward(x)
+    assert net._plan is kept
+    with reference_kernels():
+        net.forward(x)
+        assert net._plan.kinds() == [type(layer).__name__ for layer in net.layers]
+    net.forward(x)
+    assert net._plan.fused_steps
+    net.fusion = False
+    net.forward(x)
+    assert not net._plan.fused_steps
+    net.fusion = True
+    net.pop()
+    net.add(Dense(4))
+    net.forward(x)
+    assert net._plan.layers == net.layers and net.output_shape == (4,)
+
+
 def test_execution_options_round_trip_and_refuse_bad_values():
     options = ExecutionOptions(fused=True, winograd=False)
     assert ExecutionOptions.from_dict(options.to_dict()) == options
