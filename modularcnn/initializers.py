@@ -73,10 +73,7 @@ class RandomNormal(Initializer):
         self.mean = float(mean)
 
     def __call__(self, shape, rng, dtype=np.float32):
-        values = rng.standard_normal(size=shape, dtype=drawing_dtype(dtype))
-        values *= self.stddev
-        values += self.mean
-        return values.astype(dtype, copy=False)
+        return rng.normal(self.mean, self.stddev, size=shape).astype(dtype)
 
     def get_config(self):
         return {"stddev": self.stddev, "mean": self.mean}
@@ -89,37 +86,21 @@ class RandomUniform(Initializer):
         self.limit = float(limit)
 
     def __call__(self, shape, rng, dtype=np.float32):
-        return uniform(shape, self.limit, rng, dtype)
+        return rng.uniform(-self.limit, self.limit, size=shape).astype(dtype)
 
     def get_config(self):
         return {"limit": self.limit}
 
 
-def drawing_dtype(dtype):
-    """The dtype initial weights are drawn in before the cast to ``dtype``: float64 for every network.
-
-    Drawing float32 networks in float32 would save the float64 temporary (three times the memory of
-    the weights), but it changes every seeded network's initial weights; that is left for a change of
-    its own, made with the seeded accuracy figures of the tests, notebook and README re-measured.
-    """
-    return np.dtype(np.float64)
-
-
-def uniform(shape, limit, rng, dtype=np.float32):
-    """Uniform on ``[-limit, limit)``, drawn in :func:`drawing_dtype` (as ``rng.uniform`` in float64)."""
-    values = rng.random(size=shape, dtype=drawing_dtype(dtype))
-    values *= 2 * limit
-    values -= limit
-    return values.astype(dtype, copy=False)
-
-
 def truncated_normal(shape, stddev, rng, dtype=np.float64):
-    """Normal(0, stddev) redrawn until every value lies within two standard deviations."""
-    draw = drawing_dtype(dtype)
-    values = rng.standard_normal(size=shape, dtype=draw)
+    """Normal(0, stddev) redrawn until every value lies within two standard deviations.
+
+    Drawn in float64 for every network (NumPy's streams, so seeded weights stay what they were), then
+    cast to ``dtype``."""
+    values = rng.standard_normal(size=shape)
     outside = (values > 2) | (values < -2)  # booleans: no temporary as large as the weights
     while np.any(outside):
-        values[outside] = rng.standard_normal(size=int(outside.sum()), dtype=draw)
+        values[outside] = rng.standard_normal(size=int(outside.sum()))
         outside = (values > 2) | (values < -2)
     values *= stddev
     return values.astype(dtype, copy=False)
@@ -149,7 +130,8 @@ class VarianceScaling(Initializer):
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
         variance = self.scale / max(1.0, n)
         if self.distribution == "uniform":
-            return uniform(shape, math.sqrt(3.0 * variance), rng, dtype)
+            limit = math.sqrt(3.0 * variance)
+            return rng.uniform(-limit, limit, size=shape).astype(dtype)
         return truncated_normal(shape, math.sqrt(variance) / self.TRUNCATION_CORRECTION, rng, dtype)
 
     def get_config(self):

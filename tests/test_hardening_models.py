@@ -194,8 +194,8 @@ def test_a_loaded_model_owns_plain_writeable_arrays_and_trains(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x), net.predict(x))
 
 
-def test_float64_draws_are_unchanged_by_drawing_in_the_network_dtype():
-    # float64 networks keep NumPy's float64 streams: rng.uniform / rng.normal gave these values
+def test_initializers_draw_numpy_float64_streams():
+    # seeded networks keep their initial weights: the draws are NumPy's rng.uniform / rng.normal
     from modularcnn import initializers
     for init, reference in (
         (initializers.RandomUniform(0.3), lambda rng: rng.uniform(-0.3, 0.3, size=(5, 7))),
