@@ -83,3 +83,17 @@ class Catalog:
         if not isinstance(obj, self.base):
             raise ValueError(f"Expected a {self.base.__name__} instance, received {type(obj).__name__}.")
         return {"class_name": type(obj).__name__, "config": obj.get_config()}
+
+
+def split_config(config, kind, custom_hint):
+    """``(class_name, options)`` of a serialised ``{"class_name": ..., "config": {...}}``: ours, Keras
+    3's (with ``module``) or Keras 2's. A ``module`` outside Keras is a custom object and is refused
+    (ValueError ending in ``custom_hint``: how to register one), as is anything but such a dict."""
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+        raise ValueError(f"a {kind} config needs 'class_name' and 'config', got {config!r}")
+    class_name, options = config["class_name"], dict(config.get("config") or {})
+    module = config.get("module")
+    if module is not None and not str(module).startswith("keras"):
+        raise ValueError(f"{kind} {class_name!r} of module {module!r} is a custom object; "
+                         f"{custom_hint}")
+    return class_name, options

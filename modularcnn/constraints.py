@@ -24,7 +24,7 @@ import numbers
 import numpy as np
 
 from . import validation
-from .catalog import Configurable
+from .catalog import Configurable, split_config
 
 #: Keras's ``backend.epsilon()``, added to norms before dividing.
 EPSILON = 1e-7
@@ -161,13 +161,8 @@ def _from_name(name):
 def deserialize(config):
     """A constraint from ``{"class_name": ..., "config": {...}}`` (ours, Keras 3's or Keras 2's);
     ``{"class_name": "function", "config": {"name": ...}}`` is a registered callable."""
-    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
-        raise ValueError(f"a constraint config needs 'class_name' and 'config', got {config!r}")
-    class_name, options = config["class_name"], dict(config.get("config") or {})
-    module = config.get("module")
-    if module is not None and not str(module).startswith("keras"):
-        raise ValueError(f"constraint {class_name!r} of module {module!r} is a custom object; "
-                         "register a callable under its name instead")
+    class_name, options = split_config(
+        config, "constraint", "register a callable under its name instead")
     if class_name == "function" or class_name in _CUSTOM:
         return _from_name(options.get("name", class_name))
     cls = _CLASSES.get(class_name) or _BY_NAME.get(class_name.lower())

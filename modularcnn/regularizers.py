@@ -28,7 +28,7 @@ import contextvars
 import numpy as np
 
 from . import validation
-from .catalog import Configurable
+from .catalog import Configurable, split_config
 
 
 class Regularizer(Configurable):
@@ -187,13 +187,8 @@ def _from_name(name, options=None):
 def deserialize(config):
     """A regularizer from ``{"class_name": ..., "config": {...}}`` (ours, Keras 3's with ``module``, or
     Keras 2's); ``{"class_name": "Custom", "config": {"name": ...}}`` is a registered pair."""
-    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
-        raise ValueError(f"a regularizer config needs 'class_name' and 'config', got {config!r}")
-    class_name, options = config["class_name"], dict(config.get("config") or {})
-    module = config.get("module")
-    if module is not None and not str(module).startswith("keras"):
-        raise ValueError(f"regularizer {class_name!r} of module {module!r} is a custom object; "
-                         "register a (penalty, gradient) pair under its name instead")
+    class_name, options = split_config(
+        config, "regularizer", "register a (penalty, gradient) pair under its name instead")
     if class_name == "Custom":
         return _from_name(options.get("name", class_name))
     if class_name in _CUSTOM:
