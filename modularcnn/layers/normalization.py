@@ -53,6 +53,14 @@ class BatchNormalization(Layer):
     per-row terms taken through ``batch_reducer`` (:mod:`modularcnn.layers.batch_statistics`): when a
     strategy splits the batch across processes, the statistics are still those of the whole batch
     (synchronised batch normalization), the same numbers as in one process up to float rounding.
+
+    A frozen layer (``trainable=False``, given to the constructor or set later, e.g. to fine-tune)
+    runs in inference mode during training too, as Keras 3 does: it normalises with the moving
+    statistics, leaves them unchanged, and its backward pass is that of the affine map
+    ``dx = dy * gamma / sqrt(moving_variance + epsilon)``; ``gamma`` and ``beta`` are not trained.
+    The flag is part of the config, so worker replicas and saved models freeze it too. The layer's
+    own flag decides: ``net.trainable = False`` on an enclosing network stops the optimiser but, unlike
+    Keras's setter, does not rewrite its layers' flags, so freeze a BatchNormalization by its own.
     """
 
     non_trainable_params = ("moving_mean", "moving_variance")
@@ -100,6 +108,10 @@ class BatchNormalization(Layer):
         self.check_input(x)
         axes = self._axes
         p = self.params
+        # Keras 3 (BatchNormalization.call): a frozen layer normalises as in inference, so that
+        # fine-tuning neither moves the statistics the rest of the network was trained with nor
+        # sees batch noise.
+        training = training and self.trainable
         if training:
             mean, variance = self._batch_statistics(x, axes)
             if self.batch_reducer.updates_state:

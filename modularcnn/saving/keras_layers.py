@@ -431,6 +431,10 @@ def layer_from_keras(class_name, config, input_rank, where, padding=None, keras2
     kwargs.update({key: "zeros" for key in _keyword_arguments(layer_class)
                    if key.endswith("_initializer")})
     name = config.get("name")
+    # A frozen Keras layer stays frozen (it decides how a BatchNormalization trains); anything but
+    # a bool is Keras's default.
+    if config.get("trainable") is False:
+        kwargs["trainable"] = False
     try:
         return layer_class(**kwargs, name=name if isinstance(name, str) and name else None)
     except (TypeError, ValueError) as error:
