@@ -9,7 +9,7 @@ How the README is read (README.md, section "Tests", says the same for its reader
   section that goes on with the model of the one before).
 - **Bash blocks** run in ``bash -e`` as real subprocesses: ``modularcnn`` is this checkout's command
   line (``python -m modularcnn.cli``) and ``python`` is the interpreter running the tests; ``scripts/``
-  is the repository's. A block written as a shell session (``$ command`` lines followed by output)
+  and ``tests/data/`` are the repository's (a reader runs the README's commands in a checkout). A block written as a shell session (``$ command`` lines followed by output)
   runs command by command, and each command's output is compared with the lines under it.
 - **Expected output.** A ```text block that follows a block directly (only blank lines between) is
   what that block prints; it is compared with :mod:`doctest`'s rules with ELLIPSIS (``...`` stands
@@ -204,6 +204,8 @@ def readme_env(mnist_dir, tmp_path_factory):
 def run_chain(chain, folder, env, readme=README):
     """Run ``chain`` in ``folder``; returns the runner's results, one per block."""
     (folder / "scripts").symlink_to(REPO_ROOT / "scripts")
+    (folder / "tests").mkdir()  # the Keras fixtures the README opens, as in a checkout
+    (folder / "tests" / "data").symlink_to(REPO_ROOT / "tests" / "data")
     blocks = []
     for block in chain.blocks:
         action, argument = check_marker(block)
@@ -245,16 +247,7 @@ def check_outputs(block, result):
     return problems
 
 
-# Sections whose blocks do not run as written yet (issue 14 item 18, being fixed): strict, so a fixed
-# section fails here until it is taken off this list.
-KNOWN_BROKEN = {"saving-and-loading", "bring-a-keras-model", "serve-with-onnx-runtime", "command-line",
-                "plots", "performance"}
-
-
-@pytest.mark.parametrize("chain", [
-    pytest.param(chain, marks=pytest.mark.xfail(strict=True, reason="README block not runnable yet"))
-    if slug(chain.name) in KNOWN_BROKEN else chain for chain in CHAINS],
-    ids=[slug(chain.name) for chain in CHAINS])
+@pytest.mark.parametrize("chain", CHAINS, ids=[slug(chain.name) for chain in CHAINS])
 def test_readme_blocks_run(chain, readme_env, tmp_path):
     results = run_chain(chain, tmp_path, readme_env)
     failures = [f"README.md:{block.line} ({block.kind} block) failed:\n{result['error']}"
