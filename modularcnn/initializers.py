@@ -73,7 +73,7 @@ class RandomNormal(Initializer):
         self.mean = float(mean)
 
     def __call__(self, shape, rng, dtype=np.float32):
-        return rng.normal(self.mean, self.stddev, size=shape).astype(dtype)
+        return draw_in_pieces(shape, dtype, lambda n: rng.normal(self.mean, self.stddev, size=n))
 
     def get_config(self):
         return {"stddev": self.stddev, "mean": self.mean}
@@ -86,24 +86,63 @@ class RandomUniform(Initializer):
         self.limit = float(limit)
 
     def __call__(self, shape, rng, dtype=np.float32):
-        return rng.uniform(-self.limit, self.limit, size=shape).astype(dtype)
+        return draw_in_pieces(shape, dtype, lambda n: rng.uniform(-self.limit, self.limit, size=n))
 
     def get_config(self):
         return {"limit": self.limit}
 
 
+#: Values drawn at a time (8 MiB of float64). NumPy's Generator draws each value in turn, so
+#: ``rng.normal`` / ``rng.uniform`` / ``rng.standard_normal`` give the same stream in pieces as in one
+#: call (tests/test_initializers.py checks it): the weights are those of a one-shot float64 draw, bit
+#: for bit, while a float32 layer needs its own size plus one piece instead of three times its size.
+DRAW_PIECE = 1 << 20
+
+
+def draw_in_pieces(shape, dtype, draw):
+    """``draw(n)`` (``n`` float64 values of a stream) called for consecutive pieces of at most
+    :data:`DRAW_PIECE` values, written in order into a new ``dtype`` array of ``shape``; the same
+    values as ``draw(prod(shape)).reshape(shape).astype(dtype)`` without the float64 whole."""
+    out = np.empty(shape, dtype=dtype)
+    flat = out.reshape(-1)  # a view: a new array is contiguous
+    for start in range(0, flat.size, DRAW_PIECE):
+        flat[start:start + DRAW_PIECE] = draw(min(DRAW_PIECE, flat.size - start))
+    return out
+
+
 def truncated_normal(shape, stddev, rng, dtype=np.float64):
     """Normal(0, stddev) redrawn until every value lies within two standard deviations.
 
-    Drawn in float64 for every network (NumPy's streams, so seeded weights stay what they were), then
-    cast to ``dtype``."""
-    values = rng.standard_normal(size=shape)
-    outside = (values > 2) | (values < -2)  # booleans: no temporary as large as the weights
-    while np.any(outside):
-        values[outside] = rng.standard_normal(size=int(outside.sum()))
-        outside = (values > 2) | (values < -2)
-    values *= stddev
-    return values.astype(dtype, copy=False)
+    The stream of the one-shot algorithm (draw every value; then, while any is outside [-2, 2],
+    redraw the outside ones in index order), so seeded weights stay what they were, but in pieces:
+    float64 values a :data:`DRAW_PIECE` at a time, multiplied by ``stddev`` and cast into the
+    ``dtype`` result, keeping only the flat indices of the values to redraw (about 4.6% of them,
+    8 bytes each, fewer every round). A redrawn value can only replace one that was outside, so
+    the indices still outside after a round are a subset of the last round's, in the same order.
+
+    Returns
+    -------
+    array of ``shape`` and ``dtype``
+    """
+    out = np.empty(shape, dtype=dtype)
+    flat = out.reshape(-1)
+    pending = []  # flat indices outside [-2, 2], ascending
+    for start in range(0, flat.size, DRAW_PIECE):
+        values = rng.standard_normal(size=min(DRAW_PIECE, flat.size - start))
+        pending.append(start + np.flatnonzero((values > 2) | (values < -2)))
+        values *= stddev
+        flat[start:start + values.size] = values
+    pending = np.concatenate(pending) if pending else np.empty(0, np.intp)
+    while pending.size:
+        still = []
+        for start in range(0, pending.size, DRAW_PIECE):
+            where = pending[start:start + DRAW_PIECE]
+            values = rng.standard_normal(size=where.size)
+            still.append(where[(values > 2) | (values < -2)])
+            values *= stddev
+            flat[where] = values
+        pending = np.concatenate(still)
+    return out
 
 
 class VarianceScaling(Initializer):
@@ -131,7 +170,7 @@ class VarianceScaling(Initializer):
         variance = self.scale / max(1.0, n)
         if self.distribution == "uniform":
             limit = math.sqrt(3.0 * variance)
-            return rng.uniform(-limit, limit, size=shape).astype(dtype)
+            return draw_in_pieces(shape, dtype, lambda n: rng.uniform(-limit, limit, size=n))
         return truncated_normal(shape, math.sqrt(variance) / self.TRUNCATION_CORRECTION, rng, dtype)
 
     def get_config(self):

@@ -68,3 +68,73 @@ def test_serialize_round_trip(name):
     init = initializers.get(name)
     again = initializers.deserialize(initializers.serialize(init))
     assert type(again) is type(init) and again.get_config() == init.get_config()
+
+
+# -- drawn in pieces (issue 14 item 3) --------------------------------------------------------------
+
+def _one_shot_truncated(shape, stddev, rng, dtype):
+    """The one-shot algorithm the pieces must reproduce: the whole float64 array, then redraws."""
+    values = rng.standard_normal(size=shape)
+    outside = (values > 2) | (values < -2)
+    while np.any(outside):
+        values[outside] = rng.standard_normal(size=int(outside.sum()))
+        outside = (values > 2) | (values < -2)
+    return (values * stddev).astype(dtype)
+
+
+def _one_shot(initializer, shape, rng, dtype):
+    """What every random initialiser drew before it drew in pieces (one float64 call, then a cast)."""
+    if isinstance(initializer, initializers.RandomNormal):
+        return rng.normal(initializer.mean, initializer.stddev, size=shape).astype(dtype)
+    if isinstance(initializer, initializers.RandomUniform):
+        return rng.uniform(-initializer.limit, initializer.limit, size=shape).astype(dtype)
+    fan_in, fan_out = initializers.compute_fans(shape)
+    n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[initializer.mode]
+    variance = initializer.scale / max(1.0, n)
+    if initializer.distribution == "uniform":
+        limit = math.sqrt(3.0 * variance)
+        return rng.uniform(-limit, limit, size=shape).astype(dtype)
+    return _one_shot_truncated(shape, math.sqrt(variance) / initializer.TRUNCATION_CORRECTION, rng,
+                               dtype)
+
+
+RANDOM_NAMES = [name for name in initializers.names() if name not in ("zeros", "ones", "constant")]
+
+
+@pytest.mark.parametrize("piece", [7, 1000, 1 << 20], ids=lambda p: f"piece{p}")
+@pytest.mark.parametrize("name", RANDOM_NAMES)
+def test_pieces_give_the_one_shot_values_bit_for_bit(name, piece, monkeypatch):
+    monkeypatch.setattr(initializers, "DRAW_PIECE", piece, raising=False)
+    shapes = [(3, 3, 5, 7), (0, 4), (), (1, 1)] + ([(30011,)] if piece < 100_000 else [(1100, 2000)])
+    for shape in shapes:
+        for dtype in (np.float32, np.float64):
+            init = initializers.get(name)
+            rng, reference_rng = np.random.default_rng(9), np.random.default_rng(9)
+            got = init(shape, rng, dtype)
+            expected = _one_shot(init, shape, reference_rng, dtype)
+            assert got.dtype == dtype and got.shape == expected.shape
+            assert got.tobytes() == expected.tobytes(), (name, shape, dtype)
+            # the generator is left where the one-shot draw left it: the next layer's weights too
+            assert rng.standard_normal() == reference_rng.standard_normal()
+
+
+@pytest.mark.parametrize("name", ["glorot_uniform", "he_normal", "random_normal"])
+def test_a_float32_layer_is_drawn_in_its_own_size_plus_one_piece(name):
+    import tracemalloc  # NumPy reports its array allocations to tracemalloc
+    shape = (3000, 2001)  # 23 MiB of float32; the one-shot float64 draw peaked at 69-74 MiB
+    target = math.prod(shape) * 4
+    init = initializers.get(name)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        weights = init(shape, np.random.default_rng(0), np.float32)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert weights.dtype == np.float32
+    # one float64 piece and the truncated normal's booleans over it (measured: 8 MiB over the
+    # weights for the uniform and normal draws, 17.5 MiB for he_normal), the redraw indices (~4.6%
+    # of the values, 8 bytes each, and their concatenation) and a little slack
+    bound = target + 2 * 8 * getattr(initializers, "DRAW_PIECE", 1 << 20) + 0.1 * 8 * math.prod(shape) \
+        + (1 << 20)
+    assert peak <= bound, f"{name}: peak {peak / 2**20:.1f} MiB for {target / 2**20:.1f} MiB weights"
