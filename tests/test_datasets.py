@@ -204,12 +204,50 @@ def test_search_order_path_then_env_then_cache(tmp_path, monkeypatch, isolated_e
     assert_set_equal(mnist.load_data(), sets["cache"][1])
 
 
-def test_incomplete_folder_is_skipped_for_the_next_one(tmp_path, monkeypatch):
+def test_incomplete_env_folder_is_skipped_for_the_cache(tmp_path, monkeypatch, isolated_environment):
     raw, arrays = fake_idx_set()
-    write_set(tmp_path / "explicit", raw, names=IDX_NAMES[:3])  # no test labels
-    write_set(tmp_path / "root" / "mnist", raw, compress=False)  # plain files work too
+    write_set(tmp_path / "root" / "mnist", raw, names=IDX_NAMES[:3])  # no test labels
+    write_set(isolated_environment / ".cache" / "modularcnn" / "mnist", raw, compress=False)
     monkeypatch.setenv("MODULARCNN_DATA", str(tmp_path / "root"))
-    assert_set_equal(mnist.load_data(path=tmp_path / "explicit"), arrays)
+    assert_set_equal(mnist.load_data(), arrays)  # plain files work too
+
+
+@pytest.mark.parametrize("loader", [mnist, fashion_mnist, cifar10, cifar100])
+@pytest.mark.parametrize("where", ["missing folder", "incomplete folder"])
+def test_an_explicit_path_is_used_or_refused_never_replaced(tmp_path, monkeypatch,
+                                                            isolated_environment, loader, where):
+    # Issue 14 item 15: a wrong path= used to load $MODULARCNN_DATA's copy without a word.
+    calls = _forbid_network(monkeypatch)
+    raw, _ = fake_idx_set()
+    for root in (tmp_path / "root" / loader.NAME, isolated_environment / ".cache" / "modularcnn" /
+                 loader.NAME):  # complete sets everywhere else
+        if loader in (mnist, fashion_mnist):
+            write_set(root, raw)
+        elif loader is cifar10:
+            fake_cifar(root / cifar10.FOLDER)
+        else:
+            fake_cifar100(root / cifar100.FOLDER)
+    monkeypatch.setenv("MODULARCNN_DATA", str(tmp_path / "root"))
+    explicit = tmp_path / "explicit"
+    if where == "incomplete folder":
+        explicit.mkdir()
+        if loader in (mnist, fashion_mnist):
+            write_set(explicit, raw, names=IDX_NAMES[:3])
+    with pytest.raises(DatasetError) as info:
+        loader.load_data(path=explicit)
+    message = str(info.value)
+    assert f"path={str(explicit)!r}" in message and "not found" in message
+    assert "MODULARCNN_DATA" in message and "not tried" in message
+    if loader in (mnist, fashion_mnist) and where == "incomplete folder":
+        assert "missing t10k-labels-idx1-ubyte" in message
+    assert calls == []
+    assert loader.load_data()  # the other copies are still there for path=None
+
+
+@pytest.mark.parametrize("bad", ["", 3, ["folder"], b"bytes"])
+def test_a_path_that_is_not_a_folder_name_is_refused(bad):
+    with pytest.raises(DatasetError, match=r"path must be a folder .* got "):
+        mnist.load_data(path=bad)
 
 
 def test_fashion_mnist_uses_its_own_folder_name(tmp_path, monkeypatch):
@@ -259,10 +297,10 @@ def test_offline_error_lists_every_place_and_the_fixes(tmp_path, monkeypatch,
     calls = _forbid_network(monkeypatch)
     monkeypatch.setenv("MODULARCNN_DATA", str(tmp_path / "root"))
     with pytest.raises(DatasetError) as info:
-        loader.load_data(path=tmp_path / "nowhere")
+        loader.load_data()
     message = str(info.value)
     assert calls == []
-    for place in (tmp_path / "nowhere", tmp_path / "root" / loader.NAME,
+    for place in (tmp_path / "root" / loader.NAME,
                   isolated_environment / ".cache" / "modularcnn" / loader.NAME):
         assert str(place) in message
     assert "MODULARCNN_OFFLINE" in message

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ._download import download
-from ._locate import cache_dir, not_found_message, search_dirs
+from ._locate import cache_dir, explicit_path_error, not_found_message, search_dirs
 from .errors import DatasetError
 from .idx import load_idx
 
@@ -44,7 +44,8 @@ def load_idx_dataset(title, name, path, mirrors, checks, num_classes=10, image_s
     name : str
         Folder name under ``$MODULARCNN_DATA`` and the cache, e.g. "mnist".
     path : str, os.PathLike or None
-        Folder searched first.
+        The folder to read, alone (a DatasetError naming it when the files are not all there);
+        None searches ``$MODULARCNN_DATA/<name>`` and the cache, then downloads.
     mirrors : list of str
         Base URLs; file ``F`` is fetched from ``mirror + F + ".gz"``.
     checks : dict
@@ -66,6 +67,9 @@ def load_idx_dataset(title, name, path, mirrors, checks, num_classes=10, image_s
             return _read_and_check(title, found, num_classes, image_shape)
         reason = "folder does not exist" if not folder.is_dir() else "missing " + ", ".join(missing)
         searched.append(f"{folder} ({origin}): {reason}")
+    wanted = ", ".join(f"{f}[.gz]" for f in FILES)
+    if path is not None:
+        raise explicit_path_error(title, path, wanted, searched)
 
     cache = cache_dir(name)
     problems = []
@@ -81,7 +85,6 @@ def load_idx_dataset(title, name, path, mirrors, checks, num_classes=10, image_s
         if not missing:
             return _read_and_check(title, found, num_classes, image_shape)
         problems.append("download finished but files are still missing: " + ", ".join(missing))
-    wanted = ", ".join(f"{f}[.gz]" for f in FILES)
     raise DatasetError(not_found_message(title, name, wanted, searched, problems))
 
 

@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+from .errors import DatasetError
+
 DATA_ENV = "MODULARCNN_DATA"
 
 
@@ -14,23 +16,53 @@ def cache_dir(name):
 def search_dirs(name, path=None):
     """Folders to search for dataset ``name``, in priority order.
 
-    1. ``path`` (the caller's explicit folder), when given;
-    2. ``$MODULARCNN_DATA/<name>``, when the variable is set;
-    3. the download cache ``~/.cache/modularcnn/<name>`` (always last).
+    With ``path`` (the caller's explicit folder), that folder alone: an explicit folder is used or
+    refused (:func:`explicit_path_error`), never silently replaced by another copy. Without it:
+
+    1. ``$MODULARCNN_DATA/<name>``, when the variable is set;
+    2. the download cache ``~/.cache/modularcnn/<name>`` (always last; downloads go there).
 
     Returns
     -------
     list of (Path, str)
         Each folder with a short label saying where it came from (used in error messages).
+
+    Raises
+    ------
+    DatasetError
+        ``path`` is neither None nor a non-empty str or os.PathLike.
     """
-    dirs = []
     if path is not None:
-        dirs.append((Path(path).expanduser(), "path= argument"))
+        return [(explicit_folder(path), "path= argument")]
+    dirs = []
     root = os.environ.get(DATA_ENV)
     if root:
         dirs.append((Path(root).expanduser() / name, f"${DATA_ENV}/{name}"))
     dirs.append((cache_dir(name), "download cache"))
     return dirs
+
+
+def explicit_folder(path):
+    """``path`` (str or os.PathLike, not empty) as an expanded Path; DatasetError naming it otherwise."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise DatasetError(f"load_data: path must be a folder (a non-empty str or os.PathLike), got "
+                           f"{path!r}")
+    return Path(path).expanduser()
+
+
+def explicit_path_error(title, path, wanted, searched):
+    """The DatasetError for an explicit ``path=`` that does not hold the dataset.
+
+    ``searched`` is the loader's one line about that folder. ``$MODULARCNN_DATA``, the cache and
+    downloads are not tried: data from elsewhere than the folder asked for would be a silent
+    substitution (an old copy, another dataset's files).
+    """
+    return DatasetError(
+        f"{title} not found in path={os.fspath(path)!r}. Looked for {wanted} in:\n"
+        + "".join(f"  - {line}\n" for line in searched)
+        + f"An explicit path is used or refused: ${DATA_ENV}, the cache and downloads are not "
+        "tried. Put the files there, or call load_data() without path to search "
+        f"${DATA_ENV}/<name>/ and {cache_dir('<name>').parent}/<name>/ and download.")
 
 
 def not_found_message(title, name, wanted, searched, download_problems):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ._download import download, expect_md5
-from ._locate import cache_dir, not_found_message, search_dirs
+from ._locate import cache_dir, explicit_path_error, not_found_message, search_dirs
 from .errors import DatasetError
 
 NAME = "cifar10"
@@ -37,8 +37,9 @@ def load_data(path=None):
     """Load CIFAR-10, downloading and extracting it into the cache if it is nowhere else.
 
     Each searched place may be the ``cifar-10-batches-bin`` folder itself or a folder
-    containing it. Search order: ``path``, ``$MODULARCNN_DATA/cifar10``,
-    ``~/.cache/modularcnn/cifar10``; ``MODULARCNN_OFFLINE=1`` disables downloading.
+    containing it. With ``path``, that place alone (or a DatasetError naming it); without it
+    ``$MODULARCNN_DATA/cifar10``, ``~/.cache/modularcnn/cifar10``, then a download;
+    ``MODULARCNN_OFFLINE=1`` disables downloading.
 
     Returns
     -------
@@ -58,6 +59,8 @@ def load_data(path=None):
         if batches is not None:
             return _read_batches(batches)
         searched.append(f"{folder} ({origin}): no complete {FOLDER} there or inside")
+    if path is not None:
+        raise explicit_path_error("CIFAR-10", path, f"{FOLDER}/ with {', '.join(TRAIN_FILES + (TEST_FILE,))}", searched)
 
     cache = cache_dir(NAME)
     try:

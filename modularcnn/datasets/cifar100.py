@@ -12,7 +12,7 @@ import numpy as np
 
 from . import cifar10
 from ._download import download, expect_md5
-from ._locate import cache_dir, not_found_message, search_dirs
+from ._locate import cache_dir, explicit_path_error, not_found_message, search_dirs
 from .errors import DatasetError
 
 NAME = "cifar100"
@@ -58,9 +58,10 @@ def load_data(label_mode="fine", path=None):
     label_mode : "fine" or "coarse"
         The 100 classes, or the 20 super-classes they belong to.
     path : str or Path, optional
-        Searched first: the ``cifar-100-binary`` folder itself or a folder containing it. Then
-        ``$MODULARCNN_DATA/cifar100``, ``~/.cache/modularcnn/cifar100``; ``MODULARCNN_OFFLINE=1``
-        disables downloading.
+        The ``cifar-100-binary`` folder itself or a folder containing it, read alone (or a
+        DatasetError naming it). Without it: ``$MODULARCNN_DATA/cifar100``,
+        ``~/.cache/modularcnn/cifar100``, then a download; ``MODULARCNN_OFFLINE=1`` disables
+        downloading.
 
     Returns
     -------
@@ -84,6 +85,8 @@ def load_data(label_mode="fine", path=None):
         if found is not None:
             return _read(found, label_mode)
         searched.append(f"{folder} ({origin}): no complete {FOLDER} there or inside")
+    if path is not None:
+        raise explicit_path_error("CIFAR-100", path, f"{FOLDER}/ with {TRAIN_FILE}, {TEST_FILE}", searched)
 
     cache = cache_dir(NAME)
     try:

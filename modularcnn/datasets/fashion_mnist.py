@@ -24,8 +24,9 @@ MD5_GZIP = {
 def load_data(path=None):
     """Load Fashion-MNIST, downloading it into ``~/.cache/modularcnn/fashion_mnist`` if needed.
 
-    Search order: ``path``, ``$MODULARCNN_DATA/fashion_mnist/``,
-    ``~/.cache/modularcnn/fashion_mnist/``; ``MODULARCNN_OFFLINE=1`` disables downloading.
+    With ``path``, that folder alone (or a DatasetError naming it); without it
+    ``$MODULARCNN_DATA/fashion_mnist/``, ``~/.cache/modularcnn/fashion_mnist/``, then a download;
+    ``MODULARCNN_OFFLINE=1`` disables downloading.
 
     Returns
     -------

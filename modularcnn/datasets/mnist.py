@@ -23,9 +23,10 @@ SHA256_DECOMPRESSED = {
 def load_data(path=None):
     """Load MNIST, downloading it into ``~/.cache/modularcnn/mnist`` if it is nowhere else.
 
-    Search order: ``path`` (a folder holding the four standard files, plain or ``.gz``),
-    then ``$MODULARCNN_DATA/mnist/``, then ``~/.cache/modularcnn/mnist/``. Set
-    ``MODULARCNN_OFFLINE=1`` to never touch the network.
+    With ``path`` (a folder holding the four standard files, plain or ``.gz``) that folder is
+    read, or a DatasetError names it: nothing else is tried. Without it the search order is
+    ``$MODULARCNN_DATA/mnist/``, then ``~/.cache/modularcnn/mnist/``, then a download into the
+    cache. Set ``MODULARCNN_OFFLINE=1`` to never touch the network.
 
     Parameters
     ----------
