@@ -24,3 +24,11 @@ class ArgumentError(ValueError):
 class DataError(ValueError):
     """Training or prediction data that cannot give the batches asked for: a generator yielding the wrong
     shapes or dtypes, an empty ``Sequence``, a closed HDF5 file, a source that ran out too early."""
+
+
+class NonFiniteLossError(ValueError):
+    """The first training step of a ``fit`` (or a ``train_on_batch``) whose loss or gradients are not
+    finite: NaN, inf, or gradients too large to square in the network's dtype (finite inputs such as
+    ``x * 1e30`` overflow float32 arithmetic). Raised before the optimizer runs, so no weight,
+    optimizer slot or moving statistic has changed; the message gives the batch's largest input and
+    target (see :mod:`modularcnn.training.finite`)."""

@@ -228,6 +228,7 @@ def test_monitoring_a_missing_figure_names_the_available_ones():
 
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:Net.fit. the loss became:RuntimeWarning")
 def test_terminate_on_nan_and_csv_logger(tmp_path):
     x, y = blobs()
     path = tmp_path / "log.csv"

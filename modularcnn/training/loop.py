@@ -6,6 +6,7 @@ exposes them as methods with the same arguments.
 
 import contextlib
 import itertools
+import math
 import numbers
 import time
 import warnings
@@ -23,6 +24,7 @@ from .data import (
     check_validation_split,
     validation_split_indices,
 )
+from . import finite
 from .interrupt import stop_on_interrupt
 from .objective import objective_for, objective_last
 from .penalties import optimizer_step, weight_penalty
@@ -272,6 +274,7 @@ def fit(net, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validat
             step_function = stack.enter_context(
                 strategy.open(net, min(source.batch_size, source.count), source.y[:1]))
         hooks.call("on_train_begin", None)
+        first_step, diverged = True, False
         # A callback that restored a backup (BackupAndRestore) says which epoch comes next.
         resumed = [c.resumes_at for c in hooks.callbacks if getattr(c, "resumes_at", None) is not None]
         initial_epoch = max([initial_epoch] + resumed)
@@ -291,7 +294,20 @@ def fit(net, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validat
                     # Fresh random transforms every time a sample is seen, from the seeded generator.
                     x_batch = np.asarray(augment(x_batch, rng=net.rng), dtype=net.dtype)
                 hooks.call("on_train_batch_begin", step, None)
-                value, outputs = step_function(x_batch, y_batch, weights)
+                if first_step:
+                    # Nothing learnt yet: a non-finite step is the data's, refused before the
+                    # optimizer runs (see modularcnn.training.finite).
+                    value, outputs = finite.checked_step(step_function, net, "Net.fit", x_batch,
+                                                         y_batch, weights)
+                    first_step = False
+                else:
+                    value, outputs = step_function(x_batch, y_batch, weights)
+                if not (diverged or math.isfinite(value)):
+                    diverged = True  # as in Keras, training goes on; TerminateOnNaN stops it
+                    warnings.warn(f"Net.fit: the loss became {value} at epoch {epoch + 1}, batch "
+                                  f"{step + 1}, so the weights are no longer finite; lower the "
+                                  "learning rate, or stop such a run with callbacks.TerminateOnNaN()",
+                                  RuntimeWarning, stacklevel=3)
                 totals.add(len(x_batch), [value] + _metric_values(net, y_batch, outputs, True))
                 done = step + 1
                 hooks.call("on_train_batch_end", step, totals.means())
@@ -516,7 +532,8 @@ def train_on_batch(net, x, y, sample_weight=None, class_weight=None):
     parallel = pool is not None and len(x) >= pool.size and sample_weight is None
     strategy = LocalWorkers(pool.size) if parallel else SingleProcess()
     with stop_on_interrupt(), strategy.open(net, len(x), y[:1]) as step:
-        value, outputs = step(x, y, sample_weight)
+        # Every call is checked: each is a step of its own whose caller decides what follows.
+        value, outputs = finite.checked_step(step, net, "Net.train_on_batch", x, y, sample_weight)
     return dict(zip(["loss"] + [name for name, _ in net.metrics],
                     [value] + _metric_values(net, y, outputs)))
 

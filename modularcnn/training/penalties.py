@@ -14,6 +14,7 @@ gradient once, to the summed gradients, then runs the optimizer, then projects t
 """
 
 from ..constraints import project
+from .finite import check_step
 
 
 def parameter_owners(layers):
@@ -68,12 +69,18 @@ def apply_constraints(net, params=None):
             project(constraint, params[key])
 
 
-def optimizer_step(net, params, grads):
+def optimizer_step(net, params, grads, check_finite=False, loss=None):
     """The step every strategy takes once per batch on summed gradients: add the weight penalties'
     gradients, apply the optimizer to ``params``, project the constrained weights.
 
+    With ``check_finite`` the step's ``loss`` (None: not checked) and ``grads`` are checked first
+    (:func:`modularcnn.training.finite.check_step`): a NonFiniteLossError leaves every weight and
+    the optimizer's state as they were.
+
     Returns the weight penalty at the weights *before* the step (what Keras adds to the step's loss).
     """
+    if check_finite:
+        check_step(loss, grads)
     penalty = weight_penalty(net, params)
     net.optimizer.apply(params, with_penalty_gradients(net, params, grads))
     apply_constraints(net, params)

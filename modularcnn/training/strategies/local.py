@@ -24,6 +24,7 @@ import contextlib
 
 import numpy as np
 
+from ...errors import NonFiniteLossError
 from ..penalties import optimizer_step
 from ..replica import replica_spec, unsupported_reason, weight_names
 from .base import DataParallelStrategy, split_rows
@@ -94,20 +95,23 @@ class _Session:
         for _, layer, key in weight_names(self.net):
             layer.params[key] = np.array(layer.params[key])
 
-    def step(self, x, y, sample_weight=None):
-        """One optimisation step on the batch; returns ``(loss, outputs)``."""
+    def step(self, x, y, sample_weight=None, check_finite=False):
+        """One optimisation step on the batch; returns ``(loss, outputs)`` (``check_finite``: see
+        :func:`~modularcnn.training.penalties.optimizer_step`)."""
         _check_no_sample_weight(sample_weight)
         rows = len(x)
         if rows > self.capacity:
             raise ValueError(f"a batch of {rows} rows, more than the {self.capacity} this strategy "
                              "was opened for")
         try:
-            return self._step(x, y, rows)
+            return self._step(x, y, rows, check_finite)
+        except NonFiniteLossError:
+            raise  # every worker answered: the pool is fine, only the data is not
         except BaseException:
             self.broken = True
             raise
 
-    def _step(self, x, y, rows):
+    def _step(self, x, y, rows, check_finite):
         block = self.block
         block["x"][:rows] = x
         block["y"][:rows] = y
@@ -118,10 +122,10 @@ class _Session:
         self._serve_reductions([worker for worker, _, _ in busy])
         total = self.strategy.sum_gradients([self.grads[worker.index] for worker, _, _ in busy],
                                             self.total)
+        loss = float(sum(block["loss"][worker.index] for worker, _, _ in busy))
         # The weight penalties' value and gradient once, on the summed gradients (not per worker).
-        penalty = optimizer_step(self.net, self.params, total)
-        loss = float(sum(block["loss"][worker.index] for worker, _, _ in busy)) + penalty
-        return loss, block["outputs"][:rows].copy()
+        penalty = optimizer_step(self.net, self.params, total, check_finite=check_finite, loss=loss)
+        return loss + penalty, block["outputs"][:rows].copy()
 
     def _serve_reductions(self, busy):
         """Wait for every busy worker's ``done``, summing batch statistics when they ask."""

@@ -295,14 +295,17 @@ class MPIStrategy(DataParallelStrategy):
                     compute = self._here_compute(net, objective, reducer, draws)
                 stack.enter_context(stops.noting())
 
-                def step(x, y, sample_weight=None):
+                def step(x, y, sample_weight=None, check_finite=False):
                     rows = len(x)
                     lo, hi = self._piece(rows)
                     value, outputs, partial = compute(x, y, sample_weight, lo, hi, rows)
                     gradients = self.sum_gradients([partial], views)
                     # Every rank takes the same step on the same summed gradients (and so gets
                     # the same weight penalty, added after the loss is summed over the ranks).
-                    penalty = optimizer_step(net, net.trainable_params(), gradients)
+                    # The gradients are summed over the ranks, so every rank decides the same;
+                    # the loss is this rank's share only, so it is left out of the check.
+                    penalty = optimizer_step(net, net.trainable_params(), gradients,
+                                             check_finite=check_finite)
                     # One small all-reduce carries the loss and whether any rank was asked to stop.
                     status = np.array([value, float(stops.requested)], dtype=np.float64)
                     self.allreduce(status)

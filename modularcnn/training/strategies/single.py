@@ -23,9 +23,10 @@ class SingleProcess(Strategy):
 
         objective = objective_of(net)
 
-        def step(x, y, sample_weight=None):
+        def step(x, y, sample_weight=None, check_finite=False):
             value, outputs = objective.backpropagate(x, y, sample_weight=sample_weight)
-            value += optimizer_step(net, net.trainable_params(), net.trainable_grads())
+            value += optimizer_step(net, net.trainable_params(), net.trainable_grads(),
+                                    check_finite=check_finite, loss=value)
             return value, outputs
 
         yield step
