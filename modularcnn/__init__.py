@@ -5,7 +5,7 @@
 """
 
 from . import activations, constraints, initializers, layers, regularizers, utils, validation
-from .errors import ArgumentError, DataError, ModelFileError, ShapeError
+from .errors import ArgumentError, DataError, ModelFileError, NonFiniteLossError, ShapeError
 from .execution import ExecutionOptions, reference_kernels
 from .gradcheck import GradientCheckError, gradcheck
 from .layers.input_layer import Input
@@ -19,7 +19,8 @@ from .version import __version__
 __all__ = [
     "Net", "Sequential", "Model", "Input", "SymbolicTensor", "ExecutionOptions", "reference_kernels",
     "layers", "activations", "initializers", "regularizers", "constraints", "gradcheck",
-    "GradientCheckError", "ArgumentError", "ModelFileError", "ShapeError", "DataError", "validation",
+    "GradientCheckError", "ArgumentError", "ModelFileError", "ShapeError", "DataError",
+    "NonFiniteLossError", "validation",
     "utils", "load_model", "__version__",
     "plot_history", "plot_predictions", "plot_confusion_matrix",
 ]

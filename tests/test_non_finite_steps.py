@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from modularcnn import Net, callbacks, optimizers
-from modularcnn.errors import NonFiniteLossError
+from modularcnn import NonFiniteLossError
 from modularcnn.layers import BatchNormalization, Convolutional, Dense, Flatten
 from modularcnn.training import strategies
 from modularcnn.training.finite import step_problem
