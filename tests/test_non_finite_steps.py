@@ -112,3 +112,23 @@ def test_step_problem_names_what_is_wrong():
     big = np.array([1.0, 3e19], np.float32)  # its square overflows float32, Adam's v would be inf
     assert "reaches 3e+19, too large to square in float32" in step_problem(None, {"w": big})
     assert step_problem(None, {"w": big.astype(np.float64)}) is None  # float64 squares it fine
+
+
+def test_a_strategy_whose_step_takes_no_check_finite_still_trains():
+    # Strategy.open's protocol gained check_finite; a user's strategy written before it keeps working.
+    import contextlib
+
+    from modularcnn.training.strategies import SingleProcess
+
+    class Plain(SingleProcess):
+        name = "plain"
+
+        @contextlib.contextmanager
+        def open(self, net, batch_size, y_sample):
+            with SingleProcess.open(self, net, batch_size, y_sample) as step:
+                yield lambda x, y, sample_weight=None: step(x, y, sample_weight)
+
+    net = small_net()
+    x, y = data()
+    history = net.fit(x, y, epochs=1, batch_size=8, verbose=0, strategy=Plain())
+    assert np.isfinite(history.history["loss"][0])

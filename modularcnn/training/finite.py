@@ -12,6 +12,7 @@ learning rate that makes training diverge is the model's business, and
 :class:`~modularcnn.callbacks.TerminateOnNaN` stops it; ``fit`` warns once when it happens.
 """
 
+import inspect
 import math
 
 import numpy as np
@@ -90,12 +91,22 @@ def explained(error, owner, x, y, dtype):
         f"{dtype.name} arithmetic overflows beyond {np.finfo(dtype).max:.3g}: {hint}")
 
 
+def _takes_check_finite(step):
+    try:
+        parameters = inspect.signature(step).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "check_finite" or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
 def checked_step(step, net, owner, x, y, sample_weight=None):
     """``step(x, y, sample_weight, check_finite=True)`` (a strategy's step): ``(loss, outputs)``.
 
     A :class:`NonFiniteLossError` from it (the optimizer did not run) puts the moving statistics
     back as they were before the forward pass and comes out as :func:`explained` words it.
     """
+    if not _takes_check_finite(step):
+        return step(x, y, sample_weight)  # a strategy of the user's, written before the check
     snapshot = StateSnapshot(net)
     try:
         return step(x, y, sample_weight, check_finite=True)

@@ -36,7 +36,10 @@ class Strategy:
     name = None
 
     def open(self, net, batch_size, y_sample):
-        """A context manager yielding ``step(x, y, sample_weight=None) -> (loss, outputs)``.
+        """A context manager yielding ``step(x, y, sample_weight=None, check_finite=False) ->
+        (loss, outputs)``; with ``check_finite`` the step passes it (and its loss) on to
+        :func:`~modularcnn.training.penalties.optimizer_step`, which refuses a non-finite step
+        before the update. A step without that argument is taken unchecked.
 
         Parameters
         ----------
