@@ -31,6 +31,7 @@ from . import summary as _summary
 from . import validation
 from .execution import options_for
 from .graph_execution import GraphExecutor
+from .layers.base import frozen_scope
 from .layers.nested import register_network
 from .layers.symbolic import SymbolicTensor, is_symbolic
 from .net import Net
@@ -203,7 +204,8 @@ class Model(Net):
         x = self.as_input(x)
         arrays = x.arrays if isinstance(x, Rows) else [x]
         options = options_for(self)
-        outputs = self._executor.forward(arrays, training=training, options=options)
+        with frozen_scope(not self.trainable):  # a frozen model's batch norms run as in inference
+            outputs = self._executor.forward(arrays, training=training, options=options)
         self._plan = self._executor.ran(options, self.name)
         return outputs[0] if len(outputs) == 1 else outputs
 

@@ -17,7 +17,7 @@ from . import summary as _summary
 from . import training as _training
 from . import validation
 from .execution import ExecutionOptions
-from .layers.base import Layer, check_unclaimed, claim, get_layer_class
+from .layers.base import Layer, check_unclaimed, claim, frozen_scope, get_layer_class
 from .layers.input_layer import InputLayer
 from .layers.nested import register_network
 from .layers.stack import LayerStack
@@ -279,7 +279,8 @@ class Net(KerasModelMethods):
         options, plan = _execution.options_for(self), self._plan
         if plan is None or plan.options != options or plan.layers != self.layers:
             self._plan = _execution.plan(self.layers, options, self.name)
-        return self._stack.forward(x, training=training, steps=self._plan.steps)
+        with frozen_scope(not self.trainable):  # a frozen network's batch norms run as in inference
+            return self._stack.forward(x, training=training, steps=self._plan.steps)
 
     def backward(self, dout, input_gradient=True, preactivation=False):
         """Back-propagate ``dout`` = dL/d(output) (N, *output_shape) through every layer.

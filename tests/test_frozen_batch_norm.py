@@ -198,3 +198,91 @@ def test_keras_fits_a_frozen_batch_norm_as_modularcnn_does(tmp_path):
     assert len(ours) == len(keras_weights)
     for a, b in zip(ours, keras_weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def base_and_head(freeze="nested"):
+    """A pretrained-style base (Conv -> BN) nested in a Net with a trainable head; ``freeze`` says
+    what is frozen: the nested network, a Residual block holding the BN, or the whole network."""
+    from modularcnn.layers import Residual
+
+    base = Net(input_shape=(7, 5, 3), seed=4, dtype="float64", name="base")
+    base.add(Convolutional(4, 3, pad=1))
+    if freeze == "residual":
+        base.add(Residual([Convolutional(4, 3, pad=1), BatchNormalization(momentum=0.5, name="bn")],
+                          trainable=False, name="block"))
+    else:
+        base.add(BatchNormalization(momentum=0.5, name="bn"))
+    net = Net(input_shape=(7, 5, 3), seed=6, dtype="float64")
+    net.add(base)
+    net.add(Flatten())
+    net.add(Dense(3, activation="softmax"))
+    net.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    if freeze == "nested":
+        base.trainable = False  # Keras's fine-tuning recipe: freeze the base after building
+    elif freeze == "whole":
+        net.trainable = False
+    return net, base
+
+
+def moving(base):
+    bn = next(layer for layer in _leaves(base.layers) if isinstance(layer, BatchNormalization))
+    return bn.params["moving_mean"].copy(), bn.params["moving_variance"].copy()
+
+
+def _leaves(layers):
+    for layer in layers:
+        yield layer
+        yield from _leaves(layer.sublayers)
+
+
+@pytest.mark.parametrize("freeze", ["nested", "residual", "whole"])
+def test_a_batch_norm_inside_a_frozen_network_or_block_is_frozen_too(freeze):
+    net, base = base_and_head(freeze)
+    before = moving(base)
+    x, y = data(12)
+    net.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    net.train_on_batch(x, y)
+    for a, b in zip(moving(base), before):
+        np.testing.assert_array_equal(a, b)
+    # in training it computes what inference computes
+    np.testing.assert_array_equal(net.forward(x, training=True), net.forward(x, training=False))
+
+
+def flat_net(freeze):
+    """Conv -> (a frozen Residual of Conv, BN) or (BN, the whole network frozen) -> Dense."""
+    from modularcnn.layers import Residual
+
+    net = Net(input_shape=(7, 5, 3), seed=4, dtype="float64")
+    net.add(Convolutional(4, 3, pad=1))
+    if freeze == "residual":
+        net.add(Residual([Convolutional(4, 3, pad=1), BatchNormalization(momentum=0.5)],
+                         trainable=False))
+    else:
+        net.add(BatchNormalization(momentum=0.5))
+    net.add(BatchNormalization(momentum=0.6, name="free"))  # synchronised across the workers
+    net.add(Flatten())
+    net.add(Dense(3, activation="softmax"))
+    net.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    if freeze == "whole":
+        net.trainable = False
+    return net
+
+
+@pytest.mark.parametrize("freeze", ["residual", "whole"])
+def test_a_frozen_block_or_network_trains_with_two_workers_as_in_one_process(freeze):
+    # (a nested network holding a batch norm trains in one process only, frozen or not)
+    x, y = data(24)
+    results = []
+    for workers in (1, 2):
+        net = flat_net(freeze)
+        bns = [layer for layer in _leaves(net.layers) if isinstance(layer, BatchNormalization)]
+        before = [layer.params["moving_mean"].copy() for layer in bns]
+        net.fit(x, y, epochs=1, batch_size=8, verbose=0, workers=workers, shuffle=False)
+        frozen_bn, free_bn = bns[0], bns[1]
+        np.testing.assert_array_equal(frozen_bn.params["moving_mean"], before[0])
+        # the free one learns unless the whole network is frozen
+        assert np.array_equal(free_bn.params["moving_mean"], before[1]) == (freeze == "whole")
+        results.append(net)
+    for a, b in zip(results[0].get_weights(), results[1].get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10)
+    strategies.close_pool(results[1])

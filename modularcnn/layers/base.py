@@ -16,6 +16,8 @@ statistics); the names listed in ``non_trainable_params`` are state the optimise
 ``from_config(config)`` calls the constructor with them, which is what model files store.
 """
 
+import contextlib
+import contextvars
 import re
 import weakref
 
@@ -46,6 +48,33 @@ def register_layer(cls=None, *, name=None):
         return layer_class
 
     return decorate(cls) if cls is not None else decorate
+
+
+_FROZEN = contextvars.ContextVar("modularcnn_inside_frozen_container", default=False)
+
+
+@contextlib.contextmanager
+def frozen_scope(frozen):
+    """While a frozen container (a network or block with ``trainable=False``) runs its layers.
+
+    Keras 3's ``trainable`` setter freezes every sublayer; here a container's flag stays its own,
+    and its forward pass runs inside this scope instead, so that what Keras derives from a frozen
+    layer (a BatchNormalization in inference mode, see :func:`inside_frozen`) holds for the layers
+    of a frozen network too, at any depth. ``frozen=False`` leaves the surrounding scope as it is.
+    """
+    if not frozen:
+        yield
+        return
+    token = _FROZEN.set(True)
+    try:
+        yield
+    finally:
+        _FROZEN.reset(token)
+
+
+def inside_frozen():
+    """True inside :func:`frozen_scope` of a frozen container."""
+    return _FROZEN.get()
 
 
 def container_of(layer):

@@ -14,7 +14,7 @@ network with several outputs cannot be a layer (a layer makes one tensor).
 
 import numpy as np
 
-from .base import Layer, register_layer
+from .base import Layer, frozen_scope, register_layer
 from .stack import NamedArrays
 
 
@@ -135,7 +135,8 @@ class NestedModel(Layer):
         self.built = True
 
     def forward(self, x, training=False):
-        return self.model.forward(x, training=training)
+        with frozen_scope(not self.trainable):  # the wrapper's flag freezes the network too
+            return self.model.forward(x, training=training)
 
     def backward(self, dy):
         return self.model.backward(dy, input_gradient=self.input_grad_needed)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from .. import initializers, validation
-from .base import Layer, register_layer
+from .base import Layer, inside_frozen, register_layer
 from .batch_statistics import ONE_PROCESS
 
 
@@ -58,9 +58,10 @@ class BatchNormalization(Layer):
     runs in inference mode during training too, as Keras 3 does: it normalises with the moving
     statistics, leaves them unchanged, and its backward pass is that of the affine map
     ``dx = dy * gamma / sqrt(moving_variance + epsilon)``; ``gamma`` and ``beta`` are not trained.
-    The flag is part of the config, so worker replicas and saved models freeze it too. The layer's
-    own flag decides: ``net.trainable = False`` on an enclosing network stops the optimiser but, unlike
-    Keras's setter, does not rewrite its layers' flags, so freeze a BatchNormalization by its own.
+    The same holds inside a frozen network or block (``base.trainable = False`` on a nested ``Net``,
+    a ``Residual`` or the trained network itself), as Keras's setter freezes every sublayer: that
+    network's forward pass runs in :func:`~modularcnn.layers.base.frozen_scope`. The flags are part
+    of the configs, so worker replicas and saved models freeze the same layers.
     """
 
     non_trainable_params = ("moving_mean", "moving_variance")
@@ -111,7 +112,7 @@ class BatchNormalization(Layer):
         # Keras 3 (BatchNormalization.call): a frozen layer normalises as in inference, so that
         # fine-tuning neither moves the statistics the rest of the network was trained with nor
         # sees batch noise.
-        training = training and self.trainable
+        training = training and self.trainable and not inside_frozen()
         if training:
             mean, variance = self._batch_statistics(x, axes)
             if self.batch_reducer.updates_state:

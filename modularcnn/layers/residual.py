@@ -11,7 +11,7 @@ layers' dictionaries under ``"<inner layer>/<name>"`` keys (``"convolutional/ker
 :class:`~modularcnn.layers.stack.LayerStack` objects, and the layer adds their outputs.
 """
 
-from .base import Layer, check_unclaimed, claim, get_layer_class, register_layer
+from .base import Layer, check_unclaimed, claim, frozen_scope, get_layer_class, register_layer
 from .stack import LayerStack, NamedArrays
 
 SHORTCUTS = ("identity", "projection", "projection_bn")
@@ -219,8 +219,9 @@ class Residual(Layer):
         block, shortcut = self._stacks()
         # Whoever reseeds this block (gradcheck) reseeds its dropout too.
         rng = self.random
-        return (block.forward(x, training=training, rng=rng)
-                + shortcut.forward(x, training=training, rng=rng))
+        with frozen_scope(not self.trainable):  # a frozen block's batch norms run as in inference
+            return (block.forward(x, training=training, rng=rng)
+                    + shortcut.forward(x, training=training, rng=rng))
 
     def backward(self, dy):
         need = self.input_grad_needed
