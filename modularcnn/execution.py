@@ -212,6 +212,8 @@ class Plan:
         self.steps = list(steps)
         self.options = options
         self.name = name
+        # Kept once: a network compares it with its layers on every forward pass (one-image latency).
+        self._layers = [layer for step in self.steps for layer in step_layers(step)]
 
     def __iter__(self):
         return iter(self.steps)
@@ -225,7 +227,11 @@ class Plan:
     @property
     def layers(self):
         """Every layer the plan runs, in order (the network's layers)."""
-        return [layer for step in self.steps for layer in step_layers(step)]
+        return list(self._layers)
+
+    def runs(self, layers):
+        """True when the plan runs exactly ``layers`` (a list), in that order."""
+        return self._layers == layers
 
     def kinds(self):
         """The class name of each step: ``["PatchConvReluPool", ..., "Dense"]``."""

@@ -277,7 +277,7 @@ class Net(KerasModelMethods):
         # The plan is kept while the layers and options stay the same: planning builds the fused
         # steps anew, which was a tenth of a one-image LeNet predict (6 rule checks per call).
         options, plan = _execution.options_for(self), self._plan
-        if plan is None or plan.options != options or plan.layers != self.layers:
+        if plan is None or plan.options != options or not plan.runs(self.layers):
             self._plan = _execution.plan(self.layers, options, self.name)
         with frozen_scope(not self.trainable):  # a frozen network's batch norms run as in inference
             return self._stack.forward(x, training=training, steps=self._plan.steps)
@@ -294,7 +294,7 @@ class Net(KerasModelMethods):
         Uses what the last :meth:`forward` cached.
         """
         plan = self._plan
-        if plan is None or plan.layers != self.layers:
+        if plan is None or not plan.runs(self.layers):
             raise ValueError("backward needs a forward pass of this network first")
         return self._stack.backward(dout, steps=plan.steps, input_grad_needed=input_gradient,
                                     preactivation=preactivation)

@@ -51,6 +51,8 @@ def fail(owner, name, expected, value):
 
 def is_integer(value):
     """True for Python and NumPy integers, False for bools (``True`` is not a size) and everything else."""
+    if type(value) is int:  # the common case, without the ABC check (it is on every predict call)
+        return True
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 

@@ -329,3 +329,37 @@ def test_prefetch_timing_script_runs(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     for row in ("compute alone", "loading alone", "prefetching", "no read-ahead"):
         assert row in done.stdout
+
+
+def test_inputs_whose_sum_overflows_are_finite_and_nan_or_inf_is_refused():
+    """The finiteness check sums the input once; a sum that overflows from finite values (float32
+    inputs near its largest value) must not be taken for an infinite input."""
+    net = Net(input_shape=(6,), seed=0, dtype="float64")
+    net.add(Dense(3, activation="softmax"))
+    big = np.full((4, 6), np.finfo(np.float32).max / 2, dtype=np.float32)
+    assert np.isinf(big.sum())
+    assert net.predict(big).shape == (4, 3)
+    for bad in (np.inf, -np.inf, np.nan):
+        x = big.copy()
+        x[2, 5] = bad
+        with pytest.raises(ValueError, match="NaN or inf"):
+            net.predict(x)
+        with pytest.raises(ValueError, match="NaN or inf"):
+            net.predict(np.where(np.isfinite(x), 0, x).astype(np.float32))
+
+
+def test_predict_without_callbacks_and_with_them_gives_the_same_outputs():
+    from modularcnn.callbacks import Callback
+
+    class Count(Callback):
+        batches = 0
+
+        def on_predict_batch_end(self, batch, logs=None):
+            Count.batches += 1
+
+    net = mlp()
+    x, _ = data(50)
+    plain = net.predict(x, batch_size=16)
+    np.testing.assert_array_equal(net.predict(x, batch_size=16, callbacks=[Count()]), plain)
+    assert Count.batches == 4
+    np.testing.assert_array_equal(net.predict(x[:1]), plain[:1])

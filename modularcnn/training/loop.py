@@ -412,8 +412,7 @@ def evaluate(net, x, y=None, batch_size=None, verbose=0, sample_weight=None, ste
     steps = _check_steps(steps, "steps")
     hooks = CallbackList(callback_list(callbacks, "Net.evaluate"), model=net,
                          params={"steps": steps, "verbose": verbose})
-    source = make_source(net, x, y, sample_weight, batch_size or (
-        None if is_sequence(x) or is_iterator(x) else DEFAULT_EVAL_BATCH))
+    source = make_source(net, x, y, sample_weight, batch_size or _default_batch(x))
     result = _evaluate_source(net, objective, source, steps, hooks=hooks)
     if verbose:
         print(" - ".join(f"{k}: {v:.4f}" for k, v in result.items()))
@@ -431,6 +430,24 @@ def _check_out(net, out, count):
     return out
 
 
+class _NoHooks:
+    """The hook list of a ``predict`` without callbacks: every hook does nothing."""
+
+    def call(self, hook, *args):
+        pass
+
+
+_NO_HOOKS = _NoHooks()
+
+
+def _default_batch(x):
+    """The batch size of evaluate and predict when none is given: arrays get
+    ``DEFAULT_EVAL_BATCH``; a Sequence or generator makes its own batches (None)."""
+    if isinstance(x, np.ndarray):  # the common case, before the duck-typing checks
+        return DEFAULT_EVAL_BATCH
+    return None if is_sequence(x) or is_iterator(x) else DEFAULT_EVAL_BATCH
+
+
 def predict(net, x, batch_size=None, steps=None, out=None, verbose=0, callbacks=None):
     """Outputs for ``x`` in inference mode, ``(N, *output_shape)``: probabilities after a softmax.
 
@@ -443,8 +460,9 @@ def predict(net, x, batch_size=None, steps=None, out=None, verbose=0, callbacks=
         batch_size = check_batch_size(batch_size, "Net.predict")
     steps = _check_steps(steps, "steps")
     verbose = check_verbose(verbose, "Net.predict")
-    hooks = CallbackList(callback_list(callbacks, "Net.predict"), model=net,
-                         params={"steps": steps, "verbose": verbose})
+    # Without callbacks no hook list is made (a one-image predict calls four hooks).
+    hooks = _NO_HOOKS if callbacks is None else CallbackList(
+        callback_list(callbacks, "Net.predict"), model=net, params={"steps": steps, "verbose": verbose})
     started = time.perf_counter()
     if getattr(net, "structured", False):
         hooks.call("on_predict_begin", None)
@@ -461,8 +479,7 @@ def predict(net, x, batch_size=None, steps=None, out=None, verbose=0, callbacks=
 
 def _predict_arrays(net, x, batch_size, steps, out, hooks):
     """:func:`predict` of a one-output network: ``(outputs, batches)``."""
-    source = make_source(net, x, batch_size=batch_size or (
-        None if is_sequence(x) or is_iterator(x) else DEFAULT_EVAL_BATCH), needs_targets=False)
+    source = make_source(net, x, batch_size=batch_size or _default_batch(x), needs_targets=False)
     hooks.call("on_predict_begin", None)  # once the data is known to be usable
     count = source.count
     if count is not None and steps is not None:

@@ -54,9 +54,14 @@ class Exhausted(Exception):
 # ------------------------------------------------------------------------------------------------
 
 def _finite(values):
-    # min and max are NaN or infinite exactly when some value is: two passes, no mask array.
-    return values.dtype.kind != "f" or values.size == 0 or bool(
-        np.isfinite(values.min()) and np.isfinite(values.max()))
+    """True unless a floating-point ``values`` holds NaN or inf."""
+    if values.dtype.kind != "f" or values.size == 0:
+        return True
+    # A NaN or inf makes the sum NaN or inf: one pass, no mask array. A sum that overflowed from
+    # finite values is told apart by min and max, which are NaN or infinite exactly when some value is.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(values, axis=None)
+    return bool(np.isfinite(total)) or bool(np.isfinite(values.min()) and np.isfinite(values.max()))
 
 
 def input_batch(net, x, what):
@@ -389,6 +394,8 @@ class IteratorSource:
 
 
 def is_sequence(x):
+    if isinstance(x, np.ndarray):  # the common case, without the import and attribute look-ups
+        return False
     from ..utils.sequence import Sequence  # noqa: PLC0415 - utils imports nothing from training
 
     return isinstance(x, Sequence) or (
