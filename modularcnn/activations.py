@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from . import validation
 from .mathutils import sigmoid as _logistic
 
 
@@ -76,15 +77,9 @@ class ReLU(ActivationFunction):
     name = "relu"
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0):
-        if max_value is not None:
-            max_value = float(max_value)
-            if not max_value >= 0:
-                raise ValueError(f"ReLU: max_value must be None or >= 0, got {max_value!r}")
-        negative_slope, threshold = float(negative_slope), float(threshold)
-        if not negative_slope >= 0:
-            raise ValueError(f"ReLU: negative_slope must be >= 0, got {negative_slope!r}")
-        if not (math.isfinite(threshold) and threshold >= 0):
-            raise ValueError(f"ReLU: threshold must be a finite number >= 0, got {threshold!r}")
+        max_value = validation.non_negative_number(max_value, "max_value", "ReLU", allow_none=True)
+        negative_slope = validation.non_negative_number(negative_slope, "negative_slope", "ReLU")
+        threshold = validation.non_negative_number(threshold, "threshold", "ReLU")
         if max_value is not None and max_value < threshold:
             raise ValueError(f"ReLU: max_value {max_value} is below threshold {threshold}")
         self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
@@ -145,7 +140,7 @@ class LeakyReLU(ActivationFunction):
     name = "leakyrelu"
 
     def __init__(self, alpha=0.3):
-        self.alpha = float(alpha)
+        self.alpha = validation.real(alpha, "alpha", "LeakyReLU")
 
     def forward(self, z):
         return np.where(z > 0, z, z * z.dtype.type(self.alpha))
@@ -163,7 +158,7 @@ class ELU(ActivationFunction):
     name = "elu"
 
     def __init__(self, alpha=1.0):
-        self.alpha = float(alpha)
+        self.alpha = validation.real(alpha, "alpha", "ELU")
 
     def forward(self, z):
         negative = z.dtype.type(self.alpha) * np.expm1(np.minimum(z, 0))
@@ -345,9 +340,7 @@ class Softmax(ActivationFunction):
     name = "softmax"
 
     def __init__(self, axis=-1):
-        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-            raise ValueError(f"softmax: axis must be an int, got {axis!r}")
-        self.axis = int(axis)
+        self.axis = validation.axis(axis, "axis", "softmax")
 
     def forward(self, z):
         shifted = z - np.max(z, axis=self.axis, keepdims=True)

@@ -19,6 +19,8 @@ Flips are applied first, by exact indexing.
 
 import numpy as np
 
+from . import validation
+
 INTERPOLATIONS = ("bilinear", "nearest")
 
 
@@ -51,13 +53,16 @@ class ImageAugmenter:
     def __init__(self, rotation_range=0.0, width_shift_range=0.0, height_shift_range=0.0,
                  zoom_range=0.0, horizontal_flip=False, vertical_flip=False, noise_std=0.0,
                  fill_value=0.0, seed=None, interpolation="bilinear"):
-        for name, value in (("rotation_range", rotation_range),
-                            ("width_shift_range", width_shift_range),
-                            ("height_shift_range", height_shift_range),
-                            ("noise_std", noise_std)):
-            if not np.isscalar(value) or not np.isfinite(value) or value < 0:
-                raise ValueError(f"ImageAugmenter: {name} must be a finite number >= 0, "
-                                 f"got {value!r}")
+        owner = "ImageAugmenter"
+        # A turn beyond 360 degrees or a shift beyond the whole image adds nothing (and 1e308 would
+        # overflow the draw's range).
+        rotation_range = validation.real(rotation_range, "rotation_range", owner, minimum=0,
+                                         maximum=360)
+        width_shift_range = validation.real(width_shift_range, "width_shift_range", owner, minimum=0,
+                                            maximum=1)
+        height_shift_range = validation.real(height_shift_range, "height_shift_range", owner,
+                                             minimum=0, maximum=1)
+        noise_std = validation.non_negative_number(noise_std, "noise_std", owner)
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"ImageAugmenter: interpolation must be one of {INTERPOLATIONS}, "
                              f"got {interpolation!r}")
@@ -66,11 +71,11 @@ class ImageAugmenter:
         self.height_shift_range = float(height_shift_range)
         self.zoom_range = zoom_range
         self._zoom_bounds = _zoom_bounds(zoom_range)
-        self.horizontal_flip = bool(horizontal_flip)
-        self.vertical_flip = bool(vertical_flip)
-        self.noise_std = float(noise_std)
-        self.fill_value = float(fill_value)
-        self.seed = seed
+        self.horizontal_flip = validation.boolean(horizontal_flip, "horizontal_flip", owner)
+        self.vertical_flip = validation.boolean(vertical_flip, "vertical_flip", owner)
+        self.noise_std = noise_std
+        self.fill_value = validation.real(fill_value, "fill_value", owner)
+        self.seed = validation.seed(seed, "seed", owner)
         self.interpolation = interpolation
         self.rng = np.random.default_rng(seed)
 
@@ -227,17 +232,14 @@ def _check_batch(x):
 
 
 def _zoom_bounds(zoom_range):
-    if np.isscalar(zoom_range):
-        if not np.isfinite(zoom_range) or not 0 <= zoom_range < 1:
-            raise ValueError(f"ImageAugmenter: zoom_range as a number must be in [0, 1), "
-                             f"got {zoom_range!r}")
-        return 1.0 - zoom_range, 1.0 + zoom_range
-    try:
-        low, high = (float(v) for v in zoom_range)
-    except (TypeError, ValueError):
-        raise ValueError(f"ImageAugmenter: zoom_range must be a number or a (low, high) pair, "
-                         f"got {zoom_range!r}") from None
-    if not 0 < low <= high or not np.isfinite(high):
+    if not isinstance(zoom_range, (tuple, list)):
+        zoom = validation.probability(zoom_range, "zoom_range", "ImageAugmenter")
+        return 1.0 - zoom, 1.0 + zoom
+    if len(zoom_range) != 2:
+        validation.fail("ImageAugmenter", "zoom_range", "a number in [0, 1) or a (low, high) pair",
+                        zoom_range)
+    low, high = (validation.real(v, "zoom_range", "ImageAugmenter") for v in zoom_range)
+    if not 0 < low <= high:
         raise ValueError(f"ImageAugmenter: zoom_range pair must satisfy 0 < low <= high, "
                          f"got {zoom_range!r}")
     return low, high

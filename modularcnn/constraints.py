@@ -46,9 +46,12 @@ class Constraint(Configurable):
 def _axis(axis, owner):
     """An int or a list of ints (JSON: a list), as Keras takes it."""
     if validation.is_integer(axis):
-        return int(axis)
+        return validation.axis(axis, "axis", owner)
     if isinstance(axis, (list, tuple)) and axis and all(validation.is_integer(a) for a in axis):
-        return [int(a) for a in axis]
+        axes = [validation.axis(a, "axis", owner) for a in axis]
+        if len(set(axes)) != len(axes):
+            validation.fail(owner, "axis", "an int or a list of distinct ints", axis)
+        return axes
     validation.fail(owner, "axis", "an int or a non-empty list of ints", axis)
 
 

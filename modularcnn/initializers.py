@@ -56,7 +56,7 @@ class Constant(Initializer):
     """Every element equal to ``value``."""
 
     def __init__(self, value=0.0):
-        self.value = float(value)
+        self.value = validation.real(value, "value", "Constant")
 
     def __call__(self, shape, rng=None, dtype=np.float32):
         return np.full(shape, self.value, dtype=dtype)
@@ -69,8 +69,8 @@ class RandomNormal(Initializer):
     """Normal distribution with the given ``mean`` and ``stddev``."""
 
     def __init__(self, stddev=0.05, mean=0.0):
-        self.stddev = float(stddev)
-        self.mean = float(mean)
+        self.stddev = validation.non_negative_number(stddev, "stddev", "RandomNormal")
+        self.mean = validation.real(mean, "mean", "RandomNormal")
 
     def __call__(self, shape, rng, dtype=np.float32):
         return draw_in_pieces(shape, dtype, lambda n: rng.normal(self.mean, self.stddev, size=n))
@@ -83,7 +83,9 @@ class RandomUniform(Initializer):
     """Uniform on ``[-limit, limit]``."""
 
     def __init__(self, limit=0.05):
-        self.limit = float(limit)
+        # The draw's range, 2 * limit, must be a finite float.
+        self.limit = validation.real(limit, "limit", "RandomUniform", minimum=0,
+                                     maximum=np.finfo(np.float64).max / 2)
 
     def __call__(self, shape, rng, dtype=np.float32):
         return draw_in_pieces(shape, dtype, lambda n: rng.uniform(-self.limit, self.limit, size=n))
@@ -160,7 +162,7 @@ class VarianceScaling(Initializer):
             raise ValueError(f"mode must be 'fan_in', 'fan_out' or 'fan_avg', got {mode!r}")
         if distribution not in ("truncated_normal", "uniform"):
             raise ValueError(f"distribution must be 'truncated_normal' or 'uniform', got {distribution!r}")
-        self.scale = float(scale)
+        self.scale = validation.positive_number(scale, "scale", "VarianceScaling")
         self.mode = mode
         self.distribution = distribution
 

@@ -19,6 +19,7 @@ Gradients keep the dtype of ``y_pred`` (float32 in, float32 out).
 
 import numpy as np
 
+from . import validation
 from .catalog import Catalog, Configurable
 from .mathutils import align_to, as_float_array, log_sigmoid, log_softmax, sigmoid, softmax
 
@@ -147,13 +148,10 @@ class _CrossEntropy(Loss):
     """What the cross-entropies share: ``from_logits`` and ``label_smoothing`` in [0, 1]."""
 
     def __init__(self, from_logits=False, label_smoothing=0.0):
-        label_smoothing = float(label_smoothing)
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(
-                f"{type(self).__name__}: label_smoothing must lie in [0, 1], "
-                f"received {label_smoothing}."
-            )
-        self.from_logits = bool(from_logits)
+        owner = type(self).__name__
+        label_smoothing = validation.probability(label_smoothing, "label_smoothing", owner,
+                                                 allow_one=True)
+        self.from_logits = validation.boolean(from_logits, "from_logits", owner)
         self.label_smoothing = label_smoothing
 
     def get_config(self):
@@ -415,9 +413,7 @@ class Huber(_ElementwiseLoss):
     name = "huber"
 
     def __init__(self, delta=1.0):
-        delta = float(delta)
-        if not delta > 0:
-            raise ValueError(f"Huber: delta must be positive, received {delta}.")
+        delta = validation.positive_number(delta, "delta", "Huber")
         self.delta = delta
 
     def get_config(self):
@@ -601,14 +597,8 @@ class CategoricalFocalCrossentropy(CategoricalCrossentropy):
 
     def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0):
         super().__init__(from_logits=from_logits, label_smoothing=label_smoothing)
-        for what, value in (("alpha", alpha), ("gamma", gamma)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
-                np.isfinite(value) and value >= 0
-            ):
-                raise ValueError(
-                    f"CategoricalFocalCrossentropy: {what} must be a finite number >= 0, "
-                    f"received {value!r}."
-                )
+        alpha = validation.non_negative_number(alpha, "alpha", "CategoricalFocalCrossentropy")
+        gamma = validation.non_negative_number(gamma, "gamma", "CategoricalFocalCrossentropy")
         self.alpha = float(alpha)
         self.gamma = float(gamma)
 

@@ -116,7 +116,10 @@ class StepDecay(LearningRateSchedule):
         self.gamma = _non_negative_float(gamma, "gamma", name)
 
     def _learning_rate_at(self, step):
-        return self.initial_learning_rate * self.gamma ** (step // self.step_size)
+        try:
+            return self.initial_learning_rate * self.gamma ** (step // self.step_size)
+        except OverflowError:  # a growing gamma (> 1) past float range: an infinite rate, as NumPy
+            return math.inf
 
     def get_config(self):
         return {
@@ -294,6 +297,9 @@ class PiecewiseConstantDecay(LearningRateSchedule):
 
     def __init__(self, boundaries, values):
         name = type(self).__name__
+        for what, given in (("boundaries", boundaries), ("values", values)):
+            if not isinstance(given, (list, tuple)):
+                raise ValueError(f"{name}: {what} must be a list, received {given!r}.")
         boundaries = list(boundaries)
         values = list(values)
         if len(values) != len(boundaries) + 1:

@@ -16,6 +16,7 @@ not offer). Every entry of ``y_pred`` is a binary decision, as in Keras.
 
 import numpy as np
 
+from . import validation
 from .catalog import Configurable
 from .mathutils import align_to, as_float_array, sigmoid
 
@@ -107,12 +108,11 @@ def _threshold(value, where):
     return float(value)
 
 
-def _optional_int(value, what, where, minimum):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{where}: {what} must be an int >= {minimum} or None, received {value!r}.")
-    return int(value)
+#: The most thresholds AUC takes: a batch of N scores is compared with every one of them.
+MAX_THRESHOLDS = 100_000
+
+def _optional_int(value, what, where, minimum, maximum=None):
+    return validation.integer(value, what, where, minimum=minimum, maximum=maximum, allow_none=True)
 
 
 class _ConfusionAtThreshold(StatefulMetric):
@@ -211,7 +211,9 @@ class AUC(StatefulMetric):
 
     def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation", name=None,
                  multi_label=False, from_logits=False):
-        self.num_thresholds = _optional_int(num_thresholds, "num_thresholds", "AUC", 2)
+        # Bounded: the counts and each batch's comparisons grow with it (Keras uses 200).
+        self.num_thresholds = _optional_int(num_thresholds, "num_thresholds", "AUC", 2,
+                                            MAX_THRESHOLDS)
         if self.num_thresholds is None:
             raise ValueError("AUC: num_thresholds must be an int >= 2, received None.")
         if not isinstance(curve, str) or curve.upper() not in ("ROC", "PR"):

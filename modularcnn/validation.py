@@ -24,6 +24,7 @@ error instead of a ``MemoryError`` or an hour of swapping.
 
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -179,6 +180,8 @@ def int_tuple(value, rank, name, owner, *, minimum=1):
         fail(owner, name, expected, value)
     if any(v < minimum for v in values):
         fail(owner, name, expected, value)
+    if any(v > MAX_ARRAY_ELEMENTS for v in values):  # no window or stride is longer than an array
+        fail(owner, name, f"{expected}, at most {MAX_ARRAY_ELEMENTS:,}", value)
     return values
 
 
@@ -229,6 +232,26 @@ def float_dtype(value, name, owner):
         # float16's 3-digit precision breaks training and long double has no BLAS: refused, not half-run.
         fail(owner, name, "float32 or float64", value)
     return dtype
+
+
+def axis(value, name, owner, *, allow_none=False):
+    """``value`` as an axis index, an int in [-64, 64] (NumPy arrays have at most 64 axes)."""
+    return integer(value, name, owner, minimum=-64, maximum=64, allow_none=allow_none)
+
+
+def file_path(value, name, owner, *, allow_none=False):
+    """``value`` as a non-empty ``str`` path: a ``str`` or an ``os.PathLike`` such as ``pathlib.Path``
+    (bytes paths are refused: the library writes str paths into messages and file names)."""
+    if value is None and allow_none:
+        return None
+    expected = "a non-empty path (str or os.PathLike)"
+    if isinstance(value, os.PathLike):
+        text = os.fspath(value)
+    else:
+        text = value
+    if not isinstance(text, str) or not text:
+        fail(owner, name, expected, value)
+    return text
 
 
 def seed(value, name, owner):
@@ -293,6 +316,6 @@ def normalize_padding(pad, rank, owner="argument"):
             else:
                 fail(owner, "padding", expected, pad)
         pairs = tuple(pairs)
-    if any(p < 0 for pair in pairs for p in pair):
-        fail(owner, "padding", expected, pad)
+    if any(p < 0 or p > MAX_ARRAY_ELEMENTS for pair in pairs for p in pair):
+        fail(owner, "padding", expected + f", at most {MAX_ARRAY_ELEMENTS:,}", pad)
     return pairs

@@ -203,9 +203,9 @@ def test_config_round_trip():
 
 
 @pytest.mark.parametrize("kwargs,expected", [
-    ({"rotation_range": -1}, "rotation_range must be a finite number >= 0, got -1"),
+    ({"rotation_range": -1}, r"rotation_range must be a number in \[0, 360\], got -1"),
     ({"noise_std": float("nan")}, "noise_std"),
-    ({"zoom_range": 1.5}, r"zoom_range as a number must be in \[0, 1\), got 1.5"),
+    ({"zoom_range": 1.5}, r"zoom_range must be a number in \[0, 1\), got 1.5"),
     ({"zoom_range": (1.2, 0.8)}, "0 < low <= high"),
     ({"interpolation": "cubic"}, "interpolation must be one of"),
 ])

@@ -3,6 +3,7 @@
 import csv
 import os
 
+from .. import validation
 from .base import Callback
 
 
@@ -13,9 +14,11 @@ class CSVLogger(Callback):
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
-        self.filename = os.fspath(filename)
+        self.filename = validation.file_path(filename, "filename", "CSVLogger")
+        if not (isinstance(separator, str) and len(separator) == 1):
+            validation.fail("CSVLogger", "separator", "one character such as ','", separator)
         self.separator = separator
-        self.append = append
+        self.append = validation.boolean(append, "append", "CSVLogger")
         self._file = None
         self._writer = None
         self._keys = None

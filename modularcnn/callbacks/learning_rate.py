@@ -28,9 +28,10 @@ class LearningRateScheduler(Callback):
             new_lr = self.schedule(epoch, lr)
         except TypeError:
             new_lr = self.schedule(epoch)
+        if not validation.is_real(new_lr) or not math.isfinite(new_lr) or new_lr < 0:
+            raise ValueError(f"LearningRateScheduler: schedule returned {new_lr!r} for epoch {epoch}; "
+                             "expected a finite number >= 0")
         new_lr = float(new_lr)
-        if not math.isfinite(new_lr) or new_lr < 0:
-            raise ValueError(f"LearningRateScheduler: schedule returned {new_lr!r} for epoch {epoch}")
         optimizer.learning_rate = new_lr
         if self.verbose:
             print(f"Epoch {epoch + 1}: learning rate {new_lr:.6g}")

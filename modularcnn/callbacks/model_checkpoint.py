@@ -4,6 +4,7 @@ import math
 import os
 import string
 
+from .. import validation
 from ..errors import ModelFileError
 from ..saving.model_io import file_info
 from .monitoring import _Monitoring
@@ -57,7 +58,7 @@ class ModelCheckpoint(_Monitoring):
         self.save_freq = save_freq
         self._batches_seen = 0
         self._epoch = 0
-        self.filepath = os.fspath(filepath)
+        self.filepath = validation.file_path(filepath, "filepath", "ModelCheckpoint")
         self.placeholders = _placeholders(self.filepath)
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)

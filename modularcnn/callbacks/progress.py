@@ -9,6 +9,7 @@ write carriage returns and hundreds of redraws; there the bar is replaced by at 
 import sys
 import time
 
+from .. import validation
 from .base import Callback
 
 LINES_PER_EPOCH = 4
@@ -43,7 +44,9 @@ class ProgressLogger(Callback):
 
     def __init__(self, verbose=1, stream=None):
         super().__init__()
-        self.verbose = verbose
+        self.verbose = validation.integer(verbose, "verbose", "ProgressLogger", minimum=0, maximum=2)
+        if stream is not None and not callable(getattr(stream, "write", None)):
+            validation.fail("ProgressLogger", "stream", "None or a text stream with write()", stream)
         self.stream = stream
 
     @property

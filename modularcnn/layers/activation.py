@@ -6,7 +6,7 @@ of :mod:`modularcnn.activations`; their configs are their own constructor argume
 
 import numpy as np
 
-from .. import activations, initializers
+from .. import activations, initializers, validation
 from .base import Layer, register_layer
 from .core import Activation
 
@@ -46,9 +46,7 @@ class LeakyReLU(_FixedActivation):
     """Keras's ``LeakyReLU(negative_slope=0.3)``: ``x`` for ``x > 0``, ``negative_slope * x`` otherwise."""
 
     def __init__(self, negative_slope=0.3, **kwargs):
-        negative_slope = float(negative_slope)
-        if not negative_slope >= 0:
-            raise ValueError(f"LeakyReLU: negative_slope must be >= 0, got {negative_slope!r}")
+        negative_slope = validation.non_negative_number(negative_slope, "negative_slope", "LeakyReLU")
         super().__init__(activations.LeakyReLU(negative_slope), **kwargs)
 
     def options(self):
@@ -60,9 +58,7 @@ class ELU(_FixedActivation):
     """Keras's ``ELU(alpha=1.0)``: ``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise."""
 
     def __init__(self, alpha=1.0, **kwargs):
-        alpha = float(alpha)
-        if not np.isfinite(alpha):
-            raise ValueError(f"ELU: alpha must be a finite number, got {alpha!r}")
+        alpha = validation.real(alpha, "alpha", "ELU")
         super().__init__(activations.ELU(alpha), **kwargs)
 
     def options(self):

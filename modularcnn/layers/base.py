@@ -198,6 +198,17 @@ class Layer:
         self.input_shape = input_shape
         self.built = True
 
+    def build_checked(self, input_shape):
+        """:meth:`build`, then refuse an output of more than MAX_ARRAY_ELEMENTS values per sample
+        (``UpSampling2D(size=10**6)``, ``padding=10**9``): an ArgumentError before a batch of them is
+        allocated, not a MemoryError. A refused layer is left unbuilt. How the networks build layers."""
+        self.build(input_shape)
+        try:
+            validation.array_elements(self.output_shape, "one sample's output", self.describe())
+        except ValueError:
+            self.built, self.params, self.output_shape = False, {}, None
+            raise
+
     def compute_output_shape(self, input_shape):
         """Per-sample output shape for a per-sample input shape; pure arithmetic, no arrays."""
         return tuple(input_shape)
@@ -241,7 +252,7 @@ class Layer:
             if any(array.dtype.kind == "f" for array in arrays):
                 self.dtype = np.result_type(*[a.dtype for a in arrays if a.dtype.kind == "f"])
             shapes = [tuple(a.shape[1:]) for a in arrays]
-            self.build(shapes if self.multiple_inputs else shapes[0])
+            self.build_checked(shapes if self.multiple_inputs else shapes[0])
         arrays = [np.ascontiguousarray(a, dtype=self.dtype) for a in arrays]
         return self.forward(arrays if self.multiple_inputs else arrays[0], training=training)
 

@@ -131,7 +131,7 @@ class LayerStack:
         layer.dtype = dtype
         if not (keep_built and layer.built and layer.input_shape == tuple(shape)):
             try:
-                layer.build(shape)
+                layer.build_checked(shape)
             except BaseException:
                 layer.built, layer.params, layer.output_shape = False, {}, None
                 raise

@@ -138,7 +138,7 @@ def call_symbolic(layer, inputs):
                              f"called on {_shapes_text(tensors)}")
         layer.dtype = dtype
         try:
-            layer.build(shape)
+            layer.build_checked(shape)
         except ValueError as error:
             layer.built, layer.params, layer.output_shape = False, {}, None
             called = f"called on {_shapes_text(tensors)}"

@@ -1,0 +1,543 @@
+"""The fuzz suite (issue 14): every public constructor, Net method, loader and CLI command gets generated
+bad values, and only the library's documented exceptions may come out, within a memory and time bound,
+with no weight changed when an error is raised.
+
+The contract (README "Safety" and "Training", :mod:`modularcnn.errors`): bad input raises a
+``ValueError`` -- the library's ``ArgumentError``/``ShapeError``/``DataError``/``ModelFileError`` or a
+plain one raised by the library's own code, never one from deep inside NumPy or h5py. Paths add
+``FileNotFoundError`` (missing), ``PermissionError`` (write-protected) and ``OSError`` naming the path
+(a full disk). ``TypeError``, ``MemoryError``, ``OverflowError``, ``IndexError``, ``KeyError``,  or anything else is a finding, and so is a hang or a memory bomb: every example runs
+under :func:`bounded` (an address-space limit a little above what the process already maps, and a
+watchdog alarm).
+
+Classes are enumerated from the package (``modularcnn.layers``, ``optimizers``, ``losses``, ...), so a
+new class is fuzzed without touching this file; a public class the suite cannot classify fails
+:func:`test_every_public_class_is_fuzzed_or_excused`. Each accepted value is then *used* (a layer is built
+and run, an optimizer steps, a loss trains, a callback sees a fit...), because a bad value accepted by a
+constructor usually breaks later.
+
+The fault tests -- a SIGSTOPped worker, SIGKILL during worker start-up, a full disk on a small tmpfs --
+live beside the code they test (tests/test_strategies.py, tests/test_hardening_files.py) and carry the
+``fuzz`` marker, as do the damaged-file tests of tests/test_saving_fuzz.py, whose helpers this file
+reuses: ``python -m pytest -m fuzz`` runs the whole suite.
+"""
+
+import contextlib
+import inspect
+import io
+import math
+import os
+import resource
+import signal
+import sys
+import tempfile
+import traceback
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import modularcnn
+from modularcnn import (Input, Model, Net, activations, augment, callbacks, constraints, initializers,
+                        layers, losses, metrics, optimizers, regularizers, schedules)
+from modularcnn.saving import file_info
+
+pytestmark = [pytest.mark.fuzz,
+              pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                 reason="bounds use RLIMIT_AS and SIGALRM (Linux)")]
+
+PACKAGE_DIR = str(Path(modularcnn.__file__).resolve().parent)
+
+#: Fixed, reproducible runs: the same examples on every machine, no example database on disk. The time
+#: bound is the watchdog in :func:`bounded` (a hypothesis deadline only measures an example after it
+#: returns, so it cannot stop a hang, and it fails runs on a loaded CI machine).
+def fuzz(max_examples):
+    return settings(derandomize=True, database=None, deadline=None, print_blob=True,
+                    max_examples=max_examples,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                           HealthCheck.data_too_large,
+                                           HealthCheck.function_scoped_fixture])
+
+#: Memory an example may map above what the process maps already: far more than any tiny network here
+#: needs, far less than a memory bomb (a 12 GiB weight, a 10**12-threshold metric) asks for.
+MEMORY_HEADROOM = 1 << 30
+
+#: Seconds an example may take before it counts as a hang (each takes milliseconds).
+WATCHDOG_SECONDS = 30
+
+
+class Hang(BaseException):
+    """Raised by the watchdog; a BaseException so that no ``except Exception`` in the library eats it."""
+
+
+def mapped_bytes():
+    """The process's virtual memory size (VmSize), which RLIMIT_AS bounds."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmSize in /proc/self/status")
+
+
+@contextlib.contextmanager
+def bounded(seconds=WATCHDOG_SECONDS, headroom=MEMORY_HEADROOM):
+    """Run the body with at most ``headroom`` more bytes mapped and ``seconds`` of wall time.
+
+    A memory bomb then ends in MemoryError (a finding) instead of taking the CI machine down; a hang
+    ends in :class:`Hang`. Warnings are not exceptions, so they are silenced.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = mapped_bytes() + headroom
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+
+    def alarm(signum, frame):
+        raise Hang(f"an example ran for more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        with warnings.catch_warnings():
+            # Progress bars, one-time advice, and NumPy's overflow warnings: a finite 1e308 learning
+            # rate may well overflow float32 weights, which is arithmetic, not a crash.
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def raised_by_the_library(error):
+    """True when the innermost frame that raised ``error`` is modularcnn's own code.
+
+    A ValueError from NumPy's reshape or h5py's internals is the "deep NumPy traceback" the README
+    promises never to show, even though it is a ValueError.
+    """
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and str(Path(frames[-1].filename).resolve()).startswith(PACKAGE_DIR)
+
+
+def documented(call, allowed=(ValueError,)):
+    """Run ``call()`` under :func:`bounded`; return ``(True, error)`` if it raised an allowed error from
+    the library's own code, ``(False, result)`` if it returned. Anything else propagates (a finding)."""
+    try:
+        with bounded():
+            return False, call()
+    except allowed as error:
+        if not raised_by_the_library(error):
+            raise AssertionError(f"{type(error).__name__} from outside modularcnn: {error}") from error
+        return True, error
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad values
+# --------------------------------------------------------------------------------------------------
+
+#: Values no argument means: wrong types, non-finite and out-of-range numbers, sizes past the library's
+#: bound, NumPy scalars, nested and empty containers.
+BAD_VALUES = [
+    None, float("nan"), float("inf"), float("-inf"), -1, 0, -10**12, 10**12, 2**63, 2**70, 1e308,
+    -1e-300, 1.5, 2.7, True, False, "abc", "", "0.5", "relu", "same", b"x", 1j, object(), {}, [], (),
+    [None], (1, 2), (0, 0), (-1, 3), ((1,), (2,)), ((1, 2), (3, 4)), (1.5, 2), ("a",), (10**12, 10**12),
+    np.int64(-3), np.int64(10**12), np.uint8(0), np.float32("nan"), np.float64(np.inf), np.bool_(True),
+    np.array([1, 2]), np.array(7), np.zeros((2, 2)), {"class_name": "Bogus", "config": {}},
+    {"class_name": "Dense", "config": {"units": -1}}, lambda *args: None,
+]
+
+
+def bad_values():
+    """One bad value: from the fixed list, or small/edge integers and any float."""
+    return st.one_of(
+        st.sampled_from(BAD_VALUES),
+        st.integers(-3, 40),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.tuples(st.integers(-2, 9), st.integers(-2, 9)),
+        st.text(max_size=4),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Constructors, enumerated from the package
+# --------------------------------------------------------------------------------------------------
+
+#: Values for required arguments that make a working instance, by argument name; a new class whose
+#: required argument is not here fails test_every_constructor_has_a_working_instance.
+def _valid_arguments(folder):
+    return {
+        "units": 3, "filters": 2, "kernel_size": 3, "rate": 0.25, "target_shape": (-1,),
+        "stddev": 0.1, "scale": 0.5, "dims": (1,), "axes": 1, "shape": (4,), "groups": 2,
+        "activation": "relu", "layers": [layers.Dense(2)],
+        "fn": lambda y_true, y_pred: float(np.mean((y_true - y_pred) ** 2)),
+        "gradient": lambda y_true, y_pred: 2 * (y_pred - y_true) / y_pred.size,
+        "penalty": lambda w: 0.01 * float(np.sum(w * w)),
+        "forward": np.tanh, "derivative": lambda x: 1 - np.tanh(x) ** 2,
+        "schedule": lambda epoch, lr: lr, "filename": os.path.join(folder, "log.csv"),
+        "filepath": os.path.join(folder, "checkpoint.h5"),
+        "backup_dir": os.path.join(folder, "backup"),
+        "initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.5, "step_size": 2,
+        "boundaries": [5], "values": [0.1, 0.01], "first_decay_steps": 10,
+        "model": _inner_net(),
+    }
+
+
+def _inner_net():
+    inner = Net(input_shape=(4,), seed=0)
+    inner.add(layers.Dense(4))
+    return inner
+
+
+#: Base class of each fuzzed family, the modules whose public classes belong to it, and how an
+#: instance is used once constructed (in the use functions below).
+FAMILIES = {
+    "layer": (layers.Layer, [layers]),
+    "optimizer": (optimizers.Optimizer, [optimizers]),
+    "loss": (losses.Loss, [losses]),
+    "initializer": (initializers.Initializer, [initializers]),
+    "regularizer": (regularizers.Regularizer, [regularizers]),
+    "constraint": (constraints.Constraint, [constraints]),
+    "callback": (callbacks.Callback, [callbacks]),
+    "schedule": (schedules.LearningRateSchedule, [schedules]),
+    "metric": (metrics.StatefulMetric, [metrics]),
+    "activation": (activations.ActivationFunction, [activations]),
+    "augmenter": (augment.ImageAugmenter, [augment]),
+}
+
+#: Public classes that are not fuzzed as constructors, and why.
+EXCUSED = {
+    "Layer": "abstract base", "ActivatedLayer": "abstract base", "Optimizer": "abstract base",
+    "Loss": "abstract base", "Initializer": "abstract base", "Regularizer": "abstract base",
+    "Constraint": "abstract base", "Callback": "abstract base (no arguments)",
+    "LearningRateSchedule": "abstract base", "StatefulMetric": "abstract base",
+    "ActivationFunction": "abstract base", "Configurable": "mix-in of every configurable class",
+    "Catalog": "the name registries, not user-constructed", "Workspace": "optimizer scratch buffers",
+    "CallbackList": "built by fit from the callbacks argument (fuzzed there)",
+    "ActivityTally": "built by the training loop", "Metric": "built by compile from metric names",
+    "InputLayer": "the placeholder Input() makes (fuzzed with the networks)",
+    "CustomLoss": "built by losses.custom (its functions are the user's)",
+    "Custom": "wrappers of user functions (regularizers.Custom, activations.Custom)",
+}
+
+
+def public_classes(module):
+    names = getattr(module, "__all__", None) or [n for n in vars(module) if not n.startswith("_")]
+    for name in names:
+        obj = getattr(module, name, None)
+        if (inspect.isclass(obj) and obj.__module__.startswith("modularcnn")
+                and not issubclass(obj, BaseException)):
+            yield name, obj
+
+
+def fuzzed_classes():
+    """``[(family, name, class)]`` for every public class of the families' modules, once each."""
+    found, seen = [], set()
+    for family, (base, modules) in FAMILIES.items():
+        for module in modules:
+            for name, cls in public_classes(module):
+                if cls in seen or name in EXCUSED or not issubclass(cls, base):
+                    continue
+                seen.add(cls)
+                found.append((family, name, cls))
+    return found
+
+
+CLASSES = fuzzed_classes()
+
+
+def required_arguments(cls):
+    """Names of the arguments a call must give; a ``*args`` pass-through (Conv2D's) leads to the
+    parent's (a ``**kwargs``-only one does not: the subclass fills the parent's required ones)."""
+    required = []
+    for klass in inspect.getmro(cls):
+        if "__init__" not in vars(klass):
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        required += [p.name for p in parameters if p.default is p.empty
+                     and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in required]
+        if not any(p.kind is p.VAR_POSITIONAL for p in parameters):
+            break
+    return required
+
+
+def public_arguments(cls, instance):
+    """The arguments a user can pass: the class's own signature and its config's keys ("config is
+    the constructor", so a ``**kwargs`` pass-through such as Conv2D's is covered)."""
+    names = [p.name for p in inspect.signature(cls).parameters.values()
+             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if hasattr(instance, "get_config"):
+        names += [k for k in instance.get_config() if k not in names]
+    return names
+
+
+@pytest.fixture(scope="module")
+def folder():
+    """A scratch folder, also the working directory: a fuzzed file name such as "abc" lands here."""
+    with tempfile.TemporaryDirectory() as path:
+        previous = os.getcwd()
+        os.chdir(path)
+        try:
+            yield path
+        finally:
+            os.chdir(previous)
+
+
+_base_cache = {}
+
+
+def base_arguments(cls, folder):
+    """The arguments of a working instance: the required ones from _valid_arguments, or, when that
+    instance does not work (``Dense()`` needs units, ``GroupNormalization()``'s 32 groups fit no small
+    input), those and one more argument of the signature that _valid_arguments knows."""
+    valid = _valid_arguments(folder)
+    if cls not in _base_cache:
+        required = [name for name in required_arguments(cls) if name in valid]
+        known = [p for p in inspect.signature(cls).parameters if p in valid and p not in required]
+        family = next(f for f, _, c in CLASSES if c is cls)
+        candidates = [required] + [required + [name] for name in known] + [required + known]
+        _base_cache[cls] = next((names for names in candidates if _works(family, cls, names, folder)),
+                                required)
+    return {name: valid[name] for name in _base_cache[cls]}
+
+
+def _works(family, cls, names, folder):
+    def make():  # fresh arguments each time: a layer list can be in one Residual only
+        valid = _valid_arguments(folder)
+        return cls(**{name: valid[name] for name in names})
+
+    try:
+        with bounded():
+            make()
+    except ValueError:
+        return False
+    return family != "layer" or any(_runs_on(make, shape, is_merge(cls)) for shape in LAYER_INPUTS)
+
+
+# How an instance of each family is used once constructed: each builds a tiny network and runs it.
+
+def tiny_data(n=6, shape=(4,), classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n,) + shape).astype(np.float32), rng.integers(0, classes, n)
+
+
+def dense_net(seed=0, **dense_options):
+    dense_options.setdefault("activation", "softmax")
+    net = Net(input_shape=(4,), seed=seed)
+    net.add(layers.Dense(3, **dense_options))
+    return net
+
+
+def train_briefly(net, one_hot=False, **compile_options):
+    compile_options.setdefault("optimizer", "sgd")
+    net.compile(**compile_options)
+    x, y = tiny_data()
+    if one_hot:
+        y = np.eye(3, dtype=np.float32)[y]
+    net.train_on_batch(x, y)
+    return net.evaluate(x, y)
+
+
+#: Per-sample input shapes tried, in order, for a layer: the first a default instance runs on is used.
+LAYER_INPUTS = [(6, 6, 2), (6, 2), (4, 4, 4, 2), (4,)]
+_layer_input_cache = {}
+
+
+def _runs_on(layer_factory, shape, merge):
+    try:
+        with bounded():
+            run_layer(layer_factory(), shape, merge)
+        return True
+    except ValueError:
+        return False
+
+
+def is_merge(cls):
+    return issubclass(cls, (layers.Add, layers.Subtract, layers.Multiply, layers.Average,
+                            layers.Maximum, layers.Minimum, layers.Concatenate, layers.Dot))
+
+
+def run_layer(layer, shape, merge):
+    """Build ``layer`` on inputs of ``shape``, predict, take one training step, round-trip its config."""
+    if merge:
+        a, b = Input(shape), Input(shape)
+        outputs = layer([a, b])
+        net = Model([a, b], outputs, seed=0)
+        x = [np.ones((2,) + shape, np.float32), np.full((2,) + shape, 0.5, np.float32)]
+    else:
+        net = Net(input_shape=shape, seed=0)
+        net.add(layer)
+        x = np.random.default_rng(0).standard_normal((2,) + shape).astype(np.float32)
+    predictions = net.predict(x)
+    net.compile(optimizer="sgd", loss="mse", metrics=[])
+    net.train_on_batch(x, np.zeros_like(predictions))
+    type(layer).from_config(layer.get_config())
+
+
+def layer_input(cls, folder):
+    if cls not in _layer_input_cache:
+        merge = is_merge(cls)
+        shape = next((s for s in LAYER_INPUTS
+                      if _runs_on(lambda: cls(**base_arguments(cls, folder)), s, merge)), None)
+        _layer_input_cache[cls] = shape
+    return _layer_input_cache[cls]
+
+
+def use(family, cls, instance, folder):
+    """Put ``instance`` to work the way a user would."""
+    if family == "layer":
+        shape = layer_input(cls, folder)
+        run_layer(instance, shape or (4,), is_merge(cls))
+    elif family == "optimizer":
+        train_briefly(dense_net(), optimizer=instance)
+    elif family == "loss":
+        sparse = isinstance(instance, losses.SparseCategoricalCrossentropy)
+        train_briefly(dense_net(), loss=instance, metrics=[], one_hot=not sparse)
+    elif family == "initializer":
+        train_briefly(dense_net(kernel_initializer=instance, bias_initializer=instance))
+    elif family == "regularizer":
+        train_briefly(dense_net(kernel_regularizer=instance, activity_regularizer=instance))
+    elif family == "constraint":
+        train_briefly(dense_net(kernel_constraint=instance))
+    elif family == "callback":
+        net = dense_net()
+        net.compile(optimizer="sgd")
+        x, y = tiny_data(8)
+        net.fit(x, y, epochs=2, batch_size=4, validation_split=0.25, verbose=0, workers=1,
+                callbacks=[instance])
+    elif family == "schedule":
+        instance(0), instance(7)
+        train_briefly(dense_net(), optimizer=optimizers.SGD(learning_rate=instance))
+    elif family == "metric":
+        train_briefly(dense_net(), metrics=[instance])
+    elif family == "activation":
+        train_briefly(dense_net(activation=instance), loss="mse", metrics=[], one_hot=True)
+    elif family == "augmenter":
+        net = Net(input_shape=(6, 6, 1), seed=0)
+        net.add(layers.Flatten())
+        net.add(layers.Dense(3, activation="softmax"))
+        net.compile(optimizer="sgd")
+        rng = np.random.default_rng(0)
+        net.fit(rng.random((4, 6, 6, 1), np.float32), np.arange(4) % 3, epochs=1, batch_size=2,
+                verbose=0, workers=1, augment=instance)
+    else:
+        raise AssertionError(family)
+
+
+def test_every_public_class_is_fuzzed_or_excused():
+    """A new public class is either fuzzed (it belongs to a family) or named in EXCUSED with a reason."""
+    fuzzed = {cls for _, _, cls in CLASSES}
+    modules = [m for _, ms in FAMILIES.values() for m in ms]
+    stray = sorted({name for m in modules for name, cls in public_classes(m)
+                    if cls not in fuzzed and name not in EXCUSED})
+    assert not stray, f"public classes neither fuzzed nor excused: {stray}"
+    assert len(CLASSES) > 100
+
+
+@pytest.mark.parametrize("family, name, cls", CLASSES, ids=[name for _, name, _ in CLASSES])
+def test_every_constructor_has_a_working_instance(family, name, cls, folder):
+    """The required-argument table makes a working instance of every class, which is used as a user
+    would; the fuzzing below then changes one argument at a time from there."""
+    missing = [a for a in required_arguments(cls) if a not in _valid_arguments(folder)]
+    assert not missing, f"{name}: add a valid value for {missing} to _valid_arguments"
+    instance = cls(**base_arguments(cls, folder))
+    if family == "layer":
+        assert layer_input(cls, folder) is not None, f"{name} runs on none of {LAYER_INPUTS}"
+    with bounded():
+        use(family, cls, instance, folder)
+
+
+_arguments_cache = []
+
+
+def constructor_arguments():
+    """``[(family, name, class, argument)]`` for every public argument of every fuzzed class."""
+    if not _arguments_cache:
+        with tempfile.TemporaryDirectory() as scratch:
+            for family, name, cls in CLASSES:
+                instance = cls(**base_arguments(cls, scratch))
+                _arguments_cache.extend((family, name, cls, argument)
+                                        for argument in public_arguments(cls, instance))
+    return _arguments_cache
+
+
+@st.composite
+def constructor_calls(draw):
+    family, name, cls, argument = draw(st.sampled_from(constructor_arguments()))
+    return family, name, cls, argument, draw(bad_values())
+
+
+@fuzz(600)
+@given(call=constructor_calls())
+def test_constructors_refuse_bad_values_with_value_error(call, folder):
+    family, name, cls, argument, value = call
+    arguments = {**base_arguments(cls, folder), argument: value}
+    raised, outcome = documented(lambda: cls(**arguments))
+    if not raised:
+        documented(lambda: use(family, cls, outcome, folder))
+
+
+#: What the constructor fuzzing found (each raised TypeError, OverflowError, AttributeError or
+#: MemoryError, hung, or let NumPy's ValueError through), pinned so that each stays fixed.
+CONSTRUCTOR_FINDINGS = [
+    (lambda: activations.ReLU(max_value="1"), "ReLU: max_value"),
+    (lambda: activations.LeakyReLU(alpha=None), "LeakyReLU: alpha"),
+    (lambda: activations.ELU(alpha=[1]), "ELU: alpha"),
+    (lambda: activations.Softmax(axis=2**63), "softmax: axis"),
+    (lambda: layers.LeakyReLU(negative_slope=None), "LeakyReLU: negative_slope"),
+    (lambda: layers.ELU(alpha=None), "ELU: alpha"),
+    (lambda: losses.CategoricalCrossentropy(label_smoothing=None), "label_smoothing"),
+    (lambda: losses.BinaryCrossentropy(from_logits="no"), "from_logits"),
+    (lambda: losses.Huber(delta=None), "Huber: delta"),
+    (lambda: initializers.Constant(None), "Constant: value"),
+    (lambda: initializers.RandomNormal(stddev=-1.0), "RandomNormal: stddev"),  # NumPy's "scale < 0"
+    (lambda: initializers.RandomNormal(mean=None), "RandomNormal: mean"),
+    (lambda: initializers.RandomUniform(limit=float("nan")), "RandomUniform: limit"),
+    (lambda: initializers.RandomUniform(limit=1e308), "RandomUniform: limit"),  # range overflows
+    (lambda: initializers.VarianceScaling(scale=None), "VarianceScaling: scale"),
+    (lambda: augment.ImageAugmenter(rotation_range=2**70), "rotation_range"),
+    (lambda: augment.ImageAugmenter(width_shift_range=1e308), "width_shift_range"),
+    (lambda: augment.ImageAugmenter(fill_value=None), "fill_value"),
+    (lambda: augment.ImageAugmenter(seed=float("nan")), "seed"),
+    (lambda: augment.ImageAugmenter(zoom_range=2**70), "zoom_range"),
+    (lambda: augment.ImageAugmenter(horizontal_flip="no"), "horizontal_flip"),
+    (lambda: schedules.PiecewiseConstantDecay(boundaries=None, values=[0.1]), "boundaries"),
+    (lambda: metrics.AUC(num_thresholds=10**12), "AUC: num_thresholds"),  # MemoryError or a hang
+    (lambda: constraints.MaxNorm(axis=2**63), "MaxNorm: axis"),
+    (lambda: constraints.MaxNorm(axis=(0, 0)), "MaxNorm: axis"),  # NumPy's "duplicate value"
+    (lambda: callbacks.CSVLogger(None), "CSVLogger: filename"),
+    (lambda: callbacks.CSVLogger("log.csv", separator=None), "CSVLogger: separator"),
+    (lambda: callbacks.ModelCheckpoint(b"m.h5"), "ModelCheckpoint: filepath"),
+    (lambda: callbacks.ProgressLogger(stream=float("nan")), "ProgressLogger: stream"),
+    (lambda: layers.Conv2D(2, strides=2**63), "Conv2D: stride"),  # OverflowError in as_strided
+    (lambda: layers.Conv1D(2, padding=10**12), "Conv1D: padding"),  # a 29 TiB output
+]
+
+
+@pytest.mark.parametrize("make, words", CONSTRUCTOR_FINDINGS)
+def test_constructor_findings_stay_fixed(make, words):
+    with pytest.raises(ValueError, match=words) as caught:
+        with bounded():
+            make()
+    assert raised_by_the_library(caught.value)
+
+
+def test_an_output_too_large_for_one_sample_is_refused_when_built():
+    """UpSampling2D(size=10**5) is a valid layer whose output on 6x6 images would hold 3.6e11
+    values per sample: refused when the network builds it, the network unchanged."""
+    net = Net(input_shape=(6, 6, 2), seed=0)
+    with pytest.raises(ValueError, match="MAX_ARRAY_ELEMENTS"), bounded():
+        net.add(layers.UpSampling2D(size=10**5))
+    assert net.layers == []
+
+
+def test_a_schedule_returning_none_is_named():
+    net = dense_net()
+    net.compile(optimizer="sgd")
+    x, y = tiny_data()
+    scheduler = callbacks.LearningRateScheduler(lambda epoch, lr: None)
+    with pytest.raises(ValueError, match="schedule returned None"), bounded():
+        net.fit(x, y, epochs=1, verbose=0, workers=1, callbacks=[scheduler])
