@@ -217,6 +217,8 @@ class Net(KerasModelMethods):
         adds a Trainable column (shown by default when something is frozen); ``show_plan=True`` adds
         the execution plan (:meth:`plan`): which step runs each layer.
         """
+        if not callable(print_fn):
+            validation.fail("summary", "print_fn", "a callable such as print", print_fn)
         print_fn(_summary.summary_text(self, show_trainable=show_trainable, show_plan=show_plan,
                                        expand_nested=expand_nested, line_length=line_length,
                                        positions=positions))
@@ -344,6 +346,9 @@ class Net(KerasModelMethods):
         Every count and shape is checked before anything changes.
         """
         targets = [(layer, key, value) for layer in self.layers for key, value in layer.params.items()]
+        if not isinstance(weights, (list, tuple)):
+            validation.fail("set_weights", "weights", "a list of arrays (as get_weights returns)",
+                            weights)
         weights = list(weights)
         if len(weights) != len(targets):
             raise ValueError(f"set_weights: the network has {len(targets)} arrays, got {len(weights)}")
@@ -351,6 +356,9 @@ class Net(KerasModelMethods):
             if np.shape(new) != value.shape:
                 raise ValueError(f"set_weights: {layer.name}/{key} has shape {value.shape}, "
                                  f"got {np.shape(new)}")
+            if np.asarray(new).dtype.kind not in "biuf":  # copyto would raise TypeError mid-way
+                raise ValueError(f"set_weights: {layer.name}/{key} needs real numbers, got an array "
+                                 f"of dtype {np.asarray(new).dtype}")
         for (_, _, value), new in zip(targets, weights):
             np.copyto(value, new, casting="same_kind")
 

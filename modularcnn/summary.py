@@ -4,6 +4,8 @@ import numbers
 
 from .layers.symbolic import format_shape
 
+#: The widest table ``line_length``/``positions`` may ask for (each line is built in memory).
+MAX_LINE = 10_000
 #: The narrowest column ``line_length``/``positions`` may ask for (a cell is wrapped to fit it).
 MIN_COLUMN = 4
 
@@ -26,13 +28,14 @@ def column_widths(columns, line_length, positions):
         return None, None
     if line_length is not None and (isinstance(line_length, bool)
                                     or not isinstance(line_length, numbers.Integral)
-                                    or line_length < (MIN_COLUMN + 2) * columns):
-        raise ValueError(f"summary: line_length must be an int of at least {(MIN_COLUMN + 2) * columns} "
-                         f"for {columns} columns, got {line_length!r}")
+                                    or not (MIN_COLUMN + 2) * columns <= line_length <= MAX_LINE):
+        raise ValueError(f"summary: line_length must be an int in [{(MIN_COLUMN + 2) * columns}, "
+                         f"{MAX_LINE}] for {columns} columns, got {line_length!r}")
     if positions is None:
         positions = [(k + 1) / columns for k in range(columns)]
     if (not isinstance(positions, (list, tuple)) or len(positions) != columns
-            or any(isinstance(p, bool) or not isinstance(p, numbers.Real) or p <= 0 for p in positions)):
+            or any(isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 < p <= MAX_LINE
+                   for p in positions)):
         raise ValueError(f"summary: positions must be {columns} positive numbers (one per column), "
                          f"got {positions!r}")
     line_length = line_length or (max(positions) if max(positions) > 1 else 98)

@@ -147,7 +147,7 @@ BAD_VALUES = [
     [None], (1, 2), (0, 0), (-1, 3), ((1,), (2,)), ((1, 2), (3, 4)), (1.5, 2), ("a",), (10**12, 10**12),
     np.int64(-3), np.int64(10**12), np.uint8(0), np.float32("nan"), np.float64(np.inf), np.bool_(True),
     np.array([1, 2]), np.array(7), np.zeros((2, 2)), {"class_name": "Bogus", "config": {}},
-    {"class_name": "Dense", "config": {"units": -1}}, lambda *args: None,
+    {"class_name": "Dense", "config": {"units": -1}}, lambda *args, **kwargs: None,
 ]
 
 
@@ -541,3 +541,181 @@ def test_a_schedule_returning_none_is_named():
     scheduler = callbacks.LearningRateScheduler(lambda epoch, lr: None)
     with pytest.raises(ValueError, match="schedule returned None"), bounded():
         net.fit(x, y, epochs=1, verbose=0, workers=1, callbacks=[scheduler])
+
+
+# --------------------------------------------------------------------------------------------------
+# Net methods: bad data and arguments, and no weight changed by a refused call
+# --------------------------------------------------------------------------------------------------
+
+def trained_net():
+    """A tiny compiled network that has taken one Adam step (so its optimizer has state)."""
+    net = Net(input_shape=(4,), seed=0)
+    net.add(layers.Dense(5, activation="relu"))
+    net.add(layers.BatchNormalization())
+    net.add(layers.Dense(3, activation="softmax"))
+    net.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"])
+    x, y = tiny_data()
+    net.train_on_batch(x, y)
+    return net
+
+
+def state_bytes(net):
+    """Every weight (moving statistics included) and the optimizer's state, as bytes."""
+    weights = [np.asarray(w).tobytes() for w in net.get_weights()]
+    optimizer = getattr(net, "optimizer", None)
+    state = repr(optimizer.get_state()) if optimizer is not None and hasattr(optimizer, "get_state") \
+        else None
+    return weights, state
+
+
+def bad_arrays():
+    """Training or prediction data that is wrong: shapes, dtypes, non-finite values, containers."""
+    specials = st.sampled_from([0.0, 1.0, -1.0, 2.0, 3.0, 1.5, float("nan"), float("inf"),
+                                -float("inf"), 1e30, -7.0, 255.0])
+    dtypes = st.sampled_from(["float32", "float64", "int64", "uint8", "int8", "bool", "complex64",
+                              "float16", "object", "U1"])
+
+    @st.composite
+    def arrays(draw):
+        shape = tuple(draw(st.lists(st.integers(0, 6), min_size=0, max_size=3)))
+        dtype = draw(dtypes)
+        fill = draw(specials)
+        if dtype == "U1":
+            return np.full(shape, "a")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            array = np.full(shape, fill).astype(dtype) if dtype != "object" \
+                else np.full(shape, fill, dtype=object)
+        if array.size and draw(st.booleans()):  # mostly ordinary values with one special one
+            ordinary = np.random.default_rng(0).standard_normal(array.shape)
+            flat = array.reshape(-1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                flat[1:] = ordinary.reshape(-1)[1:].astype(array.dtype)
+        return array
+
+    return st.one_of(
+        arrays(),
+        st.sampled_from([
+            None, "abc", 3, 2.5, [], [[1, 2, 3, 4]], [[1, 2], [3]], {"x": 1}, [None] * 4,
+            np.zeros((6, 5), np.float32), np.zeros((6, 4, 1), np.float32), np.zeros((0, 4)),
+            np.zeros((5, 4), np.float32), np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]] * np.nan,
+            np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]] * 2, np.full((6, 3), 1 / 3) - 1,
+            np.arange(6) + 1, np.arange(6) * 1.5, -np.arange(6), np.arange(6, dtype=np.uint8),
+            np.zeros((6, 4), np.float32)[:, ::2], np.ones((6, 4), np.float32).T,
+            (np.zeros((6, 4), np.float32), np.arange(6) % 3), [np.zeros((6, 4), np.float32)],
+        ]),
+        bad_values(),
+    )
+
+
+#: Counts whose huge values would legitimately run for ever (10**12 epochs): fuzzed with the other bad
+#: values only. ``workers`` of 2..64 would start that many processes: fuzzed with the others.
+HUGE = {10**12, 2**63, 2**70, np.int64(10**12)}
+
+
+def allowed_value(argument, value):
+    if argument in ("epochs", "steps_per_epoch", "steps", "validation_steps", "batches") and \
+            _is_int(value) and int(value) > 1000:
+        return False
+    if argument == "workers" and _is_int(value) and 2 <= int(value) <= 64:
+        return False
+    return True
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def valid_method_arguments(folder):
+    """A valid call of each fuzzed method; one argument at a time is replaced by a bad value."""
+    x, y = tiny_data(8)
+    return {
+        "fit": dict(x=x, y=y, epochs=1, batch_size=4, validation_split=0.0, validation_data=None,
+                    shuffle=True, callbacks=None, verbose=0, initial_epoch=0, augment=None,
+                    workers=1, strategy=None, sample_weight=None, class_weight=None,
+                    steps_per_epoch=None, validation_steps=None, validation_batch_size=None),
+        "evaluate": dict(x=x, y=y, batch_size=4, verbose=0, sample_weight=None, steps=None,
+                         callbacks=None, return_dict=False),
+        "predict": dict(x=x, batch_size=4, verbose=0, steps=None, callbacks=None, out=None),
+        "predict_classes": dict(x=x, batch_size=None),
+        "train_on_batch": dict(x=x, y=y, sample_weight=None, class_weight=None),
+        "test_on_batch": dict(x=x, y=y, sample_weight=None),
+        "predict_on_batch": dict(x=x),
+        "forward": dict(x=x, training=False),
+        "compile": dict(optimizer="adam", loss="cross_entropy", metrics=("accuracy",)),
+        "summary": dict(line_length=None, positions=None, print_fn=lambda text: None,
+                        expand_nested=False, show_trainable=None, show_plan=False),
+        "set_weights": dict(weights=trained_net().get_weights()),
+        "get_layer": dict(name=None, index=0),
+        "add": dict(layer=layers.Dense(2)),
+        "save": dict(path=os.path.join(folder, "saved.h5")),
+        "save_weights": dict(path=os.path.join(folder, "weights.h5")),
+        "load_weights": dict(path=os.path.join(folder, "reference.weights.h5")),
+        "to_json": dict(),
+    }
+
+
+DATA_ARGUMENTS = {"x", "y", "sample_weight", "validation_data", "weights", "out"}
+
+#: Besides ValueError: what a path may raise, as documented (README "Safety").
+PATH_ERRORS = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError)
+
+
+@st.composite
+def method_calls(draw):
+    method = draw(st.sampled_from(sorted(valid_method_arguments(tempfile.gettempdir()))))
+    names = sorted(valid_method_arguments(tempfile.gettempdir())[method])
+    if not names:
+        return method, None, None
+    argument = draw(st.sampled_from(names))
+    values = bad_arrays() if argument in DATA_ARGUMENTS else st.one_of(bad_values(), bad_arrays())
+    value = draw(values.filter(lambda v: allowed_value(argument, v)))
+    return method, argument, value
+
+
+@pytest.fixture(scope="module")
+def reference_weights(folder):
+    trained_net().save_weights(os.path.join(folder, "reference.weights.h5"))
+
+
+@fuzz(500)
+@given(call=method_calls())
+def test_net_methods_refuse_bad_values_and_keep_every_weight(call, folder, reference_weights):
+    method, argument, value = call
+    net = trained_net()
+    arguments = valid_method_arguments(folder)[method]
+    if argument is not None:
+        arguments[argument] = value
+    before = state_bytes(net)
+    allowed = PATH_ERRORS if method in ("save", "save_weights", "load_weights") else (ValueError,)
+    raised, _ = documented(lambda: getattr(net, method)(**arguments), allowed)
+    if raised:
+        assert state_bytes(net) == before, f"{method}({argument}={value!r}) raised and changed state"
+
+
+def test_net_method_findings_stay_fixed(folder):
+    """What the Net-method fuzzing found (TypeError, MemoryError, OverflowError, NumPy's AxisError, a
+    refused compile that had already replaced the optimizer), pinned."""
+    net = trained_net()
+    before = state_bytes(net)
+    for call, words in [
+        (lambda: net.compile(loss=None), "loss"),
+        (lambda: net.compile(metrics=float("nan")), "metrics"),
+        (lambda: net.summary(print_fn=None), "print_fn"),
+        (lambda: net.summary(line_length=10**12), "line_length"),
+        (lambda: net.summary(positions=[10**12] * 4), "positions"),
+        (lambda: net.set_weights(np.array(0.0)), "weights"),
+        (lambda: net.set_weights([w.astype(np.complex64) for w in net.get_weights()]), "dtype"),
+        (lambda: net.save(None), "path"),
+        (lambda: net.save_weights(None), "path"),
+        (lambda: net.load_weights(None), "path"),
+        (lambda: modularcnn.load_model(None), "path"),
+        (lambda: file_info(b"m.h5"), "path"),
+        (lambda: Net(input_shape=(4,)).add(layers.Dense(3, activation=activations.Softmax(axis=-3))),
+         "axis"),
+    ]:
+        with pytest.raises(ValueError, match=words) as caught, bounded():
+            call()
+        assert raised_by_the_library(caught.value)
+        assert state_bytes(net) == before

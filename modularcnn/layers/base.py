@@ -469,6 +469,16 @@ class ActivatedLayer(Layer):
             activity_regularizer, f"{type(self).__name__}: activity_regularizer")
         self._activity_scale = None
 
+    def build(self, input_shape):
+        super().build(input_shape)
+        # An activation along an axis (a softmax) needs a feature axis of the output: refused here,
+        # not as NumPy's AxisError at the first forward pass.
+        axis = getattr(self.activation, "axis", None)
+        rank = len(self.output_shape) + 1
+        if axis is not None and (not -rank < axis < rank or axis % rank == 0):
+            raise ValueError(f"{self.describe()}: the activation's axis {axis} is not a feature axis "
+                             f"of outputs of shape (N, {', '.join(map(str, self.output_shape))})")
+
     def activate(self, z):
         """``activation(z)``, keeping what backward needs; ``z`` may be overwritten (in-place ReLU).
 

@@ -13,6 +13,7 @@ import os
 import stat
 import tempfile
 
+from .. import validation
 from ..errors import ArgumentError
 
 
@@ -29,7 +30,7 @@ def atomic_path(path):
     leaves ``path`` as it was. The new file gets the permissions of the file it replaces, or the usual
     ``0o666 & ~umask`` for a new file (not the ``0o600`` that temporary files are created with).
     """
-    shown = os.fspath(path)
+    shown = validation.file_path(path, "path", "save")
     target = writable_target(path)
     folder = os.path.dirname(target)
     try:
@@ -61,9 +62,7 @@ def writable_target(path):
     permission bit (``PermissionError``, even for root, who could otherwise replace a 0444 file);
     a missing folder (``FileNotFoundError``).
     """
-    path = os.fspath(path)
-    if not isinstance(path, str) or not path:
-        raise ArgumentError(f"save: path must be a non-empty file name, got {path!r}")
+    path = validation.file_path(path, "path", "save")
     target = os.path.realpath(path)
     try:
         info = os.stat(target)

@@ -29,6 +29,7 @@ import zipfile
 
 import numpy as np
 
+from .. import validation
 from ..errors import ModelFileError
 from ..layers.base import snake_case
 from ..version import __version__
@@ -56,7 +57,7 @@ def sniff(path):
     Raises ``FileNotFoundError`` for a missing path and ``ModelFileError`` for something that is not a
     regular file (a folder, a FIFO, a device), which would otherwise block or mislead a reader.
     """
-    path = os.fspath(path)
+    path = validation.file_path(path, "path", "load")
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:

@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from .. import initializers, losses, optimizers
+from .. import initializers, losses, optimizers, validation
 from .. import metrics as metrics_module
 from ..errors import ModelFileError
 from ..layers.base import Layer, get_layer_class
@@ -53,7 +53,7 @@ def save_model(net, path, *, epoch=None, checkpoint=None):
     """
     if written_by_another_rank(net):
         return
-    if os.fspath(path).endswith(".keras"):
+    if validation.file_path(path, "path", "save").endswith(".keras"):
         keras_format.save_keras(net, path)
         return
     training_config = optimizer_state = None
@@ -201,7 +201,7 @@ def load_model(path, custom_objects=None):
     """
     if custom_objects is not None and not isinstance(custom_objects, dict):
         raise ValueError(f"custom_objects must be a dict of name -> object, got {custom_objects!r}")
-    where = os.fspath(path)
+    where = validation.file_path(path, "path", "load_model")
 
     def bad(message):
         return ModelFileError(f"{where}: {message}")
@@ -505,6 +505,7 @@ def load_weights(net, path):
     changed. Arrays are copied into the existing ones in place (``np.copyto``), so optimizer state
     keyed by ``"layer/weight"`` stays attached. Floating dtypes are converted (float64 -> float32).
     """
+    path = validation.file_path(path, "path", "load_weights")
     # The shapes are compared with the network's from the file's headers, before anything is read.
     contents = _read_ours_or_keras(path, lambda declared: _matched_weight_pairs(net, declared.weights))
     if contents is None:
@@ -557,7 +558,7 @@ def file_info(path):
     ``epoch`` (epochs trained, or None), ``checkpoint`` (ModelCheckpoint's record, or None),
     ``layer_names`` and ``compiled``.
     """
-    contents = read_file(path)
+    contents = read_file(validation.file_path(path, "path", "file_info"))
     return {
         "kind": contents.kind,
         "format_version": contents.format_version,

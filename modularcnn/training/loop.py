@@ -53,9 +53,13 @@ def compile(net, optimizer="adam", loss="cross_entropy", metrics=("accuracy",)):
         raise ValueError("compile: the network has no layers")
     if isinstance(metrics, str):
         metrics = (metrics,)
-    net.optimizer = optimizers.get(optimizer)
-    net.loss = losses.get(loss)
+    if metrics is not None and not isinstance(metrics, (list, tuple)):
+        raise ValueError(f"compile: metrics must be a list of names or metric objects, got {metrics!r}")
+    # Everything is resolved before anything is assigned: a bad loss leaves the optimizer (and its
+    # state) as it was.
+    optimizer, loss = optimizers.get(optimizer), losses.get(loss)
     chosen = [(m, metrics_module.get(m)) for m in (metrics or ())]
+    net.optimizer, net.loss = optimizer, loss
     net.metrics = [(m if isinstance(m, str) else metric.name, metric) for m, metric in chosen]
     net.compiled = True
     net._objective = None
