@@ -28,10 +28,11 @@ import contextvars
 import dataclasses
 
 from .activations import ELU, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
-from .fusion import FUSED_STEPS, ConvReluPool
+from .fusion import FUSED_STEPS, FastStep, PlannedResidual, WinogradConv
 from .layers.convolutional import Convolutional
 from .layers.core import Activation
 from .layers.pooling import MaxPooling
+from .layers.residual import Residual
 
 #: With fewer input channels Winograd's products are too narrow to repay its transforms. Forward and
 #: backward of a 14×14 batch of 32 against the slot-major layout: 4 channels (32 filters) 1.36 against
@@ -48,7 +49,9 @@ class ExecutionOptions:
     fused : bool, default True
         Run fusable runs of layers as one fused step (:mod:`modularcnn.fusion`).
     winograd : bool, default True
-        Let a fused step use Winograd's reduced-arithmetic convolution (3×3 kernels).
+        Let a fused step use Winograd's reduced-arithmetic convolution (3×3 kernels). A 3×3
+        convolution that fuses with nothing runs Winograd only when both options are on
+        (:class:`~modularcnn.fusion.WinogradConv`): ``fused=False`` leaves every layer to itself.
 
     ``ExecutionOptions.reference()`` turns both off: every layer runs its own reference kernels.
     """
@@ -144,7 +147,8 @@ def _monotone(activation):
 def select_step(layers, i, options):
     """The step that runs ``layers[i:i + k]``, and ``k``: every selection rule of the engine.
 
-    Returns ``(layers[i], 1)`` (the layer runs itself) unless a fused step applies.
+    Returns ``(layers[i], 1)`` (the layer runs itself) unless a fused step applies, or a step of
+    its own for that one layer (:func:`_single_step`).
     """
     conv, after = layers[i], layers[i + 1:i + 3]
     # An activation written as its own layer right after a convolution without one
@@ -166,7 +170,7 @@ def select_step(layers, i, options):
         and isinstance(pool, MaxPooling) and pool.rank == 2 and pool.pool_size == (2, 2)
         and pool.stride == (2, 2) and not any(any(p) for p in pool.pads))
     if not fuse_conv_relu_pool:
-        return conv, 1
+        return _single_step(conv, options), 1
     channels = conv.input_shape[-1]
     # One input channel: patches (a window row would be single values). 3x3 kernels with channels
     # enough to repay the transforms: Winograd. Otherwise slot-major im2col.
@@ -183,6 +187,30 @@ def select_step(layers, i, options):
     return step, 2 + len(between)
 
 
+def _winograd_geometry(conv):
+    """A 2-D stride-1 3×3 convolution with a zero border, no dilation, one group, and channels
+    enough to repay Winograd's transforms."""
+    return (isinstance(conv, Convolutional) and conv.rank == 2 and conv.filter_size == (3, 3)
+            and conv.stride == (1, 1) and conv.pad_value == 0 and conv.dilation_rate == (1, 1)
+            and conv.groups == 1 and conv.input_shape[-1] >= WINOGRAD_MIN_CHANNELS)
+
+
+def _single_step(layer, options):
+    """The step of one layer that fuses with nothing after it (the rest of :func:`select_step`)."""
+    # Any stride-1 3x3 convolution (any activation, any output size, 'same' or 'valid'): Winograd
+    # in training, the layer's own forward in inference.
+    winograd_alone = options.fused and options.winograd and _winograd_geometry(layer)
+    # A residual block whose block or shortcut holds a step of its own: both run their plans.
+    planned_residual = options.fused and isinstance(layer, Residual) and layer.built
+    if winograd_alone:
+        return WinogradConv(layer)
+    if planned_residual:
+        inner = plan(layer.block, options), plan(layer.shortcut_layers, options)
+        if any(part.fused_steps for part in inner):
+            return PlannedResidual(layer, inner[0].steps, inner[1].steps)
+    return layer
+
+
 def can_fuse(conv, pool, options=None):
     """True when :func:`select_step` runs ``conv`` then ``pool`` as one fused step."""
     return select_step([conv, pool], 0, options or ExecutionOptions())[1] > 1
@@ -192,12 +220,12 @@ def can_fuse(conv, pool, options=None):
 
 def step_layers(step):
     """The layers a step runs: its ``layers`` (a fused step), or the step itself (a layer)."""
-    return tuple(step.layers) if isinstance(step, ConvReluPool) else (step,)
+    return tuple(step.layers) if isinstance(step, FastStep) else (step,)
 
 
 def step_kernel(step):
     """What a step runs, in words: the fused kernel and its layout, or the layer's own passes."""
-    if isinstance(step, ConvReluPool):
+    if isinstance(step, FastStep):
         return step.kernel
     return f"{type(step).__name__}.forward/backward (reference)"
 
@@ -239,8 +267,8 @@ class Plan:
 
     @property
     def fused_steps(self):
-        """The steps that run several layers."""
-        return [step for step in self.steps if isinstance(step, ConvReluPool)]
+        """The steps that are not a layer running itself (fused steps, Winograd, planned blocks)."""
+        return [step for step in self.steps if isinstance(step, FastStep)]
 
     def rows(self):
         """``[step kind, layers, kernel]`` for each step."""

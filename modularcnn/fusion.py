@@ -11,13 +11,31 @@ layer's own method (``Convolutional.store_gradients``), so nothing outside the l
 nothing itself) followed by a 2×2 ``MaxPooling``
 through :func:`~modularcnn.kernels.conv_pool.conv_relu_pool_forward` and its backward; the three
 subclasses name its layouts (see :mod:`modularcnn.kernels.conv_pool`).
+
+:class:`WinogradConv` runs one stride-1 3×3 ``Convolutional`` alone (any activation, any output size)
+through :mod:`~modularcnn.kernels.winograd_conv` in training, and :class:`PlannedResidual` runs a
+``Residual`` block with its block and shortcut planned like a network's layers, so that the
+convolutions inside it get the same steps.
 """
 
-from .kernels import conv_pool
+from .kernels import conv_pool, winograd_conv
 from .layers.convolutional import in_sample_slices
 
 
-class ConvReluPool:
+class FastStep:
+    """A step of a plan that is not a layer running itself: what the planner's other steps share.
+
+    ``layers`` are the network's layers it stands for (in order); ``kernel`` says what runs, in words.
+    """
+
+    layers = ()
+    kernel = ""
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {' + '.join(layer.name for layer in self.layers)}>"
+
+
+class ConvReluPool(FastStep):
     """One fused step: forward ``(N, H, W, C) -> (N, Ho/2, Wo/2, F)`` and its backward.
 
     ``layers`` are the layers it runs, first the convolution, last the pool. ``layout`` (a class
@@ -93,9 +111,6 @@ class ConvReluPool:
         conv.store_gradients(d_kernel, d_bias)
         return dx
 
-    def __repr__(self):
-        return f"<{type(self).__name__} {' + '.join(layer.name for layer in self.layers)}>"
-
 
 class SlotMajorConvReluPool(ConvReluPool):
     """Several input channels: slot-major im2col rows, slot planes ``(Q, F)``."""
@@ -119,6 +134,80 @@ class WinogradConvReluPool(ConvReluPool):
         """Slices of samples of ``x`` (N, H, W, C) that a training step transforms one at a time."""
         return conv_pool.winograd_chunks(x.shape, self.pooled_shape, self.conv.filters, x.itemsize,
                                          self.CHUNK_BYTES)
+
+
+class WinogradConv(FastStep):
+    """One stride-1 3×3 ``Convolutional`` (zero border, no dilation, one group, any activation and
+    output size) whose training passes go through Winograd's F(2×2, 3×3)
+    (:mod:`~modularcnn.kernels.winograd_conv`): forward ``(N, H, W, C) -> (N, Ho, Wo, F)``.
+
+    The step computes the pre-activation ``z`` and hands it to the layer's own ``activate`` (so the
+    activation, its saved values and any activity penalty are the layer's), and its backward pass
+    starts from the layer's ``activation_gradient``. Inference runs the layer's own forward pass: the
+    transforms are repaid by the backward pass, which inference does not have (and a backward pass
+    after an inference pass then runs the layer's own backward, which rebuilds its windows).
+    """
+
+    #: Chunks of samples (bytes) of the transforms; see :mod:`modularcnn.kernels.conv_pool`.
+    CHUNK_BYTES = conv_pool.WINOGRAD_CHUNK_BYTES
+
+    def __init__(self, conv):
+        self.conv = conv
+        self.layers = (conv,)
+        self._cache = None
+
+    @property
+    def kernel(self):
+        """What runs, for plans and profiles."""
+        return (f"winograd_conv then {self.conv.activation.name} (inference: "
+                "Convolutional.forward)")
+
+    def forward(self, x, training=False):
+        conv = self.conv
+        if not training:
+            self._cache = None
+            return conv.forward(x, training=False)
+        conv.check_input(x)
+        z, self._cache = winograd_conv.winograd_conv_forward(
+            x, conv.params["kernel"], conv.params.get("bias"), conv.pads, conv.workspace,
+            self.CHUNK_BYTES)
+        return conv.activate(z)
+
+    def backward(self, dy):
+        return self.backward_preactivation(self.conv.activation_gradient(dy))
+
+    def backward_preactivation(self, dz):
+        """Backward from ``dL/dz`` (a fused softmax cross-entropy starts here)."""
+        conv = self.conv
+        if self._cache is None:        # the last forward pass was the layer's own (inference)
+            return conv.backward_preactivation(dz)
+        dx, d_kernel, d_bias = winograd_conv.winograd_conv_backward(
+            dz, self._cache, conv.params["kernel"], conv.input_grad_needed, conv.workspace)
+        conv.store_gradients(d_kernel, d_bias)
+        return dx
+
+
+class PlannedResidual(FastStep):
+    """A ``Residual`` whose block and shortcut run their own plans (``block_steps``,
+    ``shortcut_steps``), chosen by the planner like a network's: ``y = shortcut(x) + block(x)``
+    through :meth:`Residual.forward` with ``steps``, so the block's arithmetic stays the layer's."""
+
+    def __init__(self, residual, block_steps, shortcut_steps):
+        self.residual = residual
+        self.layers = (residual,)
+        self.steps = (list(block_steps), list(shortcut_steps))
+
+    @property
+    def kernel(self):
+        """What runs, for plans and profiles: the kinds of the inner steps."""
+        block, shortcut = ([type(step).__name__ for step in steps] for steps in self.steps)
+        return f"block: {', '.join(block)}; shortcut: {', '.join(shortcut) or 'identity'}"
+
+    def forward(self, x, training=False):
+        return self.residual.forward(x, training=training, steps=self.steps)
+
+    def backward(self, dy):
+        return self.residual.backward(dy, steps=self.steps)
 
 
 #: The step class of each layout.

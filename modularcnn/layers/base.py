@@ -493,11 +493,17 @@ class ActivatedLayer(Layer):
         self._activity_scale = None if tally is None else tally.add(self.activity_regularizer, a)
         return a
 
-    def backward(self, dy):
+    def activation_gradient(self, dy):
+        """``dL/dz`` from ``dL/da`` (shaped like the output) through the activation of the last
+        :meth:`activate` call, with the activity penalty's gradient (a fused step of the planner that
+        computes ``z`` its own way goes on from here)."""
         if self._activity_scale:
             # d(weight * r(a) / N) / da, added to what comes from above (never in place: dy is theirs).
             dy = dy + dy.dtype.type(self._activity_scale) * self.activity_regularizer.gradient(self._a)
-        return self.backward_preactivation(self.activation.backward(dy, self.preactivation, self._a))
+        return self.activation.backward(dy, self.preactivation, self._a)
+
+    def backward(self, dy):
+        return self.backward_preactivation(self.activation_gradient(dy))
 
     def backward_preactivation(self, dz):
         raise NotImplementedError

@@ -214,21 +214,26 @@ class Residual(Layer):
 
     # -- computing -------------------------------------------------------------------------------
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, steps=None):
+        """``shortcut(x) + block(x)``; ``steps`` (the planner's, :mod:`modularcnn.execution`) is a
+        pair ``(block steps, shortcut steps)`` run in place of the layers."""
         self.check_input(x)
         block, shortcut = self._stacks()
+        block_steps, shortcut_steps = steps or (None, None)
         # Whoever reseeds this block (gradcheck) reseeds its dropout too.
         rng = self.random
         with frozen_scope(not self.trainable):  # a frozen block's batch norms run as in inference
-            return (block.forward(x, training=training, rng=rng)
-                    + shortcut.forward(x, training=training, rng=rng))
+            return (block.forward(x, training=training, steps=block_steps, rng=rng)
+                    + shortcut.forward(x, training=training, steps=shortcut_steps, rng=rng))
 
-    def backward(self, dy):
+    def backward(self, dy, steps=None):
+        """dL/dx from ``dy``, through the ``steps`` of the forward pass when it had them."""
         need = self.input_grad_needed
         block, shortcut = self._stacks()
+        block_steps, shortcut_steps = steps or (None, None)
         # The sum sends dy unchanged into both branches; their input gradients add up.
-        g = block.backward(dy, input_grad_needed=need)
-        s = shortcut.backward(dy, input_grad_needed=need)
+        g = block.backward(dy, steps=block_steps, input_grad_needed=need)
+        s = shortcut.backward(dy, steps=shortcut_steps, input_grad_needed=need)
         return g + s if need else None
 
     # -- config ----------------------------------------------------------------------------------
