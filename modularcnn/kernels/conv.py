@@ -54,6 +54,14 @@ def sliding_windows(xp, kernel_size, stride, out_shape, dilation=None):
     return as_strided(xp, shape=shape, strides=strides, writeable=False)
 
 
+def _is_pointwise(kernel_size, stride, pads):
+    """A 1×1 (×1) kernel at stride 1 with no border: every window is one input pixel, so the
+    window matrix is the input itself, ``(M, C)``, and dL/dx is ``dL/dy @ kernelᵀ`` (dilation does
+    not matter for a single tap)."""
+    return (all(k == 1 for k in kernel_size) and all(s == 1 for s in stride)
+            and not any(before or after for before, after in pads))
+
+
 def im2col(x, kernel_size, stride, pads, out_shape, workspace=None, pad_value=0.0,
            dilation=None):
     """Copy every window of ``x`` (N, *S, C) into a matrix ``(M, prod(K) * C)``.
@@ -66,9 +74,12 @@ def im2col(x, kernel_size, stride, pads, out_shape, workspace=None, pad_value=0.
     offset fills one contiguous row from a strided slice of the input, and the transposed view is
     returned (BLAS multiplies it without a copy). ``dilation`` spreads the taps (default 1).
     """
-    xp = pad_spatial(x, pads, value=pad_value, workspace=workspace)
     batch, channels = x.shape[0], x.shape[-1]
     rows = batch * math.prod(out_shape)
+    if _is_pointwise(kernel_size, stride, pads):
+        # A 1x1 window at stride 1 without a border is the pixel itself: the input is the matrix.
+        return x.reshape(rows, channels)
+    xp = pad_spatial(x, pads, value=pad_value, workspace=workspace)
     if channels == 1:
         offsets = kernel_offsets(kernel_size, dilation)
         cols_t = scratch(workspace, "cols_t", (len(offsets), rows), x.dtype)
@@ -122,6 +133,8 @@ def conv_input_gradient(dy2, kernel, x_shape, stride, pads, out_shape, dilation=
     """
     kernel_size = kernel.shape[:-2]
     channels, filters = kernel.shape[-2:]
+    if groups == 1 and _is_pointwise(kernel_size, stride, pads):
+        return (dy2 @ kernel.reshape(channels, filters).T).reshape(x_shape)
     offsets = kernel_offsets(kernel_size, dilation)
     if groups == 1:
         per_offset = np.matmul(dy2, kernel.reshape(len(offsets), channels, filters).transpose(0, 2, 1))
