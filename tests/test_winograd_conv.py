@@ -267,3 +267,20 @@ def test_training_with_two_workers_matches_one_process():
     assert ran and all("PlannedResidual" in kinds for kinds in ran), ran
     for a, b in zip(single, double):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_fit_with_a_first_layer_on_winograd_matches_the_reference_fit():
+    # The first layer needs no input gradient: the step skips that product, as the layer does.
+    def fitted(options):
+        net = lone_conv_net(channels=6, pad="same", activation="relu", height=6, width=5, seed=4)
+        net.execution_options = options
+        net.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        rng = np.random.default_rng(7)
+        x, y = rng.standard_normal((10,) + net.input_shape), rng.integers(0, 2, 10)
+        net.fit(x, y, epochs=2, batch_size=4, verbose=0, shuffle=False)
+        return net.get_weights(), type(net.plan()[0])
+
+    (fast, kind), (reference, _) = fitted(ExecutionOptions()), fitted(ExecutionOptions.reference())
+    assert kind is WinogradConv
+    for a, b in zip(fast, reference):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

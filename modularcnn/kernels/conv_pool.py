@@ -40,8 +40,8 @@ import numpy as np
 from . import winograd
 from .conv import col2im, conv_input_gradient, sliding_windows
 from .pooling import max_of_quarters, route_to_quarters
-from .windows import pad_spatial, padded_shape
-from .workspace import scratch
+from .windows import pad_spatial
+from .workspace import scratch, zeros
 
 #: The ways :func:`conv_relu_pool_forward` can lay out the computation (see the module docstring).
 LAYOUTS = ("slot_major", "patch", "winograd")
@@ -49,13 +49,6 @@ LAYOUTS = ("slot_major", "patch", "winograd")
 #: layer, batch 32, forward and backward: 8.9 ms in one go, 6.4 ms in chunks of 8 samples (2.4 MB),
 #: 6.7 ms in chunks of 4.
 WINOGRAD_CHUNK_BYTES = 5 * 2**19
-
-
-def _zeroed(workspace, name, shape, dtype):
-    """An array of zeros kept in ``workspace`` (only its interior is ever rewritten), or a new one."""
-    if workspace is None:
-        return np.zeros(shape, dtype)
-    return workspace.get(name, shape, dtype, fill=0)
 
 
 def pooled_shape(x_shape, kernel_shape, pads):
@@ -172,7 +165,7 @@ def _expanded_kernel(kernel, workspace):
     at offset ``(a, b)`` of the patch, zeros elsewhere."""
     kh, kw, _, filters = kernel.shape
     # Kept (and zeroed) once in a workspace: every call rewrites the same blocks, so the zeros stay.
-    expanded = _zeroed(workspace, "patch_kernel", (2, 2, filters, kh + 1, kw + 1), kernel.dtype)
+    expanded = zeros(workspace, "patch_kernel", (2, 2, filters, kh + 1, kw + 1), kernel.dtype)
     by_filter = kernel[:, :, 0, :].transpose(2, 0, 1)                 # (F, kh, kw)
     for a in (0, 1):
         for b in (0, 1):
@@ -222,18 +215,12 @@ def _patch_backward(dy, cache, kernel, input_grad_needed, workspace):
 
 # -- Winograd F(2x2, 3x3) ------------------------------------------------------------------------
 
-def _split_shape(x_shape, pads):
-    """Shape of the padded input with its even and odd columns apart: ``(N, Hp, 2, Wp/2, C)``."""
-    _, height, width, channels = padded_shape(x_shape, pads)
-    return (x_shape[0], height, 2, width // 2, channels)
-
-
 def _winograd_forward(x, kernel, bias, pads, pooled, training, workspace, chunk_bytes,
                       activation=None):
     filters = kernel.shape[-1]
     tiles = pooled[0] * pooled[1]
-    split = winograd.split_columns(x, pads, _zeroed(workspace, "winograd_split",
-                                                    _split_shape(x.shape, pads), x.dtype))
+    split = winograd.split_columns(x, pads, zeros(workspace, "winograd_split",
+                                                    winograd.split_shape(x.shape, pads), x.dtype))
     transformed_kernel = winograd.kernel_transform(kernel)                 # (16, C, F)
     y = np.empty((len(x) * tiles, filters), x.dtype)
     chunks = []
@@ -261,7 +248,7 @@ def _winograd_backward(dy, cache, kernel, input_grad_needed, workspace):
     d_bias = np.zeros(filters, dy.dtype)
     d_split = None
     if input_grad_needed:
-        d_split = scratch(workspace, "winograd_d_split", _split_shape(x_shape, pads), dy.dtype)
+        d_split = scratch(workspace, "winograd_d_split", winograd.split_shape(x_shape, pads), dy.dtype)
     for part, rows, transformed, mask in cache["chunks"]:
         d_slots, d_chunk_bias = _slot_gradients(dy[rows], mask, filters, False, workspace)
         d_bias += d_chunk_bias

@@ -33,6 +33,7 @@ even ``j+1``, odd ``j+1``), and only :func:`split_columns` and :func:`merge_colu
 
 import numpy as np
 
+from .windows import padded_shape
 from .workspace import scratch
 
 
@@ -53,6 +54,12 @@ def _column_parities(width, pad_before):
         count = len(range(first, width, 2))
         parities.append((first, count, (first + pad_before) // 2))
     return parities
+
+
+def split_shape(x_shape, pads):
+    """Shape of ``x_shape`` (N, H, W, C) padded by ``pads`` and split: ``(N, Hp, 2, Wp/2, C)``."""
+    _, height, width, channels = padded_shape(x_shape, pads)
+    return (x_shape[0], height, 2, width // 2, channels)
 
 
 def split_columns(x, pads, out):

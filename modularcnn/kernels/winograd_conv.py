@@ -23,8 +23,7 @@ import numpy as np
 
 from . import winograd
 from .conv_pool import WINOGRAD_CHUNK_BYTES, winograd_chunks
-from .windows import padded_shape
-from .workspace import scratch
+from .workspace import scratch, zeros
 
 
 def tile_grid(x_shape, pads):
@@ -43,17 +42,6 @@ def tile_grid(x_shape, pads):
     return out, tiles, grid_pads
 
 
-def _zeroed(workspace, name, shape, dtype):
-    """Zeros kept in ``workspace`` (only their interior is ever rewritten), or a new array of them."""
-    return np.zeros(shape, dtype) if workspace is None else workspace.get(name, shape, dtype, fill=0)
-
-
-def _split_shape(x_shape, grid_pads):
-    """The padded input with its even and odd columns apart: ``(N, 2·th + 2, 2, tw + 1, C)``."""
-    _, height, width, channels = padded_shape(x_shape, grid_pads)
-    return (x_shape[0], height, 2, width // 2, channels)
-
-
 def _check(x, kernel):
     if x.ndim != 4 or kernel.ndim != 4 or kernel.shape[:2] != (3, 3) or x.shape[-1] != kernel.shape[2]:
         raise ValueError(f"winograd_conv: expected x (N, H, W, C) and kernel (3, 3, C, F), got "
@@ -70,8 +58,8 @@ def winograd_conv_forward(x, kernel, bias, pads, workspace=None, chunk_bytes=WIN
     out, tiles, grid_pads = tile_grid(x.shape, pads)
     batch, channels, filters = len(x), x.shape[-1], kernel.shape[-1]
     (th, tw), per_sample = tiles, tiles[0] * tiles[1]
-    split = winograd.split_columns(x, grid_pads, _zeroed(workspace, "winograd_conv_split",
-                                                         _split_shape(x.shape, grid_pads), x.dtype))
+    split = winograd.split_columns(x, grid_pads, zeros(workspace, "winograd_conv_split",
+                                                         winograd.split_shape(x.shape, grid_pads), x.dtype))
     transformed_kernel = winograd.kernel_transform(kernel)                    # (16, C, F)
     grid = np.empty((batch, th, 2, tw, 2, filters), x.dtype)                  # blocks in place
     chunks = []
@@ -108,7 +96,7 @@ def winograd_conv_backward(dz, cache, kernel, input_grad_needed=True, workspace=
     d_bias = np.ones(dz.size // filters, dz.dtype) @ dz.reshape(-1, filters)
     if out != (2 * th, 2 * tw):
         # The cropped values past the output have zero gradient: a zero border that stays zero.
-        d_grid = _zeroed(workspace, "winograd_conv_d_grid", (x_shape[0], 2 * th, 2 * tw, filters),
+        d_grid = zeros(workspace, "winograd_conv_d_grid", (x_shape[0], 2 * th, 2 * tw, filters),
                          dz.dtype)
         d_grid[:, :out[0], :out[1]] = dz
     else:
@@ -117,7 +105,7 @@ def winograd_conv_backward(dz, cache, kernel, input_grad_needed=True, workspace=
     d_transformed_kernel = np.zeros_like(transformed_kernel)                  # (16, C, F)
     d_split = None
     if input_grad_needed:
-        d_split = scratch(workspace, "winograd_conv_d_split", _split_shape(x_shape, grid_pads),
+        d_split = scratch(workspace, "winograd_conv_d_split", winograd.split_shape(x_shape, grid_pads),
                           dz.dtype)
     for part, transformed in cache["chunks"]:
         d_blocks = scratch(workspace, "winograd_conv_d_blocks",

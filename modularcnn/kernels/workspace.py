@@ -49,3 +49,9 @@ class Workspace:
 def scratch(workspace, name, shape, dtype):
     """An array for temporary values: from ``workspace`` when there is one, else a new one."""
     return np.empty(shape, dtype) if workspace is None else workspace.get(name, shape, dtype)
+
+
+def zeros(workspace, name, shape, dtype):
+    """An array of zeros: kept in ``workspace`` when there is one (callers rewrite only its interior,
+    so the zeros elsewhere stay), else a new one."""
+    return np.zeros(shape, dtype) if workspace is None else workspace.get(name, shape, dtype, fill=0)
