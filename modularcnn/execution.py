@@ -28,7 +28,7 @@ import contextvars
 import dataclasses
 
 from .activations import ELU, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
-from .fusion import FUSED_STEPS, FastStep, PlannedResidual, WinogradConv
+from .fusion import FUSED_STEPS, FusedStep, PlannedResidual, WinogradConv
 from .layers.convolutional import Convolutional
 from .layers.core import Activation
 from .layers.pooling import MaxPooling
@@ -220,12 +220,12 @@ def can_fuse(conv, pool, options=None):
 
 def step_layers(step):
     """The layers a step runs: its ``layers`` (a fused step), or the step itself (a layer)."""
-    return tuple(step.layers) if isinstance(step, FastStep) else (step,)
+    return tuple(step.layers) if isinstance(step, FusedStep) else (step,)
 
 
 def step_kernel(step):
     """What a step runs, in words: the fused kernel and its layout, or the layer's own passes."""
-    if isinstance(step, FastStep):
+    if isinstance(step, FusedStep):
         return step.kernel
     return f"{type(step).__name__}.forward/backward (reference)"
 
@@ -268,7 +268,7 @@ class Plan:
     @property
     def fused_steps(self):
         """The steps that are not a layer running itself (fused steps, Winograd, planned blocks)."""
-        return [step for step in self.steps if isinstance(step, FastStep)]
+        return [step for step in self.steps if isinstance(step, FusedStep)]
 
     def rows(self):
         """``[step kind, layers, kernel]`` for each step."""

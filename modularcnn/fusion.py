@@ -22,7 +22,7 @@ from .kernels import conv_pool, winograd_conv
 from .layers.convolutional import in_sample_slices
 
 
-class FastStep:
+class FusedStep:
     """A step of a plan that is not a layer running itself: what the planner's other steps share.
 
     ``layers`` are the network's layers it stands for (in order); ``kernel`` says what runs, in words.
@@ -35,7 +35,7 @@ class FastStep:
         return f"<{type(self).__name__} {' + '.join(layer.name for layer in self.layers)}>"
 
 
-class ConvReluPool(FastStep):
+class ConvReluPool(FusedStep):
     """One fused step: forward ``(N, H, W, C) -> (N, Ho/2, Wo/2, F)`` and its backward.
 
     ``layers`` are the layers it runs, first the convolution, last the pool. ``layout`` (a class
@@ -136,7 +136,7 @@ class WinogradConvReluPool(ConvReluPool):
                                          self.CHUNK_BYTES)
 
 
-class WinogradConv(FastStep):
+class WinogradConv(FusedStep):
     """One stride-1 3×3 ``Convolutional`` (zero border, no dilation, one group, any activation and
     output size) whose training passes go through Winograd's F(2×2, 3×3)
     (:mod:`~modularcnn.kernels.winograd_conv`): forward ``(N, H, W, C) -> (N, Ho, Wo, F)``.
@@ -187,7 +187,7 @@ class WinogradConv(FastStep):
         return dx
 
 
-class PlannedResidual(FastStep):
+class PlannedResidual(FusedStep):
     """A ``Residual`` whose block and shortcut run their own plans (``block_steps``,
     ``shortcut_steps``), chosen by the planner like a network's: ``y = shortcut(x) + block(x)``
     through :meth:`Residual.forward` with ``steps``, so the block's arithmetic stays the layer's."""

@@ -284,3 +284,11 @@ def test_fit_with_a_first_layer_on_winograd_matches_the_reference_fit():
     assert kind is WinogradConv
     for a, b in zip(fast, reference):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_a_frozen_residual_block_keeps_its_batch_norms_in_inference_through_its_plan():
+    net = resnet()
+    net.layers[3].trainable = False
+    assert any(isinstance(step, PlannedResidual) for step in net.plan())
+    x = np.random.default_rng(8).standard_normal((3,) + net.input_shape)
+    assert_same_as_reference(net, x)
