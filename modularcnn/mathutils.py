@@ -16,6 +16,8 @@ def as_float_array(x):
     is never silently upcast.
     """
     x = np.asarray(x)
+    if x.dtype.kind not in "biuf":  # strings, objects, complex: a ValueError, not astype's TypeError
+        raise ValueError(f"expected an array of real numbers, got one of dtype {x.dtype}")
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64)
     return x

@@ -13,6 +13,7 @@ import re
 
 import numpy as np
 
+from . import validation
 from .catalog import Catalog, Configurable
 from .mathutils import align_to, as_float_array
 from .stateful_metrics import AUC, F1Score, Precision, Recall, StatefulMetric
@@ -60,6 +61,8 @@ def _true_class_ids(y_true, n, k, what):
         return np.argmax(y_true, axis=1)
     if y_true.shape in ((n,), (n, 1)):
         ids = y_true.reshape(n)
+        if ids.dtype.kind not in "biuf":
+            raise ValueError(f"{what}: class ids in y_true must be numbers, got dtype {ids.dtype}")
         if not np.issubdtype(ids.dtype, np.integer):
             if not np.all(np.floor(ids) == ids):
                 raise ValueError(
@@ -117,6 +120,7 @@ def binary_accuracy(y_true, y_pred, threshold=0.5):
             f"binary_accuracy: expected y_pred with shape (N, ...), N >= 1, "
             f"received shape {y_pred.shape}."
         )
+    threshold = validation.real(threshold, "threshold", "binary_accuracy")
     y_true = align_to(y_true, y_pred, "binary_accuracy")
     return float(np.mean((y_pred > threshold) == (y_true > 0.5)))
 
@@ -240,12 +244,9 @@ def confusion_matrix(y_true, y_pred_classes, num_classes=None):
         )
     if num_classes is None:
         num_classes = int(max(true_ids.max(initial=-1), pred_ids.max(initial=-1))) + 1
-    elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or (
-        num_classes < 1
-    ):
-        raise ValueError(
-            f"confusion_matrix: num_classes must be a positive integer, received {num_classes!r}."
-        )
+    else:
+        num_classes = validation.positive_int(num_classes, "num_classes", "confusion_matrix")
+    validation.array_elements((num_classes, num_classes), "the matrix", "confusion_matrix")
     for ids, what in ((true_ids, "y_true"), (pred_ids, "y_pred_classes")):
         if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
             raise ValueError(

@@ -23,6 +23,7 @@ Keras's ``keras.models`` names are here too: :func:`model_from_json` (the string
 
 import json
 
+from . import validation
 from .layers import BatchNormalization, Convolutional, Dense, Dropout, Flatten, MaxPooling
 from .net import Net, Sequential
 
@@ -99,12 +100,12 @@ _BUILDERS = {"lenet": lenet5, "lenet5": lenet5, "simple": simple, "deep": deep, 
 
 def get(name, input_shape=(28, 28, 1), num_classes=10, seed=None):
     """The preset called ``name`` (``"lenet"``/``"lenet5"``, ``"simple"``, ``"deep"``, ``"best"``)."""
-    try:
-        builder = _BUILDERS[name]
-    except KeyError:
+    if not isinstance(name, str) or name not in _BUILDERS:
         raise ValueError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)} "
-                         "or give an architecture file PATH.json") from None
-    return builder(input_shape=tuple(input_shape), num_classes=int(num_classes), seed=seed)
+                         "or give an architecture file PATH.json")
+    input_shape = validation.shape_tuple(input_shape, "input_shape", "models.get")
+    num_classes = validation.positive_int(num_classes, "num_classes", "models.get")
+    return _BUILDERS[name](input_shape=input_shape, num_classes=num_classes, seed=seed)
 
 
 def from_json(path, input_shape=None, seed=None, custom_objects=None):

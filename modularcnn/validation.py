@@ -226,7 +226,7 @@ def float_dtype(value, name, owner):
         fail(owner, name, expected, value)
     try:
         dtype = np.dtype(value)
-    except TypeError:
+    except (TypeError, ValueError):  # np.dtype({...}) raises ValueError
         fail(owner, name, expected, value)
     if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         # float16's 3-digit precision breaks training and long double has no BLAS: refused, not half-run.

@@ -23,12 +23,15 @@ reuses: ``python -m pytest -m fuzz`` runs the whole suite.
 """
 
 import contextlib
+import functools
+import gzip
 import inspect
 import io
 import math
 import os
 import resource
 import signal
+import subprocess
 import sys
 import tempfile
 import traceback
@@ -45,6 +48,7 @@ import modularcnn
 from modularcnn import (Input, Model, Net, activations, augment, callbacks, constraints, initializers,
                         layers, losses, metrics, optimizers, regularizers, schedules)
 from modularcnn.saving import file_info
+from tests import test_saving_fuzz as saving_fuzz
 
 pytestmark = [pytest.mark.fuzz,
               pytest.mark.skipif(not sys.platform.startswith("linux"),
@@ -719,3 +723,404 @@ def test_net_method_findings_stay_fixed(folder):
             call()
         assert raised_by_the_library(caught.value)
         assert state_bytes(net) == before
+
+
+# --------------------------------------------------------------------------------------------------
+# Loaders: model files (test_saving_fuzz's mutations, now bounded, plus declared-size bombs and Keras
+# archives), IDX and CSV datasets
+# --------------------------------------------------------------------------------------------------
+
+#: Declared dataset shapes of a model-file memory bomb (chunked and compressed, the file stays small).
+BOMB_SHAPES = [(32768, 32768), (100000, 100000), (2**31,), (1,) * 32, (2**16,) * 4]
+
+
+@st.composite
+def damaged_model_files(draw):
+    """``(kind, argument)`` for :func:`tests.test_saving_fuzz.apply`, or a declared-size bomb."""
+    if draw(st.integers(0, 3)) == 0:
+        return "bomb", (draw(st.sampled_from(saving_fuzz.reference()["datasets"])),
+                        draw(st.sampled_from(BOMB_SHAPES)))
+    return draw(saving_fuzz.mutations())
+
+
+def write_damaged(path, kind, argument):
+    if kind != "bomb":
+        saving_fuzz.apply(path, kind, argument)
+        return
+    name, shape = argument
+    with open(path, "wb") as handle:
+        handle.write(saving_fuzz.reference()["data"])
+    with h5py.File(path, "r+") as f:
+        dtype = f[name].dtype
+        del f[name]
+        # Nothing is written: HDF5 allocates chunks lazily, so the file stays a few KB.
+        f.create_dataset(name, shape=shape, dtype=dtype, chunks=(1,) * (len(shape) - 1) + (min(shape[-1], 64),),
+                         compression="gzip")
+
+
+@fuzz(120)
+@given(damage=damaged_model_files())
+def test_damaged_model_files_load_exactly_or_raise_model_file_error_within_bounds(damage, folder):
+    """tests/test_saving_fuzz.py's contract (exactly the saved network, or ModelFileError), for
+    load_model, load_weights and file_info, under the memory and time bound."""
+    kind, argument = damage
+    path = os.path.join(folder, "damaged.h5")
+    write_damaged(path, kind, argument)
+    with bounded():
+        saving_fuzz.check_load(path)
+    documented(lambda: file_info(path), (modularcnn.ModelFileError,))
+
+
+@functools.cache
+def keras_archive():
+    """A .keras archive of a small network, its bytes, and its predictions."""
+    net = saving_fuzz.build_net(seed=0)
+    x = saving_fuzz.reference()["x"]
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "m.keras")
+        net.save(path)
+        with open(path, "rb") as handle:
+            return handle.read(), net.predict(x)
+
+
+@fuzz(60)
+@given(cut=st.integers(0, 10**6), flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 7)),
+                                                 max_size=3))
+def test_damaged_keras_archives_load_exactly_or_raise_model_file_error(cut, flips, folder):
+    data, predictions = keras_archive()
+    damaged = bytearray(data[:cut % (len(data) + 1)] if cut % 3 == 0 else data)
+    for offset, bit in flips:
+        if damaged:
+            damaged[offset % len(damaged)] ^= 1 << bit
+    path = os.path.join(folder, "damaged.keras")
+    with open(path, "wb") as handle:
+        handle.write(bytes(damaged))
+    raised, net = documented(lambda: modularcnn.load_model(path), (modularcnn.ModelFileError,))
+    if not raised:
+        assert net.predict(saving_fuzz.reference()["x"]).tobytes() == predictions.tobytes()
+
+
+@fuzz(60)
+@given(data=st.one_of(st.binary(max_size=64),
+                      st.binary(max_size=64).map(lambda b: b"\x89HDF\r\n\x1a\n" + b),
+                      st.binary(max_size=64).map(lambda b: b"PK\x03\x04" + b)))
+def test_junk_bytes_are_model_file_errors(data, folder):
+    path = os.path.join(folder, "junk.h5")
+    with open(path, "wb") as handle:
+        handle.write(data)
+    for load in (modularcnn.load_model, file_info, trained_net().load_weights):
+        documented(lambda: load(path), (modularcnn.ModelFileError,))
+
+
+@st.composite
+def idx_files(draw):
+    """IDX bytes: a valid-looking or broken header (dtype code, up to 255 dimensions, sizes up to
+    2**32 - 1) and a payload of some length."""
+    zero = draw(st.sampled_from([b"\x00\x00", b"\x00\x01", b"\xff\xff"]))
+    code = draw(st.sampled_from([0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E, 0x00, 0x07, 0xFF]))
+    ndim = draw(st.one_of(st.integers(0, 4), st.just(255)))
+    dims = draw(st.lists(st.one_of(st.integers(0, 5), st.sampled_from([65536, 2**31, 2**32 - 1])),
+                         min_size=min(ndim, 6), max_size=min(ndim, 6)))
+    header = zero + bytes([code, ndim]) + b"".join(d.to_bytes(4, "big") for d in dims)
+    payload = draw(st.binary(max_size=80))
+    data = header + payload
+    if draw(st.booleans()):
+        data = gzip.compress(data)
+        if draw(st.booleans()):
+            data = data[:draw(st.integers(0, len(data)))]
+    return data
+
+
+@fuzz(120)
+@given(data=idx_files())
+def test_idx_loader_refuses_broken_files_with_dataset_error(data, folder):
+    path = os.path.join(folder, "data.idx")
+    with open(path, "wb") as handle:
+        handle.write(data)
+    from modularcnn.datasets import DatasetError, load_idx, parse_idx
+    raised, array = documented(lambda: load_idx(path), (DatasetError,))
+    if not data.startswith(b"\x1f\x8b"):
+        raised_bytes, array_bytes = documented(lambda: parse_idx(data), (DatasetError,))
+        assert raised_bytes == raised
+        if not raised:
+            assert array.tobytes() == array_bytes.tobytes()
+
+
+CSV_CELLS = st.sampled_from(["0", "1", "255", "256", "-1", "1.5", "nan", "inf", "", " ", "abc",
+                             "1e400", "99999999999999999999999", "0x10", '"3"', "7"])
+
+
+@st.composite
+def csv_calls(draw):
+    rows = draw(st.lists(st.lists(CSV_CELLS, min_size=0, max_size=5), min_size=0, max_size=4))
+    separator = draw(st.sampled_from([",", ";"]))
+    text = "\n".join(separator.join(row) for row in rows)
+    if draw(st.booleans()):
+        text = "label,p1,p2,p3\n" + text
+    arguments = {}
+    for name, values in (("label_column", st.one_of(st.integers(-5, 5), bad_values())),
+                         ("image_shape", st.one_of(st.just(None), st.just((2, 2)), bad_values())),
+                         ("header", st.sampled_from(["infer", True, False, "yes", None, 1])),
+                         ("dtype", st.sampled_from([np.uint8, "float32", "int8", "bogus", None, 3,
+                                                    "U3", object]))):
+        if draw(st.booleans()):
+            arguments[name] = draw(values)
+    return text.encode("utf-8") if draw(st.integers(0, 9)) else b"\xff\xfe\x00garbage", arguments
+
+
+@fuzz(150)
+@given(call=csv_calls())
+def test_load_csv_refuses_bad_files_and_arguments_with_value_error(call, folder):
+    from modularcnn.datasets import load_csv
+    data, arguments = call
+    path = os.path.join(folder, "data.csv")
+    with open(path, "wb") as handle:
+        handle.write(data)
+    documented(lambda: load_csv(path, **arguments))
+
+
+@fuzz(30)
+@given(path=st.one_of(bad_values(), st.sampled_from(["no/such/folder", "."])))
+def test_dataset_loaders_refuse_a_bad_path(path, folder):
+    from modularcnn.datasets import cifar10, mnist
+    for loader in (mnist.load_data, cifar10.load_data):
+        documented(lambda: loader(path=path), (ValueError, FileNotFoundError))
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line: in-process for many generated argument lists, as subprocesses for a few
+# --------------------------------------------------------------------------------------------------
+
+CLI_BAD_WORDS = st.sampled_from(["-1", "0", "1.5", "nan", "inf", "abc", "", "10000000000000",
+                                 "1e400", "--", "-", "None", "/", "/dev/null", "\x7f"])
+
+
+def cli_files(folder):
+    """A small saved model (4x4x1 images, 3 classes) and a garbage file, made once."""
+    model = os.path.join(folder, "cli_model.h5")
+    if not os.path.exists(model):
+        net = Net(input_shape=(4, 4, 1), seed=0)
+        net.add(layers.Flatten())
+        net.add(layers.Dense(3, activation="softmax"))
+        net.save(model)
+        with open(os.path.join(folder, "garbage.h5"), "wb") as handle:
+            handle.write(b"\x89HDF\r\n\x1a\n garbage")
+    return model, os.path.join(folder, "garbage.h5")
+
+
+@st.composite
+def cli_arguments(draw, folder):
+    model, garbage = cli_files(folder)
+    path = st.sampled_from([model, garbage, os.path.join(folder, "absent.h5"), folder, "/dev/null",
+                            ""])
+    command = draw(st.sampled_from(["train", "evaluate", "predict", "summary", "convert", "export",
+                                    "bogus"]))
+    if command == "train":
+        options = {"--epochs": "1", "--num-examples": "16", "--test-examples": "16",
+                   "--batch-size": "8", "--workers": "1", "--val-examples": "0"}
+        option = draw(st.sampled_from(sorted(options) + ["--lr", "--lr-decay", "--optimizer",
+                                                         "--model", "--dataset", "--augment",
+                                                         "--seed", "--val-split", "--distributed",
+                                                         "--save"]))
+        word = draw(CLI_BAD_WORDS.filter(
+            lambda w: not (option in ("--workers",) and w.isdigit())))
+        options[option] = word
+        if option == "--val-split":
+            del options["--val-examples"]
+        return ["train"] + [item for pair in options.items() for item in pair]
+    if command in ("evaluate", "summary"):
+        extra = ["--num-examples", draw(CLI_BAD_WORDS)] if draw(st.booleans()) and \
+            command == "evaluate" else []
+        return [command, draw(path)] + extra
+    if command == "predict":
+        return ["predict", draw(path), draw(st.sampled_from([garbage, model, folder, "x.npy", ""]))]
+    if command in ("convert", "export"):
+        extra = ["--opset", draw(CLI_BAD_WORDS)] if command == "export" and draw(st.booleans()) \
+            else []
+        return [command, draw(path), draw(st.sampled_from(["", folder, "/dev/null", "out.bogus"]))] \
+            + extra
+    return [command] + draw(st.lists(CLI_BAD_WORDS, max_size=2))
+
+
+def run_cli(argv):
+    """``modularcnn.cli.main(argv)`` in this process: (exit status, stdout, stderr). An exception
+    out of main is the raw traceback a user would see: it propagates, a finding."""
+    from modularcnn import cli
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), bounded():
+        try:
+            status = cli.main(argv)
+        except SystemExit as exit:  # argparse: usage and the error on stderr, status 2
+            status = exit.code
+    return status, out.getvalue(), err.getvalue()
+
+
+@fuzz(80)
+@given(data=st.data())
+def test_cli_refuses_bad_arguments_with_a_one_line_error(data, folder, mnist_dir, monkeypatch):
+    monkeypatch.setenv("MODULARCNN_DATA", str(mnist_dir.parent))
+    monkeypatch.setenv("MODULARCNN_OFFLINE", "1")
+    argv = data.draw(cli_arguments(folder))
+    status, out, err = run_cli(argv)
+    if status == 1:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("modularcnn: error: "), (argv, err)
+    elif status != 2:
+        assert status == 0, (argv, status, err)
+
+
+def pixel_arrays():
+    """Images for `modularcnn predict` on 4x4x1 inputs: uint8, other ints, floats in and out of
+    [0, 1], NaN, wrong shapes."""
+    @st.composite
+    def arrays(draw):
+        shape = draw(st.sampled_from([(2, 4, 4), (2, 4, 4, 1), (4, 4), (4, 4, 1), (2, 4, 4, 3),
+                                      (2, 16), (0, 4, 4), (2, 5, 4)]))
+        dtype = draw(st.sampled_from(["uint8", "int16", "int64", "float32", "float64", "bool"]))
+        value = draw(st.sampled_from([0, 1, 0.5, 2.0, -1, 255, 300, float("nan"), float("inf")]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            array = np.zeros(shape, dtype)
+            if array.size:
+                array.reshape(-1)[-1] = np.array(value).astype(dtype)
+        return array
+    return arrays()
+
+
+@fuzz(60)
+@given(images=pixel_arrays())
+def test_cli_predict_takes_only_documented_pixel_values(images, folder):
+    """`predict` takes uint8 levels or floats in [0, 1] of the model's image shape (item 12): those
+    give predictions; values outside, NaN, and other shapes a one-line error."""
+    model, _ = cli_files(folder)
+    path = os.path.join(folder, "images.npy")
+    np.save(path, images)
+    status, out, err = run_cli(["predict", model, path])
+    levels = images.dtype.kind in "iu" and images.size and 0 <= images.min() and images.max() <= 255
+    fractions = images.dtype.kind == "f" and images.size and bool(
+        np.all(np.isfinite(images)) and images.min() >= 0 and images.max() <= 1)
+    shape_fits = images.shape in ((2, 4, 4), (2, 4, 4, 1), (4, 4), (4, 4, 1))
+    if images.dtype.kind == "b":
+        return  # not documented either way; run_cli has checked there was no traceback
+    if (levels or fractions) and shape_fits:
+        assert status == 0, err
+    else:
+        assert status == 1 and len(err.strip().splitlines()) == 1, (images, status, err)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--epochs", "-1"], "--epochs"),
+    (["predict", "absent.h5", "absent.npy"], "absent.h5"),
+    (["summary", "garbage.h5"], "garbage.h5"),
+])
+def test_cli_as_a_subprocess_exits_with_an_error_not_a_traceback(argv, words, folder):
+    """The real command, run as a user runs it: a non-zero status and no traceback."""
+    cli_files(folder)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(Path(PACKAGE_DIR).parent)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+
+    def limit():  # the same bound as in-process examples, applied to the child
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, resource.RLIM_INFINITY))
+
+    done = subprocess.run([sys.executable, "-m", "modularcnn.cli", *argv], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr and words in done.stderr, done.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# Networks and public functions
+# --------------------------------------------------------------------------------------------------
+
+def _model_arguments():
+    a = Input((4,))
+    return {"inputs": a, "outputs": layers.Dense(3)(a)}
+
+
+#: A valid call of each network constructor and public function; the fuzzing replaces one argument.
+def public_calls():
+    from modularcnn import models, utils
+    y_ids = np.array([0, 2, 1, 1])
+    scores = np.eye(3, dtype=np.float32)[[0, 2, 2, 1]]
+    return {
+        "Net": (Net, dict(input_shape=(4,), name="net", seed=0, dtype="float32", layers=None,
+                          trainable=True)),
+        "Sequential": (modularcnn.Sequential, dict(layers=[layers.Dense(2)], name="seq",
+                                                   trainable=True)),
+        "Model": (Model, dict(_model_arguments(), name="model", seed=0, trainable=True)),
+        "Input": (Input, dict(shape=(4,), name="image", dtype=None, batch_size=None)),
+        "to_categorical": (utils.to_categorical, dict(x=y_ids, num_classes=3)),
+        "normalize": (utils.normalize, dict(x=scores, axis=-1, order=2)),
+        "confusion_matrix": (metrics.confusion_matrix, dict(y_true=y_ids, y_pred_classes=y_ids,
+                                                            num_classes=3)),
+        "accuracy": (metrics.accuracy, dict(y_true=y_ids, y_pred=scores)),
+        "binary_accuracy": (metrics.binary_accuracy, dict(y_true=scores, y_pred=scores,
+                                                          threshold=0.5)),
+        "top_k_accuracy": (metrics.top_k_accuracy, dict(y_true=y_ids, y_pred=scores, k=2)),
+        "mean_squared_error": (metrics.mean_squared_error, dict(y_true=scores, y_pred=scores)),
+        "models.get": (models.get, dict(name="lenet", input_shape=(28, 28, 1), num_classes=10,
+                                        seed=0)),
+        "model_from_json": (models.model_from_json, dict(json_string=trained_net().to_json(),
+                                                         custom_objects=None)),
+        "clone_model": (models.clone_model, dict(model=trained_net(), input_tensors=None,
+                                                 clone_function=None)),
+        "optimizers.get": (optimizers.get, dict(identifier="adam")),
+        "losses.get": (losses.get, dict(identifier="mse")),
+        "metrics.get": (metrics.get, dict(identifier="accuracy")),
+        "activations.get": (activations.get, dict(identifier="relu")),
+        "initializers.get": (initializers.get, dict(identifier="he_normal")),
+        "schedules.get": (schedules.get, dict(identifier={"class_name": "ExponentialDecay", "config": {
+            "initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.5}})),
+    }
+
+
+@st.composite
+def public_function_calls(draw):
+    calls = public_calls()
+    name = draw(st.sampled_from(sorted(calls)))
+    argument = draw(st.sampled_from(sorted(calls[name][1])))
+    return name, argument, draw(st.one_of(bad_values(), bad_arrays()))
+
+
+@fuzz(300)
+@given(call=public_function_calls())
+def test_networks_and_public_functions_refuse_bad_values_with_value_error(call, folder):
+    name, argument, value = call
+    function, arguments = public_calls()[name]
+    arguments[argument] = value
+    raised, made = documented(lambda: function(**arguments))
+    if not raised and isinstance(made, Net) and made.layers == [] and name in ("Net",):
+        documented(lambda: (made.add(layers.Dense(2)), made.predict(np.ones((2, 4), np.float32))))
+
+
+def test_loader_and_function_findings_stay_fixed(folder):
+    """What the loader, network and function fuzzing found (TypeError, MemoryError, OverflowError,
+    NumPy's errors; load_csv's image_shape=(2.7,) silently became (2,)), pinned."""
+    from modularcnn import models, utils
+    from modularcnn.datasets import load_csv
+    path = os.path.join(folder, "two.csv")
+    with open(path, "w") as handle:
+        handle.write("1,0,255\n0,3,4\n")
+    ids = np.array([0, 1])
+    for call, words in [
+        (lambda: load_csv(path, dtype="bogus"), "dtype"),
+        (lambda: load_csv(path, dtype=None), "dtype"),
+        (lambda: load_csv(path, image_shape=(2.7,)), "image_shape"),
+        (lambda: load_csv(None), "path"),
+        (lambda: Input((4,), dtype={"class_name": "Bogus"}), "dtype"),
+        (lambda: models.get("lenet", input_shape=None), "input_shape"),
+        (lambda: models.get({}), "preset"),
+        (lambda: models.get("lenet", num_classes=float("inf")), "num_classes"),
+        (lambda: metrics.binary_accuracy(ids, np.array([0.2, 0.9]), threshold=None), "threshold"),
+        (lambda: metrics.accuracy(ids, object()), "dtype"),
+        (lambda: metrics.accuracy([None, None], np.eye(2)), "dtype"),
+        (lambda: metrics.confusion_matrix(ids, ids, num_classes=10**12), "MAX_ARRAY_ELEMENTS"),
+        (lambda: metrics.confusion_matrix(ids, np.array([0, 10**6])), "MAX_ARRAY_ELEMENTS"),
+        (lambda: utils.to_categorical(ids, num_classes=10**12), "MAX_ARRAY_ELEMENTS"),
+        (lambda: utils.normalize(np.float64(3.0)), "scalar"),
+        (lambda: utils.normalize(np.ones((2, 2)), order="x"), "order"),
+    ]:
+        with pytest.raises(ValueError, match=words) as caught, bounded():
+            call()
+        assert raised_by_the_library(caught.value)
+    assert load_csv(path, image_shape=2)[0].shape == (2, 2)

@@ -75,6 +75,7 @@ def small_tmpfs(tmp_path):
     subprocess.run(["umount", str(mount)], check=True)
 
 
+@pytest.mark.fuzz  # a fault test of the fuzz suite (tests/test_fuzz.py); skips without a tmpfs
 def test_a_full_disk_gives_one_clear_error_and_keeps_the_old_file(small_tmpfs):
     path = small_tmpfs / "model.h5"
     path.write_bytes(b"old model")

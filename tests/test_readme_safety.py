@@ -6,11 +6,12 @@ import re
 
 import pytest
 
-from modularcnn import initializers, validation
+from modularcnn import initializers, stateful_metrics, summary, validation
 from modularcnn.datasets import _download, idx
 from modularcnn.saving import hdf5_format, keras_format, keras_functional
 from modularcnn.training import transport
 from modularcnn.training.strategies import policy
+from tests import test_fuzz
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 MIB, GIB = 2**20, 2**30
@@ -47,6 +48,10 @@ PHRASES = [
     f"not ready {seconds(transport.START_SECONDS)} after",
     f"within {seconds(transport.INTERRUPT_GRACE_SECONDS)}",
     "NonFiniteLossError",
+    f"at most {stateful_metrics.MAX_THRESHOLDS:,} thresholds",
+    f"at most {summary.MAX_LINE:,} characters wide",
+    f"under {test_fuzz.MEMORY_HEADROOM // GIB} GiB of extra address space and a "
+    f"{test_fuzz.WATCHDOG_SECONDS} s watchdog",
 ]
 
 

@@ -11,8 +11,12 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pytest
+
 from modularcnn import ModelFileError, Net, load_model, optimizers
 from modularcnn.layers import BatchNormalization, Convolutional, Dense, Dropout, Flatten
+
+pytestmark = pytest.mark.fuzz  # part of the fuzz suite (tests/test_fuzz.py reuses these helpers)
 
 
 def build_net(seed):
@@ -190,8 +194,6 @@ def test_byte_sweep_and_truncations():
 
 
 def test_missing_path_is_file_not_found_not_model_file_error(tmp_path):
-    import pytest
-
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "absent.h5")
     with pytest.raises(FileNotFoundError):

@@ -186,6 +186,7 @@ CHILD_SETUP = """
 """
 
 
+@pytest.mark.fuzz  # a fault test of the fuzz suite (tests/test_fuzz.py)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and SIGSTOP")
 def test_a_stopped_worker_raises_instead_of_blocking_forever():
     script = CHILD_SETUP + """
@@ -208,6 +209,7 @@ def test_a_stopped_worker_raises_instead_of_blocking_forever():
     assert "stopped worker gone: True" in done.stdout
 
 
+@pytest.mark.fuzz
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and SIGSTOP")
 def test_ctrl_c_gets_out_of_a_step_whose_worker_is_stopped():
     script = CHILD_SETUP + """
@@ -247,6 +249,7 @@ def test_no_worker_or_shared_file_outlives_the_interpreter(ending):
     assert not shared_files(child.pid)
 
 
+@pytest.mark.fuzz
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /dev/shm and SIGKILL")
 def test_killing_the_training_process_during_worker_start_up_leaves_no_shared_file():
     import signal

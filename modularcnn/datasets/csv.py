@@ -9,6 +9,7 @@ The format of the original ``mnist_train.csv``-style files::
 
 import numpy as np
 
+from .. import validation
 from ._gzip import read_maybe_gzip
 from .errors import DatasetError
 
@@ -44,7 +45,22 @@ def load_csv(path, label_column=0, image_shape=None, header="infer", dtype=np.ui
     """
     if header not in ("infer", True, False):
         raise ValueError(f"load_csv: header must be 'infer', True or False, got {header!r}")
-    dtype = np.dtype(dtype)
+    path = validation.file_path(path, "path", "load_csv")
+    label_column = validation.integer(label_column, "label_column", "load_csv")
+    expected = "a numeric dtype such as np.uint8 or 'float32'"
+    if dtype is None or isinstance(dtype, (bool, int, float)):  # np.dtype(None) is float64
+        validation.fail("load_csv", "dtype", expected, dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        validation.fail("load_csv", "dtype", expected, dtype)
+    if dtype.kind not in "iuf":
+        validation.fail("load_csv", "dtype", expected, dtype)
+    if image_shape is not None:
+        # One int is a flat image of that many pixels; 2.7 is not silently 2 (validation's rules).
+        image_shape = validation.shape_tuple(
+            (image_shape,) if validation.is_integer(image_shape) else image_shape,
+            "image_shape", "load_csv")
     try:
         text = read_maybe_gzip(path).decode("utf-8")
     except UnicodeDecodeError as error:
@@ -76,7 +92,6 @@ def load_csv(path, label_column=0, image_shape=None, header="infer", dtype=np.ui
                            "non-negative integer")
     x = _to_dtype(path, rows, pixels, dtype)
     if image_shape is not None:
-        image_shape = tuple(int(d) for d in np.atleast_1d(image_shape))
         if int(np.prod(image_shape)) != pixels.shape[1]:
             raise DatasetError(f"{path}: rows have {pixels.shape[1]} pixel values, which "
                                f"cannot be reshaped to image_shape={image_shape}")

@@ -1,5 +1,7 @@
 """Label and array helpers with Keras 3's names, arguments and results (``keras.utils``)."""
 
+import math
+
 import numpy as np
 
 from .. import validation
@@ -39,6 +41,7 @@ def to_categorical(x, num_classes=None):
             raise validation.ArgumentError("to_categorical: give num_classes for an empty x")
         num_classes = int(ids.max()) + 1
     num_classes = validation.positive_int(num_classes, "num_classes", "to_categorical")
+    validation.array_elements((ids.size, num_classes), "the one-hot result", "to_categorical")
     if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
         raise validation.ArgumentError(
             f"to_categorical: class ids must lie in [0, {num_classes}), got values in "
@@ -57,8 +60,14 @@ def normalize(x, axis=-1, order=2):
     x = np.asarray(x)
     if x.dtype.kind not in "iuf":
         raise validation.ArgumentError(f"normalize: x must be numeric, got an array of dtype {x.dtype}")
+    if x.ndim == 0:
+        raise validation.ArgumentError("normalize: x must have at least one axis, got a scalar")
     axis = validation.integer(axis, "axis", "normalize", minimum=-max(x.ndim, 1),
                               maximum=max(x.ndim, 1) - 1)
+    # np.linalg.norm's vector orders: None (2), any number, +-inf; NaN and non-numbers refused.
+    if order is not None and not (validation.is_real(order) and not math.isnan(order)):
+        validation.fail("normalize", "order", "None or a number (inf included)", order)
+    order = None if order is None else float(order)
     norm = np.atleast_1d(np.linalg.norm(x, order, axis, keepdims=True))
     norm[norm == 0] = 1
     return x / norm
