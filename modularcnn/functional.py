@@ -305,6 +305,7 @@ class Model(Net):
                 show_trainable=None, show_plan=False):
         """The layer table with a "Connected to" column (the tensors each call takes), as Keras
         prints it; the options are :meth:`Net.summary`'s."""
+        validation.function(print_fn, "print_fn", "summary")
         print_fn(_summary.summary_text(self, show_trainable=show_trainable, show_plan=show_plan,
                                        expand_nested=expand_nested, line_length=line_length,
                                        positions=positions))

@@ -217,8 +217,7 @@ class Net(KerasModelMethods):
         adds a Trainable column (shown by default when something is frozen); ``show_plan=True`` adds
         the execution plan (:meth:`plan`): which step runs each layer.
         """
-        if not callable(print_fn):
-            validation.fail("summary", "print_fn", "a callable such as print", print_fn)
+        validation.function(print_fn, "print_fn", "summary")
         print_fn(_summary.summary_text(self, show_trainable=show_trainable, show_plan=show_plan,
                                        expand_nested=expand_nested, line_length=line_length,
                                        positions=positions))

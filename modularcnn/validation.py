@@ -254,6 +254,13 @@ def file_path(value, name, owner, *, allow_none=False):
     return text
 
 
+def function(value, name, owner):
+    """``value`` if it is callable (a ``print_fn``, a schedule), else an ArgumentError."""
+    if not callable(value):
+        fail(owner, name, "a callable", value)
+    return value
+
+
 def seed(value, name, owner):
     """``value`` as a non-negative int seed, or None (draw from the operating system)."""
     return integer(value, name, owner, minimum=0, allow_none=True)

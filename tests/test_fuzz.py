@@ -563,6 +563,20 @@ def trained_net():
     return net
 
 
+def trained_model():
+    """The same network as a one-input graph Model (its own fit/evaluate/predict paths)."""
+    inputs = Input((4,))
+    hidden = layers.BatchNormalization()(layers.Dense(5, activation="relu")(inputs))
+    model = Model(inputs, layers.Dense(3, activation="softmax")(hidden), seed=0)
+    model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"])
+    x, y = tiny_data()
+    model.train_on_batch(x, y)
+    return model
+
+
+NETWORKS = {"sequential": trained_net, "graph": trained_model}
+
+
 def state_bytes(net):
     """Every weight (moving statistics included) and the optimizer's state, as bytes."""
     weights = [np.asarray(w).tobytes() for w in net.get_weights()]
@@ -668,14 +682,15 @@ PATH_ERRORS = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError
 
 @st.composite
 def method_calls(draw):
+    network = draw(st.sampled_from(sorted(NETWORKS)))
     method = draw(st.sampled_from(sorted(valid_method_arguments(tempfile.gettempdir()))))
     names = sorted(valid_method_arguments(tempfile.gettempdir())[method])
     if not names:
-        return method, None, None
+        return network, method, None, None
     argument = draw(st.sampled_from(names))
     values = bad_arrays() if argument in DATA_ARGUMENTS else st.one_of(bad_values(), bad_arrays())
     value = draw(values.filter(lambda v: allowed_value(argument, v)))
-    return method, argument, value
+    return network, method, argument, value
 
 
 @pytest.fixture(scope="module")
@@ -683,11 +698,11 @@ def reference_weights(folder):
     trained_net().save_weights(os.path.join(folder, "reference.weights.h5"))
 
 
-@fuzz(500)
+@fuzz(400)
 @given(call=method_calls())
 def test_net_methods_refuse_bad_values_and_keep_every_weight(call, folder, reference_weights):
-    method, argument, value = call
-    net = trained_net()
+    network, method, argument, value = call
+    net = NETWORKS[network]()
     arguments = valid_method_arguments(folder)[method]
     if argument is not None:
         arguments[argument] = value
@@ -701,12 +716,14 @@ def test_net_methods_refuse_bad_values_and_keep_every_weight(call, folder, refer
 def test_net_method_findings_stay_fixed(folder):
     """What the Net-method fuzzing found (TypeError, MemoryError, OverflowError, NumPy's AxisError, a
     refused compile that had already replaced the optimizer), pinned."""
-    net = trained_net()
-    before = state_bytes(net)
+    net, model = trained_net(), trained_model()
+    before = state_bytes(net), state_bytes(model)
     for call, words in [
         (lambda: net.compile(loss=None), "loss"),
         (lambda: net.compile(metrics=float("nan")), "metrics"),
         (lambda: net.summary(print_fn=None), "print_fn"),
+        (lambda: model.summary(print_fn=None), "print_fn"),
+        (lambda: model.compile(metrics=float("nan")), "metrics"),
         (lambda: net.summary(line_length=10**12), "line_length"),
         (lambda: net.summary(positions=[10**12] * 4), "positions"),
         (lambda: net.set_weights(np.array(0.0)), "weights"),
@@ -722,7 +739,7 @@ def test_net_method_findings_stay_fixed(folder):
         with pytest.raises(ValueError, match=words) as caught, bounded():
             call()
         assert raised_by_the_library(caught.value)
-        assert state_bytes(net) == before
+        assert (state_bytes(net), state_bytes(model)) == before
 
 
 # --------------------------------------------------------------------------------------------------

@@ -168,6 +168,9 @@ def compile_model(model, optimizer, loss, metrics, loss_weights):
         weights = [float(w) for w in weights]
     if isinstance(metrics, str):
         metrics = (metrics,)
+    if metrics is not None and not isinstance(metrics, (list, tuple, dict)):
+        raise ValueError(f"compile: metrics must be a list of names or metric objects (or a dict "
+                         f"per output), got {metrics!r}")
     if isinstance(metrics, dict):
         per_output = _per_output(metrics, names, "metrics", ())
     else:
