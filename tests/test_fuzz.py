@@ -474,7 +474,7 @@ def constructor_calls(draw):
     return family, name, cls, argument, draw(bad_values())
 
 
-@fuzz(600)
+@fuzz(450)
 @given(call=constructor_calls())
 def test_constructors_refuse_bad_values_with_value_error(call, folder):
     family, name, cls, argument, value = call
@@ -698,7 +698,7 @@ def reference_weights(folder):
     trained_net().save_weights(os.path.join(folder, "reference.weights.h5"))
 
 
-@fuzz(400)
+@fuzz(300)
 @given(call=method_calls())
 def test_net_methods_refuse_bad_values_and_keep_every_weight(call, folder, reference_weights):
     network, method, argument, value = call
@@ -1099,7 +1099,7 @@ def public_function_calls(draw):
     return name, argument, draw(st.one_of(bad_values(), bad_arrays()))
 
 
-@fuzz(300)
+@fuzz(200)
 @given(call=public_function_calls())
 def test_networks_and_public_functions_refuse_bad_values_with_value_error(call, folder):
     name, argument, value = call
