@@ -325,6 +325,10 @@ class Tanh(ActivationFunction):
     def forward(self, z):
         return np.tanh(z)
 
+    def forward_inplace(self, z):
+        # The derivative needs only the output, so z may be overwritten (one array less per layer).
+        return np.tanh(z, out=z)
+
     def backward(self, da, z, a):
         return da * (1 - a * a)
 

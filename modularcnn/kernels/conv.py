@@ -51,6 +51,12 @@ def sliding_windows(xp, kernel_size, stride, out_shape, dilation=None):
     tap_strides = tuple(s * d for s, d in zip(spatial_strides, dilation))
     shape = (xp.shape[0], *out_shape, *kernel_size, xp.shape[-1])
     strides = (batch_stride, *window_strides, *tap_strides, channel_stride)
+    if xp.flags.c_contiguous:
+        # The same view made over xp's buffer (bounds checked by NumPy) without as_strided's Python
+        # overhead: 1.2 against 6.7 us, two of them in every one-image LeNet predict (~0.15 ms).
+        view = np.ndarray(shape, xp.dtype, xp, 0, strides)
+        view.flags.writeable = False
+        return view
     return as_strided(xp, shape=shape, strides=strides, writeable=False)
 
 
