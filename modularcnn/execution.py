@@ -28,9 +28,11 @@ import contextvars
 import dataclasses
 
 from .activations import ELU, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from .fast_steps import BatchNormStep
 from .fusion import FUSED_STEPS, FusedStep, PlannedResidual, WinogradConv
 from .layers.convolutional import Convolutional
 from .layers.core import Activation
+from .layers.normalization import BatchNormalization
 from .layers.pooling import MaxPooling
 from .layers.residual import Residual
 
@@ -150,6 +152,14 @@ def select_step(layers, i, options):
     Returns ``(layers[i], 1)`` (the layer runs itself) unless a fused step applies, or a step of
     its own for that one layer (:func:`_single_step`).
     """
+    layer, following = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+    # Batch normalization over the last (channels or units) axis: one-pass kernels, sums as products.
+    fast_batch_norm = options.fused and isinstance(layer, BatchNormalization) and layer.features_last
+    # ... and a plain ReLU layer right after it, applied in the same pass.
+    relu_after = (fast_batch_norm and isinstance(following, Activation)
+                  and _plain_relu(following.activation) and following.activity_regularizer is None)
+    if fast_batch_norm:
+        return BatchNormStep(layer, following if relu_after else None), 1 + relu_after
     conv, after = layers[i], layers[i + 1:i + 3]
     # An activation written as its own layer right after a convolution without one
     # (Activation("relu"), ReLU(), LeakyReLU()) is the same operation as activation= inside it.

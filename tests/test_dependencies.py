@@ -4,7 +4,8 @@
     helpers    -> each other (activations, initializers, validation, errors, mathutils, catalog,
                   regularizers, constraints)
     layers     -> kernels, helpers
-    execution  -> layers, kernels (the planner: modularcnn.execution and its fused steps, modularcnn.fusion)
+    execution  -> layers, kernels (the planner: modularcnn.execution and its fused steps,
+                  modularcnn.fusion and modularcnn.fast_steps)
     training, saving, Net, ... -> the rest
 
 Every ``import`` counts, also one inside a function: a lazy import is still a dependency.
@@ -23,8 +24,9 @@ FOUNDATION = {"activations", "initializers", "validation", "errors", "mathutils"
 ALLOWED = {
     "kernels": {"kernels"},
     "layers": {"kernels", "layers"} | FOUNDATION,
-    "execution": {"kernels", "layers", "execution", "fusion"} | FOUNDATION,
+    "execution": {"kernels", "layers", "execution", "fusion", "fast_steps"} | FOUNDATION,
     "fusion": {"kernels", "layers", "fusion"} | FOUNDATION,
+    "fast_steps": {"kernels", "layers", "fusion", "fast_steps"} | FOUNDATION,
     **{helper: FOUNDATION for helper in FOUNDATION},   # the helpers stay below the layers too
 }
 #: What NumPy-only code may import from outside the package.
@@ -88,7 +90,7 @@ def test_each_part_imports_only_what_the_rule_allows(part):
 def test_layers_never_import_the_planner():
     for path in (PACKAGE / "layers").rglob("*.py"):
         _, found = imports_of(path)
-        assert not [t for t, _ in found if part_of(t) in ("execution", "fusion", "net", "training")], path
+        assert not [t for t, _ in found if part_of(t) in ("execution", "fusion", "fast_steps", "net", "training")], path
 
 
 STDLIB = {"math", "itertools", "functools", "numbers", "collections", "dataclasses", "typing", "re",

@@ -5,13 +5,9 @@ import math
 import numpy as np
 
 from .. import initializers, validation
+from ..kernels.batch_norm import divide_count as _divide
 from .base import Layer, inside_frozen, register_layer
 from .batch_statistics import ONE_PROCESS
-
-
-def _divide(total, count, dtype):
-    """``total / count`` in ``dtype``, rounded as NumPy's ``mean`` and ``var`` round it."""
-    return np.true_divide(total, np.intp(count), out=np.empty(total.shape, dtype), casting="unsafe")
 
 
 def _feature_axis(axis, input_shape, owner):
@@ -109,18 +105,10 @@ class BatchNormalization(Layer):
         self.check_input(x)
         axes = self._axes
         p = self.params
-        # Keras 3 (BatchNormalization.call): a frozen layer normalises as in inference, so that
-        # fine-tuning neither moves the statistics the rest of the network was trained with nor
-        # sees batch noise.
-        training = training and self.trainable and not inside_frozen()
+        training = self.uses_batch_statistics(training)
         if training:
             mean, variance = self._batch_statistics(x, axes)
-            if self.batch_reducer.updates_state:
-                keep = p["moving_mean"].dtype.type(self.momentum)
-                p["moving_mean"] *= keep
-                p["moving_mean"] += (1 - keep) * mean
-                p["moving_variance"] *= keep
-                p["moving_variance"] += (1 - keep) * variance
+            self.update_moving_statistics(mean, variance)
         else:
             mean, variance = p["moving_mean"], p["moving_variance"]
         inv_std = 1 / np.sqrt(variance + variance.dtype.type(self.epsilon))
@@ -128,6 +116,39 @@ class BatchNormalization(Layer):
         self._x_hat, self._inv_std, self._training = x_hat, inv_std, training
         y = x_hat * self._spread(p["gamma"]) if self.scale else x_hat
         return y + self._spread(p["beta"]) if self.center else y
+
+    def uses_batch_statistics(self, training):
+        """Whether a pass normalises with the batch's statistics: in training, unless this layer or
+        a network or block around it is frozen (then as in inference)."""
+        # Keras 3 (BatchNormalization.call): a frozen layer normalises as in inference, so that
+        # fine-tuning neither moves the statistics the rest of the network was trained with nor
+        # sees batch noise.
+        return training and self.trainable and not inside_frozen()
+
+    @property
+    def features_last(self):
+        """True when the features are the last axis (channels-last maps, dense units): the rows of
+        ``x.reshape(-1, F)`` are then what the statistics are taken over."""
+        return self._axes == tuple(range(len(self.input_shape)))
+
+    def update_moving_statistics(self, mean, variance):
+        """Move the moving statistics towards a training batch's ``mean`` and ``variance`` (F,)
+        (only where this participant writes the shared state, see ``batch_reducer``)."""
+        if not self.batch_reducer.updates_state:
+            return
+        p = self.params
+        keep = p["moving_mean"].dtype.type(self.momentum)
+        p["moving_mean"] *= keep
+        p["moving_mean"] += (1 - keep) * mean
+        p["moving_variance"] *= keep
+        p["moving_variance"] += (1 - keep) * variance
+
+    def store_gradients(self, dgamma, dbeta):
+        """Keep this participant's ``gamma`` and ``beta`` gradients (F,) (those the layer has)."""
+        if self.scale:
+            self.grads["gamma"] = dgamma
+        if self.center:
+            self.grads["beta"] = dbeta
 
     def _batch_statistics(self, x, axes):
         """Mean and biased variance ``(F,)`` over the whole batch, in two passes as ``x.var`` takes
@@ -149,10 +170,7 @@ class BatchNormalization(Layer):
         # This participant's sums: the strategy adds up every participant's parameter gradients.
         dbeta = dy.sum(axis=axes)
         dgamma = (dy * self._x_hat).sum(axis=axes)
-        if self.scale:
-            self.grads["gamma"] = dgamma
-        if self.center:
-            self.grads["beta"] = dbeta
+        self.store_gradients(dgamma, dbeta)
         if not self._training:
             # Moving statistics are constants, so normalisation is an affine map.
             return dy * self._spread(gamma * self._inv_std)

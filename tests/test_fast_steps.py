@@ -1,0 +1,216 @@
+"""The fast steps of modularcnn.fast_steps give the numbers of the layers' own reference passes."""
+
+import numpy as np
+import pytest
+
+import modularcnn
+from modularcnn import Net, gradcheck
+from modularcnn.execution import plan
+from modularcnn.fast_steps import BatchNormStep
+from modularcnn.kernels import batch_norm
+from modularcnn.layers import (
+    Activation,
+    BatchNormalization,
+    Convolutional,
+    Dense,
+    Flatten,
+    LeakyReLU,
+    ReLU,
+)
+from modularcnn.training import strategies
+
+
+def network_state(net):
+    return {f"{layer.name}/{key}": value.copy() for layer in net.layers
+            for key, value in layer.params.items()}
+
+
+def restore(net, state):
+    for layer in net.layers:
+        for key in layer.params:
+            layer.params[key][...] = state[f"{layer.name}/{key}"]
+
+
+def passes(net, x, fused, training):
+    """Output, input gradient, every gradient and every parameter (moving statistics included)
+    after one forward and backward pass."""
+    net.fusion = fused
+    y = net.forward(x, training=training)
+    dy = np.cos(np.arange(y.size)).reshape(y.shape).astype(y.dtype)
+    dx = net.backward(dy)
+    grads = {f"{layer.name}/{k}": g.copy() for layer in net.layers for k, g in layer.grads.items()}
+    return y, dx, grads, network_state(net)
+
+
+def assert_same_passes(net, x):
+    """Training and inference passes, fast and reference, from the same starting state."""
+    start = network_state(net)
+    for training in (True, False):
+        results = []
+        for fused in (True, False):
+            restore(net, start)
+            results.append(passes(net, x, fused, training))
+        (y, dx, grads, state), (y_ref, dx_ref, grads_ref, state_ref) = results
+        np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
+        assert grads.keys() == grads_ref.keys()
+        for key in grads:
+            np.testing.assert_allclose(grads[key], grads_ref[key], rtol=1e-12, atol=1e-12, err_msg=key)
+        for key in state:
+            np.testing.assert_allclose(state[key], state_ref[key], rtol=1e-12, atol=1e-14, err_msg=key)
+    net.fusion = True
+
+
+def bn_net(shape, after=None, dtype="float64", center=True, scale=True, seed=0):
+    """A convolution (no bias: batch norm cancels it), batch norm, an optional layer, a dense head."""
+    net = Net(input_shape=shape, dtype=dtype, seed=seed)
+    if len(shape) == 3:
+        net.add(Convolutional(5, (3, 2), pad=1, stride=(2, 3) if shape[0] > 4 else 1, use_bias=False))
+    else:
+        net.add(Dense(7, use_bias=False))
+    net.add(BatchNormalization(momentum=0.8, center=center, scale=scale, epsilon=1e-2))
+    if after is not None:
+        net.add(after)
+    net.add(Flatten())
+    net.add(Dense(3, activation="softmax"))
+    return net
+
+
+def randomise(net, seed=5):
+    """Non-trivial gamma, beta and moving statistics (the initial ones are 1 and 0)."""
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        if isinstance(layer, BatchNormalization):
+            for key, value in layer.params.items():
+                value[...] = (rng.uniform(0.5, 1.5, value.shape) if key in ("gamma", "moving_variance")
+                              else rng.standard_normal(value.shape))
+
+
+AFTER = {"none": lambda: None, "activation relu": lambda: Activation("relu"), "ReLU()": ReLU}
+
+
+@pytest.mark.parametrize("after", sorted(AFTER))
+@pytest.mark.parametrize("shape, batch", [((9, 7, 3), 3), ((9, 7, 3), 1), ((5,), 4), ((3, 5, 1), 2)])
+def test_batch_norm_step_matches_the_layers(after, shape, batch):
+    net = bn_net(shape, AFTER[after]())
+    randomise(net)
+    steps = net.plan().steps
+    assert isinstance(steps[1], BatchNormStep)
+    assert len(steps[1].layers) == (1 if after == "none" else 2)
+    x = np.random.default_rng(1).standard_normal((batch,) + net.input_shape) * 3 + 1
+    assert_same_passes(net, x)
+
+
+def test_a_frozen_batch_norm_step_runs_in_inference_mode_like_the_layer():
+    net = bn_net((6, 5, 3), ReLU())
+    randomise(net)
+    net.layers[1].trainable = False
+    before = network_state(net)
+    assert isinstance(net.plan().steps[1], BatchNormStep)
+    assert_same_passes(net, np.random.default_rng(2).standard_normal((3, 6, 5, 3)))
+    restore(net, before)
+    passes(net, np.random.default_rng(2).standard_normal((3, 6, 5, 3)), True, True)
+    for key in ("moving_mean", "moving_variance"):
+        np.testing.assert_array_equal(net.layers[1].params[key],
+                                      before[f"{net.layers[1].name}/{key}"])
+
+
+@pytest.mark.parametrize("center, scale", [(False, True), (True, False), (False, False)])
+def test_batch_norm_step_without_gamma_or_beta_matches_the_layers(center, scale):
+    net = bn_net((6, 5, 3), Activation("relu"), center=center, scale=scale)
+    randomise(net)
+    assert_same_passes(net, np.random.default_rng(2).standard_normal((2, 6, 5, 3)))
+
+
+@pytest.mark.parametrize("shape, batch, after", [((7, 5, 3), 1, None), ((6, 9, 1), 2, "relu"),
+                                                 ((5,), 3, "relu"), ((8, 7, 3), 3, "relu")])
+def test_batch_norm_step_passes_the_gradient_check(shape, batch, after):
+    net = bn_net(shape, Activation(after) if after else None)
+    randomise(net)
+    assert isinstance(net.plan().steps[1], BatchNormStep)
+    assert max(gradcheck(net, batch_size=batch).values()) < 1e-6
+
+
+def test_batch_norm_step_keeps_float32():
+    net = bn_net((6, 5, 3), Activation("relu"), dtype="float32")
+    x = np.random.default_rng(3).standard_normal((4, 6, 5, 3)).astype(np.float32)
+    y, dx, grads, state = passes(net, x, True, True)
+    assert y.dtype == dx.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in grads.values())
+    assert all(v.dtype == np.float32 for v in state.values())
+
+
+def test_the_planner_chooses_the_batch_norm_step_only_where_it_applies():
+    def kinds(layers, options=None):
+        net = Net(input_shape=(4, 4, 3), layers=layers)
+        return [(type(step).__name__, len(getattr(step, "layers", [step])))
+                for step in plan(net.layers, options).steps]
+
+    bn = BatchNormalization
+    assert kinds([bn(), ReLU()]) == [("BatchNormStep", 2)]
+    assert kinds([bn(), Activation("relu")]) == [("BatchNormStep", 2)]
+    # Only a plain ReLU joins the step; others, and a ReLU with an activity penalty, run themselves.
+    assert kinds([bn(), LeakyReLU()]) == [("BatchNormStep", 1), ("LeakyReLU", 1)]
+    assert kinds([bn(), ReLU(max_value=6)]) == [("BatchNormStep", 1), ("ReLU", 1)]
+    assert kinds([bn(), Activation("relu", activity_regularizer="l2")]) == [
+        ("BatchNormStep", 1), ("Activation", 1)]
+    # Statistics over another axis than the last: the layer's own passes.
+    assert kinds([bn(axis=1), ReLU()]) == [("BatchNormalization", 1), ("ReLU", 1)]
+    reference = modularcnn.ExecutionOptions(fused=False)
+    assert kinds([bn(), ReLU()], reference) == [("BatchNormalization", 1), ("ReLU", 1)]
+
+
+def test_reference_kernels_and_fusion_off_run_the_layer():
+    net = bn_net((6, 5, 3), Activation("relu"))
+    assert "BatchNormStep" in net.plan().kinds()
+    assert "batch_norm_relu" in str(net.plan())
+    with modularcnn.reference_kernels():
+        assert "BatchNormStep" not in net.plan().kinds()
+    net.fusion = False
+    assert net.plan().kinds()[1:3] == ["BatchNormalization", "Activation"]
+
+
+def test_the_first_layer_skips_its_input_gradient():
+    net = Net(input_shape=(4, 3), dtype="float64", layers=[BatchNormalization(), Flatten(),
+                                                          Dense(2, activation="softmax")])
+    x = np.random.default_rng(0).standard_normal((5, 4, 3))
+    y = net.forward(x, training=True)
+    assert net.backward(np.ones_like(y), input_gradient=False) is None
+    grads = dict(net.layers[0].grads)
+    net.fusion = False
+    net.forward(x, training=True)
+    net.backward(np.ones_like(y), input_gradient=False)
+    for key, value in grads.items():
+        np.testing.assert_allclose(value, net.layers[0].grads[key], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("rows, features, k", [(6272, 32, 64), (6, 32, 2), (7, 3, 1), (64, 4096, 1),
+                                               (96, 5, 32)])
+def test_wide_rows_views_rows_as_at_most_wide_row_values(rows, features, k):
+    a = np.arange(rows * features, dtype=np.float64).reshape(rows, features)
+    wide, got = batch_norm.wide_rows(a)
+    assert got == k and wide.shape == (rows // k, k * features)
+    assert np.shares_memory(wide, a)
+    v = np.arange(features, dtype=np.float64)
+    np.testing.assert_array_equal((wide - batch_norm.tiled(v, k)).reshape(rows, features), a - v)
+
+
+def test_synchronised_batch_norm_step_with_two_workers_matches_one_process():
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((48, 7, 5, 3)) * 2 + 1, rng.integers(0, 3, 48)
+    results = []
+    for workers, fused in ((1, False), (1, True), (2, True)):
+        net = bn_net((7, 5, 3), ReLU(), seed=4)
+        net.fusion = fused
+        net.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        net.fit(x, y, epochs=2, batch_size=12, verbose=0, workers=workers, shuffle=False)
+        results.append(net.get_weights())
+        if workers == 2:
+            from modularcnn.training.strategies import pool_of
+
+            assert all("BatchNormStep" in kinds for kinds in pool_of(net).plans())
+            strategies.close_pool(net)
+    reference, fused_one, fused_two = results
+    for a, b, c in zip(reference, fused_one, fused_two):   # moving statistics included
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(c, b, rtol=1e-7, atol=1e-9)
