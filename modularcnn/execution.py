@@ -28,12 +28,13 @@ import contextvars
 import dataclasses
 
 from .activations import ELU, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
-from .fast_steps import BatchNormStep
+from .fast_steps import AveragePoolStep, BatchNormStep
 from .fusion import FUSED_STEPS, FusedStep, PlannedResidual, WinogradConv
+from .kernels.pooling import tiles_input
 from .layers.convolutional import Convolutional
 from .layers.core import Activation
 from .layers.normalization import BatchNormalization
-from .layers.pooling import MaxPooling
+from .layers.pooling import AveragePooling, MaxPooling
 from .layers.residual import Residual
 
 #: With fewer input channels Winograd's products are too narrow to repay its transforms. Forward and
@@ -160,6 +161,12 @@ def select_step(layers, i, options):
                   and _plain_relu(following.activation) and following.activity_regularizer is None)
     if fast_batch_norm:
         return BatchNormStep(layer, following if relu_after else None), 1 + relu_after
+    # Average pooling whose windows tile the input (stride = pool size, no padding), any rank:
+    # sums over reshaped axes, no per-window counts.
+    fast_average_pool = (options.fused and isinstance(layer, AveragePooling)
+                         and tiles_input(layer.pool_size, layer.stride, layer.pads))
+    if fast_average_pool:
+        return AveragePoolStep(layer), 1
     conv, after = layers[i], layers[i + 1:i + 3]
     # An activation written as its own layer right after a convolution without one
     # (Activation("relu"), ReLU(), LeakyReLU()) is the same operation as activation= inside it.

@@ -1,4 +1,5 @@
-"""Fast steps for single operations any model may use: batch normalisation (with a ReLU after it).
+"""Fast steps for single operations any model may use: batch normalisation (with a ReLU after it)
+and average pooling whose windows tile the input.
 
 Like the fused steps of :mod:`modularcnn.fusion`, each class here stands in for one or two layers in
 a network's execution plan (:func:`modularcnn.execution.select_step` decides when) and leaves the
@@ -11,7 +12,7 @@ hands results back through the layers' own methods (``update_moving_statistics``
 import numpy as np
 
 from .fusion import FusedStep
-from .kernels import batch_norm
+from .kernels import batch_norm, pooling
 
 
 class BatchNormStep(FusedStep):
@@ -82,3 +83,31 @@ class BatchNormStep(FusedStep):
         if not norm.input_grad_needed:
             return None
         return dx.reshape(dy.shape)
+
+
+class AveragePoolStep(FusedStep):
+    """An :class:`~modularcnn.layers.AveragePooling` (any rank) whose windows tile the input (stride
+    equal to the pool size, no padding), through
+    :func:`~modularcnn.kernels.pooling.tiled_avg_pool_forward` and its backward: ``(N, *S, C)`` to
+    ``(N, *S // pool_size, C)``, the same in training and inference."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.layers = (pool,)
+
+    @property
+    def kernel(self):
+        """What runs, for plans and profiles."""
+        return "tiled_avg_pool, reshaped sums (no window copies)"
+
+    def forward(self, x, training=False):
+        """``(N, *S, C) -> (N, *O, C)``, a new array."""
+        self.pool.check_input(x)
+        self._x_shape = x.shape
+        return pooling.tiled_avg_pool_forward(x, self.pool.pool_size)
+
+    def backward(self, dy):
+        """``dL/dy`` (N, *O, C) -> ``dL/dx`` (N, *S, C); None for a first layer that needs none."""
+        if not self.pool.input_grad_needed:
+            return None
+        return pooling.tiled_avg_pool_backward(dy, self._x_shape, self.pool.pool_size)

@@ -6,16 +6,20 @@ import pytest
 import modularcnn
 from modularcnn import Net, gradcheck
 from modularcnn.execution import plan
-from modularcnn.fast_steps import BatchNormStep
-from modularcnn.kernels import batch_norm
+from modularcnn.fast_steps import AveragePoolStep, BatchNormStep
+from modularcnn.kernels import batch_norm, pooling
 from modularcnn.layers import (
     Activation,
+    AveragePooling,
+    AveragePooling1D,
+    AveragePooling3D,
     BatchNormalization,
     Convolutional,
     Dense,
     Flatten,
     LeakyReLU,
     ReLU,
+    Reshape,
 )
 from modularcnn.training import strategies
 
@@ -214,3 +218,76 @@ def test_synchronised_batch_norm_step_with_two_workers_matches_one_process():
     for a, b, c in zip(reference, fused_one, fused_two):   # moving statistics included
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(c, b, rtol=1e-7, atol=1e-9)
+
+
+POOLS = {1: AveragePooling1D, 2: AveragePooling, 3: AveragePooling3D}
+
+
+def pool_net(shape, pool_size, dtype="float64"):
+    """A dense layer shaped into ``shape`` (so the pool is not first), the pool, a dense head."""
+    net = Net(input_shape=(4,), dtype=dtype, seed=0)
+    net.add(Dense(int(np.prod(shape))))
+    net.add(Reshape(shape))
+    net.add(POOLS[len(shape) - 1](pool_size))
+    net.add(Flatten())
+    net.add(Dense(3, activation="softmax"))
+    return net
+
+
+@pytest.mark.parametrize("shape, pool_size, batch", [
+    ((9, 7, 3), 2, 3),         # odd sizes: the last row and column belong to no window
+    ((8, 6, 5), (2, 3), 1),    # non-square windows, batch 1
+    ((10, 9, 11), 3, 2),       # 11 channels: the window-slice path
+    ((12, 12, 6), 4, 2),
+    ((7, 4), 2, 2),            # 1-D
+    ((7, 9), 3, 1),            # 1-D, 9 channels
+    ((5, 6, 7, 3), (2, 3, 2), 2),  # 3-D
+    ((4, 6, 5, 9), 2, 1),      # 3-D, 9 channels
+])
+def test_average_pool_step_matches_the_layer(shape, pool_size, batch):
+    net = pool_net(shape, pool_size)
+    assert isinstance(net.plan().steps[2], AveragePoolStep)
+    x = np.random.default_rng(1).standard_normal((batch, 4))
+    assert_same_passes(net, x)
+    for channels in (1, 5, 9):   # both paths of the kernels, directly, against the reference kernels
+        data = np.random.default_rng(2).standard_normal((batch, *shape[:-1], channels))
+        layer = POOLS[len(shape) - 1](pool_size)
+        layer.build(data.shape[1:])
+        y = layer.forward(data)
+        dy = np.random.default_rng(3).standard_normal(y.shape)
+        np.testing.assert_allclose(pooling.tiled_avg_pool_forward(data, layer.pool_size), y,
+                                   rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(pooling.tiled_avg_pool_backward(dy, data.shape, layer.pool_size),
+                                   layer.backward(dy), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("shape, pool_size, batch", [((7, 5, 3), 2, 1), ((9, 8, 1), (3, 2), 2),
+                                                     ((6, 7, 10), 3, 1), ((7, 3), 2, 2)])
+def test_average_pool_step_passes_the_gradient_check(shape, pool_size, batch):
+    net = pool_net(shape, pool_size)
+    assert isinstance(net.plan().steps[2], AveragePoolStep)
+    assert max(gradcheck(net, batch_size=batch).values()) < 1e-6
+
+
+def test_the_planner_chooses_the_average_pool_step_only_for_tiling_windows():
+    def kind(pool, shape=(8, 6, 3), options=None):
+        net = Net(input_shape=shape, layers=[pool])
+        return type((plan(net.layers, options) if options else net.plan()).steps[0]).__name__
+
+    assert kind(AveragePooling(2)) == "AveragePoolStep"
+    assert "tiled_avg_pool" in str(Net(input_shape=(4, 4, 1), layers=[AveragePooling(2)]).plan())
+    assert kind(AveragePooling(2, padding="same")) == "AveragePoolStep"   # 8 x 6: no padding needed
+    assert kind(AveragePooling(3, padding="same")) == "AveragePooling"    # padded windows
+    assert kind(AveragePooling(3, strides=2)) == "AveragePooling"         # overlapping windows
+    assert kind(AveragePooling(2), options=modularcnn.ExecutionOptions(fused=False)) == "AveragePooling"
+    with modularcnn.reference_kernels():
+        assert kind(AveragePooling(2)) == "AveragePooling"
+
+
+def test_average_pool_step_keeps_float32_and_skips_a_first_layers_input_gradient():
+    net = Net(input_shape=(6, 6, 2), layers=[AveragePooling(2), Flatten(), Dense(2, activation="softmax")])
+    x = np.random.default_rng(0).standard_normal((3, 6, 6, 2)).astype(np.float32)
+    y = net.forward(x, training=True)
+    assert net.layers[0].output_shape == (3, 3, 2)
+    assert net.backward(np.ones_like(y), input_gradient=False) is None
+    assert net.backward(np.ones_like(y)).dtype == np.float32
