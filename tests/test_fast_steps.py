@@ -7,6 +7,7 @@ import modularcnn
 from modularcnn import Net, gradcheck
 from modularcnn.execution import plan
 from modularcnn.fast_steps import AveragePoolStep, BatchNormStep
+from modularcnn.fusion import PlannedResidual
 from modularcnn.kernels import batch_norm, pooling
 from modularcnn.layers import (
     Activation,
@@ -20,6 +21,7 @@ from modularcnn.layers import (
     LeakyReLU,
     ReLU,
     Reshape,
+    Residual,
 )
 from modularcnn.training import strategies
 
@@ -291,3 +293,83 @@ def test_average_pool_step_keeps_float32_and_skips_a_first_layers_input_gradient
     assert net.layers[0].output_shape == (3, 3, 2)
     assert net.backward(np.ones_like(y), input_gradient=False) is None
     assert net.backward(np.ones_like(y)).dtype == np.float32
+
+
+def residual_net(shape, filters, stride=1, dtype="float64", seed=0):
+    """conv - BN - ReLU, then a residual block conv - BN - ReLU - conv - BN (a projection shortcut
+    when ``filters`` or ``stride`` change the shape), ReLU, a dense head."""
+    net = Net(input_shape=shape, dtype=dtype, seed=seed)
+    net.add(Convolutional(3, 3, pad=1, use_bias=False))
+    net.add(BatchNormalization(momentum=0.8))
+    net.add(ReLU())
+    net.add(Residual([Convolutional(filters, 3, pad=1, stride=stride, use_bias=False),
+                      BatchNormalization(momentum=0.7), Activation("relu"),
+                      Convolutional(filters, (3, 2), pad="same", use_bias=False),
+                      BatchNormalization(momentum=0.9)]))
+    net.add(ReLU())
+    net.add(Flatten())
+    net.add(Dense(3, activation="softmax"))
+    return net
+
+
+@pytest.mark.parametrize("shape, filters, stride, batch", [((7, 5, 2), 3, 1, 3),   # identity shortcut
+                                                           ((8, 7, 1), 5, 2, 2),   # projection, stride 2
+                                                           ((9, 6, 3), 4, 3, 1)])  # stride 3, batch 1
+def test_a_residual_block_runs_its_batch_norm_steps_like_the_layer(shape, filters, stride, batch):
+    net = residual_net(shape, filters, stride)
+    randomise(net)
+    residual = net.layers[3]
+    for layer in residual.block + residual.shortcut_layers:
+        if isinstance(layer, BatchNormalization):
+            layer.params["gamma"][...] = np.linspace(0.6, 1.4, layer.params["gamma"].size)
+    step = net.plan().steps[2]
+    assert isinstance(step, PlannedResidual) and step.layers == (residual,)
+    assert [type(s).__name__ for s in step.steps[0]] == [
+        "Convolutional", "BatchNormStep", "Convolutional", "BatchNormStep"]
+    assert "block: Convolutional, BatchNormStep" in str(net.plan())
+    assert_same_passes(net, np.random.default_rng(1).standard_normal((batch,) + shape) * 2 + 1)
+    assert max(gradcheck(net, batch_size=batch).values()) < 1e-6
+
+
+def test_a_frozen_residual_block_with_fast_steps_runs_its_batch_norms_in_inference_mode():
+    net = residual_net((6, 5, 2), 3)
+    randomise(net)
+    residual = net.layers[3]
+    residual.trainable = False
+    assert isinstance(net.plan().steps[2], PlannedResidual)
+    inner = [layer for layer in residual.block if isinstance(layer, BatchNormalization)]
+    before = [layer.params["moving_mean"].copy() for layer in inner]
+    x = np.random.default_rng(3).standard_normal((4, 6, 5, 2))
+    assert_same_passes(net, x)
+    passes(net, x, True, True)
+    for layer, mean in zip(inner, before):
+        np.testing.assert_array_equal(layer.params["moving_mean"], mean)
+    # The batch norm outside the block still trains.
+    assert not np.array_equal(net.layers[1].params["moving_mean"], network_state(
+        residual_net((6, 5, 2), 3))[f"{net.layers[1].name}/moving_mean"])
+
+
+def test_a_residual_block_without_fast_steps_runs_itself():
+    net = Net(input_shape=(5, 4, 2), layers=[Residual([Convolutional(2, 3, pad=1)]), Flatten()])
+    assert isinstance(net.plan().steps[0], Residual)
+    net = residual_net((5, 4, 2), 2)
+    net.fusion = False
+    assert isinstance(net.plan().steps[3], Residual)
+    with modularcnn.reference_kernels():
+        assert not any(isinstance(s, PlannedResidual) for s in residual_net((5, 4, 2), 2).plan().steps)
+
+
+def test_a_residual_block_with_fast_steps_trains_with_two_workers_like_one_process():
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((24, 6, 5, 2)) * 2 + 1, rng.integers(0, 3, 24)
+    results = []
+    for workers, fused in ((1, False), (2, True)):
+        net = residual_net((6, 5, 2), 4, stride=2, seed=4)
+        net.fusion = fused
+        net.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        net.fit(x, y, epochs=2, batch_size=8, verbose=0, workers=workers, shuffle=False)
+        results.append(net.get_weights())
+        if workers == 2:
+            strategies.close_pool(net)
+    for a, b in zip(*results):   # moving statistics included
+        np.testing.assert_allclose(b, a, rtol=1e-7, atol=1e-9)
