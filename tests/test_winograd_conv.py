@@ -214,11 +214,12 @@ def resnet(channels=6, height=7, width=5, seed=0, shortcut=None):
 def test_convolutions_inside_residual_blocks_run_their_own_plan():
     net = resnet()
     steps = net.plan().steps
-    assert [type(step) for step in steps[3:6]] == [PlannedResidual, Activation, PlannedResidual]
-    assert [type(step).__name__ for step in steps[3].steps[0]] == [
-        "WinogradConv", "BatchNormalization", "Activation", "WinogradConv", "BatchNormalization"]
-    assert [type(step).__name__ for step in steps[5].steps[1]] == ["Convolutional"]  # 1x1 projection
-    assert "block: WinogradConv, BatchNormalization" in str(net.plan())
+    # Batch norm and the ReLU after it are one step (BatchNormStep), outside the blocks and in them.
+    assert [type(step) for step in steps[2:5]] == [PlannedResidual, Activation, PlannedResidual]
+    assert [type(step).__name__ for step in steps[2].steps[0]] == [
+        "WinogradConv", "BatchNormStep", "WinogradConv", "BatchNormStep"]
+    assert [type(step).__name__ for step in steps[4].steps[1]] == ["Convolutional"]  # 1x1 projection
+    assert "block: WinogradConv, BatchNormStep" in str(net.plan())
     assert net.plan().layers == net.layers
     with reference_kernels():
         assert net.plan().kinds() == [type(layer).__name__ for layer in net.layers]
