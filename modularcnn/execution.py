@@ -78,6 +78,13 @@ class ExecutionOptions:
         """True when no fast path may run."""
         return not (self.fused or self.winograd)
 
+    def within(self, enclosing):
+        """These options limited by an enclosing network's: each fast path stays on only where both
+        allow it (``net.fusion = False`` on an outer network turns fusion off in a network nested
+        in it as a layer, and an inner network's own ``fusion = False`` still holds)."""
+        return ExecutionOptions(**{field.name: getattr(self, field.name) and getattr(enclosing, field.name)
+                                   for field in dataclasses.fields(self)})
+
     def replace(self, **changes):
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
@@ -121,16 +128,34 @@ def reference_kernels():
         _FORCED.reset(token)
 
 
+#: The options of the network whose forward pass is running now, in this thread: a network nested
+#: in it as a layer runs within them (:meth:`ExecutionOptions.within`).
+_ENCLOSING = contextvars.ContextVar("modularcnn_enclosing_options", default=None)
+
+
+@contextlib.contextmanager
+def enclosing(options):
+    """``with enclosing(options): ...`` — what a network's forward pass wraps around its layers, so
+    that a network nested in them (``NestedModel``) plans within ``options``."""
+    token = _ENCLOSING.set(options)
+    try:
+        yield
+    finally:
+        _ENCLOSING.reset(token)
+
+
 def options_for(net):
     """The options ``net`` runs with now: a :func:`reference_kernels` block wins over the network's
-    own ``execution_options`` (any object with ``fusion`` and no options gets ``fused=fusion``)."""
+    own ``execution_options`` (any object with ``fusion`` and no options gets ``fused=fusion``),
+    which are limited by those of the network ``net`` is nested in, if any."""
     forced = _FORCED.get()
     if forced is not None:
         return forced
     options = getattr(net, "execution_options", None)
     if options is None:
         options = ExecutionOptions(fused=bool(getattr(net, "fusion", True)))
-    return options
+    outer = _ENCLOSING.get()
+    return options if outer is None else options.within(outer)
 
 
 # -- the rules -------------------------------------------------------------------------------------

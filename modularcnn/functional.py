@@ -29,7 +29,7 @@ import numpy as np
 from . import graph as graph_module
 from . import summary as _summary
 from . import validation
-from .execution import options_for
+from .execution import enclosing, options_for
 from .graph_execution import GraphExecutor
 from .layers.base import frozen_scope
 from .layers.nested import register_network
@@ -204,7 +204,9 @@ class Model(Net):
         x = self.as_input(x)
         arrays = x.arrays if isinstance(x, Rows) else [x]
         options = options_for(self)
-        with frozen_scope(not self.trainable):  # a frozen model's batch norms run as in inference
+        # A frozen model's batch norms run as in inference; a network nested in it as a layer plans
+        # within this model's options.
+        with frozen_scope(not self.trainable), enclosing(options):
             outputs = self._executor.forward(arrays, training=training, options=options)
         self._plan = self._executor.ran(options, self.name)
         return outputs[0] if len(outputs) == 1 else outputs

@@ -280,7 +280,9 @@ class Net(KerasModelMethods):
         options, plan = _execution.options_for(self), self._plan
         if plan is None or plan.options != options or not plan.runs(self.layers):
             self._plan = _execution.plan(self.layers, options, self.name)
-        with frozen_scope(not self.trainable):  # a frozen network's batch norms run as in inference
+        # A frozen network's batch norms run as in inference; a network nested in this one as a
+        # layer plans within this one's options (net.fusion = False reaches it).
+        with frozen_scope(not self.trainable), _execution.enclosing(options):
             return self._stack.forward(x, training=training, steps=self._plan.steps)
 
     def backward(self, dout, input_gradient=True, preactivation=False):

@@ -250,6 +250,30 @@ def test_execution_options_reach_the_workers():
         strategies.close_pool(net)
 
 
+def test_a_network_nested_as_a_layer_plans_within_the_enclosing_networks_options():
+    inner = Net(input_shape=(10, 8, 8), dtype="float64", seed=1, name="inner")
+    inner.add(Convolutional(8, 3, pad=1, activation="relu"))   # 8 channels, 3x3: Winograd + pool
+    inner.add(MaxPooling(2))
+    outer = Net(input_shape=(10, 8, 8), dtype="float64", seed=2)
+    outer.add(inner)
+    outer.add(Flatten())
+    outer.add(Dense(3, activation="softmax"))
+    x = np.random.default_rng(3).standard_normal((2, 10, 8, 8))
+    with reference_kernels():
+        expected = outer.predict(x)
+    fused = outer.predict(x)
+    assert inner._plan.kinds() == ["WinogradConvReluPool"]   # the plan its last forward pass ran
+    outer.fusion = False                                       # the outer switch reaches the inner net
+    unfused = outer.predict(x)
+    assert inner._plan.kinds() == ["Convolutional", "MaxPooling"]
+    outer.fusion, inner.fusion = True, False                   # the inner net's own switch still holds
+    outer.predict(x)
+    assert inner._plan.kinds() == ["Convolutional", "MaxPooling"]
+    np.testing.assert_allclose(fused, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(unfused, expected)
+    assert ExecutionOptions().within(ExecutionOptions(winograd=False)) == ExecutionOptions(winograd=False)
+
+
 # -- the layer stack ------------------------------------------------------------------------------
 
 def test_the_stack_names_builds_and_runs_layers_like_a_net():
