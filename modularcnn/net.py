@@ -354,6 +354,11 @@ class Net(KerasModelMethods):
         if len(weights) != len(targets):
             raise ValueError(f"set_weights: the network has {len(targets)} arrays, got {len(weights)}")
         for (layer, key, value), new in zip(targets, weights):
+            try:
+                np.shape(new)
+            except ValueError:  # a ragged nested list: NumPy's "inhomogeneous shape" message
+                raise ValueError(f"set_weights: {layer.name}/{key} needs an array of shape "
+                                 f"{value.shape}, got a ragged nested list") from None
             if np.shape(new) != value.shape:
                 raise ValueError(f"set_weights: {layer.name}/{key} has shape {value.shape}, "
                                  f"got {np.shape(new)}")

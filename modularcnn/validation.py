@@ -235,8 +235,8 @@ def float_dtype(value, name, owner):
 
 
 def axis(value, name, owner, *, allow_none=False):
-    """``value`` as an axis index, an int in [-64, 64] (NumPy arrays have at most 64 axes)."""
-    return integer(value, name, owner, minimum=-64, maximum=64, allow_none=allow_none)
+    """``value`` as an axis index, an int in [-64, 63] (NumPy arrays have at most 64 axes)."""
+    return integer(value, name, owner, minimum=-64, maximum=63, allow_none=allow_none)
 
 
 def file_path(value, name, owner, *, allow_none=False):

@@ -728,6 +728,7 @@ def test_net_method_findings_stay_fixed(folder):
         (lambda: net.summary(positions=[10**12] * 4), "positions"),
         (lambda: net.set_weights(np.array(0.0)), "weights"),
         (lambda: net.set_weights([w.astype(np.complex64) for w in net.get_weights()]), "dtype"),
+        (lambda: net.set_weights([[[1.0], [1.0, 2.0]]] + net.get_weights()[1:]), "ragged"),
         (lambda: net.save(None), "path"),
         (lambda: net.save_weights(None), "path"),
         (lambda: net.load_weights(None), "path"),
@@ -740,6 +741,16 @@ def test_net_method_findings_stay_fixed(folder):
             call()
         assert raised_by_the_library(caught.value)
         assert (state_bytes(net), state_bytes(model)) == before
+
+
+def test_a_layer_refused_by_its_own_build_stays_unbuilt():
+    """A layer whose build refuses its input (a softmax over an axis the output lacks) is left
+    unbuilt, so calling it again gives the same clear error, not a KeyError for a missing kernel."""
+    layer = layers.Dense(3, activation=activations.Softmax(axis=2))
+    for _ in range(2):
+        with pytest.raises(ValueError, match="axis"):
+            layer(np.zeros((2, 4), np.float32))
+    assert not layer.built and layer.params == {}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -112,6 +112,10 @@ def test_step_problem_names_what_is_wrong():
     big = np.array([1.0, 3e19], np.float32)  # its square overflows float32, Adam's v would be inf
     assert "reaches 3e+19, too large to square in float32" in step_problem(None, {"w": big})
     assert step_problem(None, {"w": big.astype(np.float64)}) is None  # float64 squares it fine
+    # Many values whose squares fit but whose sum of squares overflows float32: Adam squares them one
+    # by one, so the step is fine.
+    many = np.full(100_000, 1e17, np.float32)
+    assert not np.isfinite(np.dot(many, many)) and step_problem(None, {"w": many}) is None
 
 
 def test_a_strategy_whose_step_takes_no_check_finite_still_trains():

@@ -201,9 +201,10 @@ class Layer:
     def build_checked(self, input_shape):
         """:meth:`build`, then refuse an output of more than MAX_ARRAY_ELEMENTS values per sample
         (``UpSampling2D(size=10**6)``, ``padding=10**9``): an ArgumentError before a batch of them is
-        allocated, not a MemoryError. A refused layer is left unbuilt. How the networks build layers."""
-        self.build(input_shape)
+        allocated, not a MemoryError. A refused layer (here or by its own ``build``) is left unbuilt,
+        so calling it again gives the same error. How the networks build layers."""
         try:
+            self.build(input_shape)
             validation.array_elements(self.output_shape, "one sample's output", self.describe())
         except ValueError:
             self.built, self.params, self.output_shape = False, {}, None

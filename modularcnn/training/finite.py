@@ -30,9 +30,10 @@ def step_problem(loss, grads):
     grads : dict of str -> array
         The summed gradients the optimizer would apply.
 
-    A gradient is refused when the sum of its squares is not finite in its own dtype: NaN, inf, or
-    values beyond ``sqrt(finfo.max)`` (about 1.8e19 in float32), which Adam's and RMSprop's squared
-    averages would turn into inf. One dot product per gradient (a pass over it, no temporary).
+    A gradient is refused when it holds NaN or inf, or values beyond ``sqrt(finfo.max)`` of its own
+    dtype (about 1.8e19 in float32), which Adam's and RMSprop's squared
+    averages would turn into inf. One dot product per gradient (a pass over it, no temporary) decides;
+    only when it overflows are the values looked at one by one.
     """
     if loss is not None and not math.isfinite(loss):
         return f"the loss is {loss}"
@@ -43,8 +44,13 @@ def step_problem(loss, grads):
                 continue
             if not np.isfinite(flat).all():
                 return f"the gradient of {key!r} is not finite"
-            return (f"the gradient of {key!r} reaches {np.abs(flat).max():.3g}, too large to square "
-                    f"in {flat.dtype}")
+            # The sum overflowed from finite values: refuse only if one value's square does (what
+            # Adam's and RMSprop's element-wise squared averages compute); many large values whose
+            # squares fit are fine.
+            largest = float(np.abs(flat).max())
+            if largest > math.sqrt(float(np.finfo(flat.dtype).max)):
+                return (f"the gradient of {key!r} reaches {largest:.3g}, too large to square "
+                        f"in {flat.dtype}")
     return None
 
 
