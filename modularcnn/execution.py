@@ -185,13 +185,7 @@ def select_step(layers, i, options):
     relu_after = (fast_batch_norm and isinstance(following, Activation)
                   and _plain_relu(following.activation) and following.activity_regularizer is None)
     if fast_batch_norm:
-        return BatchNormStep(layer, following if relu_after else None), 1 + relu_after
-    # Average pooling whose windows tile the input (stride = pool size, no padding), any rank:
-    # sums over reshaped axes, no per-window counts.
-    fast_average_pool = (options.fused and isinstance(layer, AveragePooling)
-                         and tiles_input(layer.pool_size, layer.stride, layer.pads))
-    if fast_average_pool:
-        return AveragePoolStep(layer), 1
+        return BatchNormStep(layer, following if relu_after else None), (2 if relu_after else 1)
     conv, after = layers[i], layers[i + 1:i + 3]
     # An activation written as its own layer right after a convolution without one
     # (Activation("relu"), ReLU(), LeakyReLU()) is the same operation as activation= inside it.
@@ -242,10 +236,16 @@ def _single_step(layer, options):
     # Any stride-1 3x3 convolution (any activation, any output size, 'same' or 'valid'): Winograd
     # in training, the layer's own forward in inference.
     winograd_alone = options.fused and options.winograd and _winograd_geometry(layer)
+    # Average pooling whose windows tile the input (stride = pool size, no padding), any rank:
+    # sums over reshaped axes, no per-window counts.
+    fast_average_pool = (options.fused and isinstance(layer, AveragePooling)
+                         and tiles_input(layer.pool_size, layer.stride, layer.pads))
     # A residual block whose block or shortcut holds a step of its own: both run their plans.
     planned_residual = options.fused and isinstance(layer, Residual) and layer.built
     if winograd_alone:
         return WinogradConv(layer)
+    if fast_average_pool:
+        return AveragePoolStep(layer)
     if planned_residual:
         inner = plan(layer.block, options), plan(layer.shortcut_layers, options)
         if any(part.fused_steps for part in inner):
