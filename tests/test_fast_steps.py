@@ -140,10 +140,16 @@ def test_batch_norm_step_passes_the_gradient_check(shape, batch, after):
 def test_batch_norm_step_keeps_float32():
     net = bn_net((6, 5, 3), Activation("relu"), dtype="float32")
     x = np.random.default_rng(3).standard_normal((4, 6, 5, 3)).astype(np.float32)
+    start = network_state(net)
     y, dx, grads, state = passes(net, x, True, True)
     assert y.dtype == dx.dtype == np.float32
     assert all(g.dtype == np.float32 for g in grads.values())
     assert all(v.dtype == np.float32 for v in state.values())
+    restore(net, start)  # the reference layer from the same state: equal within float32 rounding
+    reference = passes(net, x, False, True)
+    for fast, ref in [(y, reference[0]), (dx, reference[1]), *zip(grads.values(), reference[2].values()),
+                      *zip(state.values(), reference[3].values())]:
+        np.testing.assert_allclose(fast, ref, rtol=1e-4, atol=1e-4 * max(np.abs(ref).max(), 1e-30))
 
 
 def test_the_planner_chooses_the_batch_norm_step_only_where_it_applies():
