@@ -4,7 +4,8 @@ A transposed convolution is the adjoint of an ordinary convolution, which we cal
 convolution: it maps the transposed layer's output ``y`` (N, *O, F) back to its input ``x`` (N, *S, C)
 with the same kernel, stride and padding. Hence
 
-- forward: ``y = col2im(x2d @ W^T)`` — the associated convolution's input gradient;
+- forward: ``y = col2im(x2d @ W^T)`` — the associated convolution's input gradient
+  (:func:`.conv.conv_input_gradient`, which computes it offset by offset);
 - backward: ``dx = im2col(dy) @ W`` — the associated convolution's forward pass.
 
 Shapes, for ``r`` spatial axes:
@@ -17,7 +18,7 @@ Shapes, for ``r`` spatial axes:
 
 import numpy as np
 
-from .conv import col2im, im2col
+from .conv import conv_input_gradient, im2col
 
 
 def conv_transpose_forward(x, kernel, bias, stride, pads, out_shape):
@@ -26,12 +27,11 @@ def conv_transpose_forward(x, kernel, bias, stride, pads, out_shape):
     ``out_shape`` is the output's spatial shape ``O``; the associated convolution (kernel ``K``,
     ``stride``, ``pads``) must map ``O`` to ``S``. Returns ``y`` (N, *O, F), C-contiguous.
     """
-    kernel_size = kernel.shape[:-2]
     filters, channels = kernel.shape[-2:]
-    x2d = x.reshape(-1, channels)
-    dcols = x2d @ kernel.reshape(-1, channels).T
     y_shape = (x.shape[0], *out_shape, filters)
-    y = col2im(dcols, y_shape, kernel_size, stride, pads, x.shape[1:-1])
+    # The associated convolution's input gradient, with x as its output gradient: one stacked product
+    # per kernel offset, each block added where that offset reaches (no (M, prod(K) * F) window matrix).
+    y = conv_input_gradient(x.reshape(-1, channels), kernel, y_shape, stride, pads, x.shape[1:-1])
     y = np.ascontiguousarray(y)
     if bias is not None:
         y += bias
