@@ -57,6 +57,18 @@ def _positive_epsilon(epsilon, owner):
     return value
 
 
+class ParameterRange(str):
+    """The key :meth:`Optimizer.update_ranges` gives ``_update`` for the flat range ``start:stop`` of
+    the parameter ``key`` (C-contiguous) when it updates only part of it: as a string it names the
+    range (``"dense_1/kernel[0:200704]"``), so the range's scratch arrays are its own, while
+    ``_slot`` returns the same range of the whole parameter's state."""
+
+    def __new__(cls, key, start, stop):
+        self = super().__new__(cls, f"{key}[{start}:{stop}]")
+        self.key, self.start, self.stop = key, start, stop
+        return self
+
+
 class Optimizer(Configurable):
     """Base class: learning rate, weight decay, gradient clipping, state bookkeeping.
 
@@ -75,8 +87,21 @@ class Optimizer(Configurable):
         Cannot be combined with ``clipnorm``.
 
     Subclasses define ``slot_names()`` (the per-parameter state they keep, e.g. ``["m", "v"]``),
-    ``_update(key, param, grad, lr)`` and extend ``get_config()``.
+    ``_update(key, param, grad, lr)`` and extend ``get_config()``. A subclass whose ``_update`` is
+    element-wise (each element of the new ``param`` and state depends only on the same element of
+    ``param``, ``grad`` and state) sets ``elementwise = True``: data-parallel workers may then each run
+    it over their flat ranges of the parameters (:meth:`update_ranges`), with the same result.
     """
+
+    #: May ``_update`` run over flat ranges of a parameter? Every optimizer here may. A
+    #: subclass that overrides ``_update`` or ``_slot`` without saying so again is run whole. Only
+    #: modularcnn's own classes run in the workers (a worker rebuilds the optimizer from its config).
+    elementwise = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "elementwise" not in vars(cls) and ({"_update", "_slot"} & vars(cls).keys()):
+            cls.elementwise = False
 
     def __init__(
         self, learning_rate, weight_decay=0.0, clipnorm=None, clipvalue=None, global_clipnorm=None
@@ -154,6 +179,22 @@ class Optimizer(Configurable):
             self._update(key, param, grads[key], lr)
         self.iterations += 1
 
+    def update_ranges(self, params, grads, ranges, lr):
+        """One step's update of the flat ranges ``[(key, start, stop)]`` of ``params`` only, with the
+        learning rate ``lr`` at step ``iterations`` (which the caller advances): how a data-parallel
+        worker updates its share (:mod:`modularcnn.parameter_shards`). Needs ``elementwise``,
+        C-contiguous arrays and every slot built (:meth:`build`); no gradient clipping is applied.
+        Over ranges that cover every element this gives exactly what :meth:`apply` gives.
+        """
+        for key, start, stop in ranges:
+            param, grad = params[key], grads[key]
+            if stop - start != param.size:   # part of the array: its own scratch, the same state
+                key = ParameterRange(key, start, stop)
+                param, grad = param.reshape(-1)[start:stop], grad.reshape(-1)[start:stop]
+            if self.weight_decay:
+                param *= 1 - lr * self.weight_decay
+            self._update(key, param, grad, lr)
+
     def build(self, params):
         """Create the (zero) state for ``params`` now instead of on the first ``apply``.
 
@@ -171,11 +212,17 @@ class Optimizer(Configurable):
         raise NotImplementedError
 
     def _slot(self, slot, key, param):
-        """Return the state array ``slot/key``, creating it as zeros like ``param`` if missing."""
+        """Return the state array ``slot/key``, creating it (:meth:`_initial_slot`) if missing.
+
+        For a :class:`ParameterRange` key, the same range of the whole parameter's state array (built
+        beforehand: see :meth:`update_ranges`).
+        """
+        if isinstance(key, ParameterRange):
+            return self._slots[f"{slot}/{key.key}"].reshape(-1)[key.start:key.stop]
         name = f"{slot}/{key}"
         state = self._slots.get(name)
         if state is None:
-            state = self._slots[name] = np.zeros_like(param)
+            state = self._slots[name] = self._initial_slot(slot, param)
         elif state.shape != param.shape or state.dtype != param.dtype:
             raise ValueError(
                 f"{type(self).__name__}: state {name!r} has shape {state.shape} and dtype "
@@ -183,6 +230,10 @@ class Optimizer(Configurable):
                 f"{param.dtype}. Was this optimizer state made for a different model?"
             )
         return state
+
+    def _initial_slot(self, slot, param):
+        """A new state array ``slot`` for ``param``: zeros like it (Adagrad starts elsewhere)."""
+        return np.zeros_like(param)
 
     def _temporary(self, key, param):
         """A reusable scratch array like ``param``, so updates allocate nothing per step."""
@@ -357,6 +408,8 @@ class SGD(Optimizer):
     ``v = momentum * v - lr * g``, then ``p += v``, or for Nesterov ``p += momentum * v - lr * g``.
     """
 
+    elementwise = True
+
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.momentum = _float_in(momentum, 0, 1, "momentum", "SGD", include_high=True)
@@ -425,6 +478,8 @@ class Adam(_AdamFamily):
         p -= alpha * m / (sqrt(v_hat) + epsilon)
     """
 
+    elementwise = True
+
     def __init__(
         self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs
     ):
@@ -478,6 +533,8 @@ class RMSprop(Optimizer):
         mom = momentum * mom + increment; p -= mom      # momentum > 0
         p -= increment                                  # momentum == 0
     """
+
+    elementwise = True
 
     def __init__(
         self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs
@@ -549,6 +606,8 @@ class Adagrad(Optimizer):
     PyTorch's ``Adagrad`` starts the accumulator at 0 and adds ``eps`` outside the square root.
     """
 
+    elementwise = True
+
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
         owner = type(self).__name__
@@ -565,12 +624,8 @@ class Adagrad(Optimizer):
     def slot_names(self):
         return ["accumulator"]
 
-    def _slot(self, slot, key, param):
-        fresh = f"{slot}/{key}" not in self._slots
-        state = super()._slot(slot, key, param)
-        if fresh and slot == "accumulator":
-            state.fill(self.initial_accumulator_value)
-        return state
+    def _initial_slot(self, slot, param):
+        return np.full_like(param, self.initial_accumulator_value)
 
     def _update(self, key, param, grad, lr):
         accumulator = self._slot("accumulator", key, param)
@@ -602,6 +657,8 @@ class Adadelta(Optimizer):
     Keras's defaults are ``learning_rate=0.001``, ``rho=0.95``, ``epsilon=1e-7`` (PyTorch: 1.0,
     0.9, 1e-6; the formula is the same).
     """
+
+    elementwise = True
 
     def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
@@ -646,6 +703,8 @@ class Adamax(_AdamFamily):
     PyTorch adds ``eps`` inside the maximum instead (``max(beta_2 * u, |g| + eps)``).
     """
 
+    elementwise = True
+
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, **kwargs)
 
@@ -680,6 +739,8 @@ class Nadam(_AdamFamily):
     This equals PyTorch's ``NAdam(momentum_decay=1.0)`` (PyTorch's default decay is 0.004).
     ``prod_t`` is recomputed from ``iterations``, so it need not be saved.
     """
+
+    elementwise = True
 
     _DECAY = 0.96
 
@@ -721,6 +782,8 @@ class Lion(Optimizer):
     Every step moves each weight by exactly ``lr`` (or 0), so Lion wants a 3-10x smaller learning
     rate than Adam.
     """
+
+    elementwise = True
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, **kwargs):
         super().__init__(learning_rate, **kwargs)
