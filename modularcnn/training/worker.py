@@ -26,6 +26,7 @@ from .objective import objective_for
 from .replica import apply_execution_options, build_replica, plan_kinds, ran_kinds, weight_names
 from .shared import SharedArrays, remove_files_of
 from .strategies.base import backpropagate_rows, install_batch_reducer
+from .strategies.sharded_update import WorkerUpdate
 
 
 class ParentReducer(BatchReducer):
@@ -82,6 +83,8 @@ class WorkerState:
         apply_execution_options(net, header["spec"]["options"])
         install_batch_reducer(net, ParentReducer(self.channel, shared, index))
         self.grads = {key: shared[f"grad{index}:{key}"] for key in net.trainable_params()}
+        update = header["spec"].get("update")
+        self.update = update and WorkerUpdate(update, index, shared, net.trainable_params())
 
     def step(self, lo, hi, rows):
         """Forward, loss and backward on rows ``lo:hi`` of the batch, weighted by their share."""
@@ -108,6 +111,10 @@ def _serve(channel, state):
                 _, lo, hi, rows = line.split()
                 state.step(int(lo), int(hi), int(rows))
                 answer = "done"
+            elif line.startswith("update "):
+                _, lr, iterations, busy = line.split()
+                state.update(float(lr), int(iterations), [int(k) for k in busy.split(",")])
+                answer = "updated"
             elif line == "plan":
                 answer = "plan " + json.dumps(plan_kinds(state.net))
             elif line == "ran":

@@ -13,6 +13,9 @@ this process (:class:`~modularcnn.training.shared.SharedArrays`)::
     wait                                <--done--  its gradients into shared memory, scaled by its
                                                    share of the rows
     sum the gradients, optimizer step on the shared weights (every worker sees them at once)
+    or, for a large network and an element-wise optimizer (:mod:`.sharded_update`):
+    "update <lr> <step> <busy>"        --update-->  sum and update its own ranges of the weights
+    wait                               <--updated-- and of the optimizer's state (shared too)
 
 Training takes the same path as in one process, up to float rounding (it is deterministic for a given
 number of workers). Validation, callbacks, ``predict`` and ``evaluate`` run in this process as usual.
@@ -25,10 +28,11 @@ import contextlib
 import numpy as np
 
 from ...errors import NonFiniteLossError
-from ..penalties import optimizer_step
+from ..penalties import apply_constraints, optimizer_step
 from ..replica import replica_spec, unsupported_reason, weight_names
 from .base import DataParallelStrategy, split_rows
 from .pool import block_layout, close_pool, pool_for
+from .sharded_update import share_state, sharded_update, unshare_state
 from .single import _check_no_sample_weight
 
 
@@ -62,8 +66,10 @@ class LocalWorkers(DataParallelStrategy):
         pool = pool_for(net, size)
         session = None
         try:
-            block = pool.prepare(net, replica_spec(net), block_layout(net, size, batch_size, y_sample))
-            session = _Session(self, net, pool, block)
+            update = sharded_update(net, size)
+            block = pool.prepare(net, {**replica_spec(net), "update": update},
+                                 block_layout(net, size, batch_size, y_sample, update))
+            session = _Session(self, net, pool, block, update)
             yield session.step
         except BaseException:
             if session is None:
@@ -79,7 +85,7 @@ class LocalWorkers(DataParallelStrategy):
 class _Session:
     """One ``open`` of a pool: the network's weights live in the shared block until it ends."""
 
-    def __init__(self, strategy, net, pool, block):
+    def __init__(self, strategy, net, pool, block, update=None):
         self.strategy, self.net, self.pool, self.block = strategy, net, pool, block
         self.broken = False
         self.parts = len(pool.workers)
@@ -90,10 +96,17 @@ class _Session:
         self.grads = [{key: block[f"grad{k}:{key}"] for key in self.params} for k in range(self.parts)]
         self.total = {key: np.empty_like(value) for key, value in self.params.items()}
         self.capacity = block["x"].shape[0]
+        # With a sharded update the workers run the optimizer step on the state in the block.
+        self.optimizer = net.optimizer
+        self.shared_slots = update["slots"] if update else None
+        if self.shared_slots:
+            share_state(self.optimizer, block, self.shared_slots)
 
     def unshare_weights(self):
         for _, layer, key in weight_names(self.net):
             layer.params[key] = np.array(layer.params[key])
+        if self.shared_slots:
+            unshare_state(self.optimizer, self.block, self.shared_slots)
 
     def step(self, x, y, sample_weight=None, check_finite=False):
         """One optimisation step on the batch; returns ``(loss, outputs)`` (``check_finite``: see
@@ -120,12 +133,33 @@ class _Session:
         for worker, lo, hi in busy:
             worker.send(f"step {lo} {hi} {rows}")
         self._serve_reductions([worker for worker, _, _ in busy])
+        loss = float(sum(block["loss"][worker.index] for worker, _, _ in busy))
+        if self.shared_slots and not check_finite and self.net.optimizer is self.optimizer:
+            self._update_in_workers([worker.index for worker, _, _ in busy])
+            return loss, block["outputs"][:rows].copy()   # no weight penalty: none is regularized
         total = self.strategy.sum_gradients([self.grads[worker.index] for worker, _, _ in busy],
                                             self.total)
-        loss = float(sum(block["loss"][worker.index] for worker, _, _ in busy))
         # The weight penalties' value and gradient once, on the summed gradients (not per worker).
         penalty = optimizer_step(self.net, self.params, total, check_finite=check_finite, loss=loss)
         return loss + penalty, block["outputs"][:rows].copy()
+
+    def _update_in_workers(self, busy):
+        """The optimizer step, each worker on its share (:mod:`.sharded_update`); then, as
+        :func:`~modularcnn.training.penalties.optimizer_step` does, the constraints."""
+        optimizer = self.optimizer
+        share_state(optimizer, self.block, self.shared_slots)  # set_state may have replaced it
+        command = (f"update {float(optimizer.current_learning_rate)!r} {optimizer.iterations} "
+                   + ",".join(map(str, busy)))
+        for worker in self.pool.workers:
+            worker.send(command)
+        for worker in self.pool.workers:
+            answer = worker.receive()
+            if answer != "updated":
+                from ..transport import WorkerError  # noqa: PLC0415
+
+                raise WorkerError(f"expected 'updated' from worker {worker.index}, got {answer!r}")
+        optimizer.iterations += 1
+        apply_constraints(self.net, self.params)
 
     def _serve_reductions(self, busy):
         """Wait for every busy worker's ``done``, summing batch statistics when they ask."""

@@ -20,6 +20,7 @@ import numpy as np
 from .. import transport
 from ..replica import weight_names
 from ..shared import SharedArrays
+from .sharded_update import slot_layout
 
 #: The attribute of a network that holds its pool.
 _ATTRIBUTE = "_worker_pool"
@@ -51,9 +52,10 @@ def pool_for(net, size):
     return pool
 
 
-def block_layout(net, workers, batch_size, y_sample):
+def block_layout(net, workers, batch_size, y_sample, update=None):
     """The shared arrays ``[(name, shape, dtype)]``: weights, each worker's gradients, loss and
-    batch-statistics partials, the batch and the outputs."""
+    batch-statistics partials, the batch and the outputs, and with a sharded ``update``
+    (:func:`.sharded_update.sharded_update`) the optimizer's state."""
     specs = [(name, layer.params[key].shape, layer.params[key].dtype)
              for name, layer, key in weight_names(net)]
     trainable = net.trainable_params()
@@ -71,6 +73,7 @@ def block_layout(net, workers, batch_size, y_sample):
               ("y", (batch_size, *y_sample.shape[1:]), y_sample.dtype),
               ("outputs", (batch_size, *net.output_shape), net.dtype),
               ("loss", (workers,), np.float64)]
+    specs += slot_layout(net, update)
     return [(name, tuple(int(d) for d in shape), np.dtype(dtype).str) for name, shape, dtype in specs]
 
 
