@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from modularcnn.kernels.conv import col2im, conv_backward, conv_forward, im2col
+from modularcnn.kernels.conv import col2im, conv_backward, conv_forward, conv_input_gradient, im2col
 from modularcnn.kernels.pooling import (
     avg_pool_backward,
     avg_pool_forward,
@@ -45,6 +45,23 @@ def test_col2im_is_the_adjoint_of_im2col(x_shape, kernel_size, stride, pads):
     c = rng.standard_normal(cols.shape)
     back = col2im(c, x_shape, kernel_size, stride, pads, out_shape)
     assert np.isclose(np.sum(cols * c), np.sum(x * back), rtol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape, kernel_size, stride, pads", CASES)
+@pytest.mark.parametrize("dilation", [None, (2, 1)])
+def test_conv_input_gradient_equals_col2im_of_the_product(x_shape, kernel_size, stride, pads,
+                                                          dilation):
+    # The offset-by-offset input gradient (its own path for one input channel: (3, 8, 11, 1)) is
+    # col2im(dy2 @ kernel^T), the textbook formula.
+    rng = np.random.default_rng(3)
+    reach = [(k - 1) * d + 1 for k, d in zip(kernel_size, dilation or (1, 1))]
+    out_shape = output_spatial_shape(x_shape[1:3], reach, stride, pads)
+    kernel = rng.standard_normal(kernel_size + (x_shape[-1], 5))
+    dy2 = rng.standard_normal((x_shape[0] * int(np.prod(out_shape)), 5))
+    expected = col2im(dy2 @ kernel.reshape(-1, 5).T, x_shape, kernel_size, stride, pads, out_shape,
+                      dilation)
+    got = conv_input_gradient(dy2, kernel, x_shape, stride, pads, out_shape, dilation)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_conv_backward_skips_input_gradient_when_not_needed():

@@ -142,7 +142,11 @@ def conv_input_gradient(dy2, kernel, x_shape, stride, pads, out_shape, dilation=
     if groups == 1 and _is_pointwise(kernel_size, stride, pads):
         return (dy2 @ kernel.reshape(channels, filters).T).reshape(x_shape)
     offsets = kernel_offsets(kernel_size, dilation)
-    if groups == 1:
+    if groups == 1 and channels == 1:
+        # One output channel: the stacked products would be prod(K) matrix-vector products, several
+        # times slower than one (M, F) @ (F, prod(K)) product whose columns are the blocks (strided).
+        per_offset = (dy2 @ kernel.reshape(len(offsets), filters).T).T
+    elif groups == 1:
         per_offset = np.matmul(dy2, kernel.reshape(len(offsets), channels, filters).transpose(0, 2, 1))
     else:
         # Group g's outputs reach only its own input channels: (G, 1, M, F/G) @ (G, T, F/G, C/G).
