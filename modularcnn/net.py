@@ -418,9 +418,11 @@ class Net(KerasModelMethods):
         workers : "auto", 1 or int >= 2
             Shorthand for the strategy: processes that share every batch
             (:mod:`modularcnn.training.strategies.local`). Each computes the gradients of its rows
-            with a one-thread BLAS, and they are summed before the update; batch normalization sums
-            its statistics over all of them (synchronised), so the result matches one process up to
-            float rounding. ``"auto"`` uses one per CPU core (``OMP_NUM_THREADS`` when set) for fits
+            with a one-thread BLAS, and they are summed before the update (in a large network with
+            one of modularcnn's element-wise optimizers, each worker sums and updates its own share
+            of the parameters: :mod:`~modularcnn.training.strategies.sharded_update`); batch
+            normalization sums its statistics over all of them (synchronised), so the result matches
+            one process up to float rounding. ``"auto"`` uses one per CPU core (``OMP_NUM_THREADS`` when set) for fits
             of at least ``AUTO_MIN_STEPS`` (100) batches of at least 16 rows per worker, or any fit
             once the network has workers running; 1 always trains in this process. ``N`` is refused
             above 4 per CPU core and never starts more workers than a batch has rows. The workers
