@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from .. import losses, metrics as metrics_module, optimizers, validation
+from .. import execution, losses, metrics as metrics_module, optimizers, validation
 from ..callbacks import Callback, CallbackList, History
 from ..callbacks.progress import ProgressLogger
 from ..errors import DataError
@@ -500,7 +500,7 @@ def _predict_arrays(net, x, batch_size, steps, out, hooks):
     with Loader(source) as loader:
         for step, (x_batch, _, _) in enumerate(loader.batches(keys)):
             hooks.call("on_predict_batch_begin", step, None)
-            outputs = net.forward(x_batch, training=False)
+            outputs = _inference_outputs(net, x_batch)
             hooks.call("on_predict_batch_end", step, {"outputs": outputs})
             batches = step + 1
             rows = len(outputs)
@@ -519,6 +519,20 @@ def _predict_arrays(net, x, batch_size, steps, out, hooks):
     if result is None:
         raise DataError(f"predict: {source.what} gave no batch")
     return (result if filled == len(result) else result[:filled]), batches
+
+
+def _inference_outputs(net, x_batch):
+    """``net.forward(x_batch, training=False)``, a slice of rows at a time when the batch is large
+    (:func:`modularcnn.execution.inference_rows`): faster, and less memory held."""
+    rows = execution.inference_rows(net, len(x_batch))
+    if rows >= len(x_batch):
+        return net.forward(x_batch, training=False)
+    first = net.forward(x_batch[:rows], training=False)
+    outputs = np.empty((len(x_batch), *first.shape[1:]), first.dtype)
+    outputs[:rows] = first
+    for start in range(rows, len(x_batch), rows):
+        outputs[start:start + rows] = net.forward(x_batch[start:start + rows], training=False)
+    return outputs
 
 
 def predict_classes(net, x, batch_size=None):
