@@ -348,8 +348,8 @@ def plan_for(net):
 
 
 #: ``predict`` runs a large batch through the network a slice of rows at a time, so that the widest
-#: layer output of a slice is about this size: it then stays in the core's caches from one layer to
-#: the next, and what the layers keep for a backward pass is a slice's, not the whole batch's.
+#: array a step writes for a slice is at most this size: it then stays in the core's caches from one
+#: step to the next, and what the layers keep for a backward pass is a slice's, not the whole batch's.
 #: Measured on the zoo's models with batches of 1,000 (medians of five, one process): the ResNet 460
 #: to 365 ms, the ``best`` preset 290 to 157 ms, the DCGAN 309 to 176 ms, the Conv1D net 69 to 47 ms,
 #: LeNet 70 to 63 ms; with 16 MiB most of that was lost again. Narrow networks (the MLP: 2 KB a
@@ -368,15 +368,22 @@ def inference_rows(net, rows):
     sample alone in inference, so the result is the same up to float rounding. (A fused conv + pool
     step never writes the convolution's whole output, so only the pooled one counts.)
     """
-    if not all(type(layer).__module__.startswith("modularcnn.") for layer in _walk(net.layers)):
+    if rows <= 1:                  # one image: answered at once (this runs in every predict call)
         return rows
-    widest = _per_sample_values(getattr(net, "input_shape", None))
-    for step in plan_for(net):
-        layers = step_layers(step)
-        widest = max(widest, _per_sample_values(layers[-1].output_shape))
-        widest = max([widest] + [_per_sample_values(inner.output_shape)
-                                 for layer in layers for inner in _walk(layer.sublayers)])
+    layers = list(_walk(net.layers))
+    if not all(type(layer).__module__.startswith("modularcnn.") for layer in layers):
+        return rows
     itemsize = np.dtype(getattr(net, "dtype", np.float32)).itemsize
+    entry = _per_sample_values(getattr(net, "input_shape", None))
+    widest = max([entry] + [_per_sample_values(layer.output_shape) for layer in layers])
+    if rows * widest * itemsize <= INFERENCE_SLICE_BYTES:    # even every layer's output fits
+        return rows
+    widest = entry
+    for step in plan_for(net):
+        inside = step_layers(step)
+        widest = max([widest, _per_sample_values(inside[-1].output_shape)]
+                     + [_per_sample_values(inner.output_shape)
+                        for layer in inside for inner in _walk(layer.sublayers)])
     most = max(1, INFERENCE_SLICE_BYTES // max(1, widest * itemsize))
     slices = -(-rows // most)
     return -(-rows // slices)   # slices of equal size: 1,000 rows by at most 891 go as 500 and 500

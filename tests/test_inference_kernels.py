@@ -88,7 +88,7 @@ def test_predict_goes_in_equal_slices_and_gives_the_whole_batch_outputs(monkeypa
     monkeypatch.setattr(execution, "INFERENCE_SLICE_BYTES", 2016 * 5)
     assert execution.inference_rows(net, 23) == 5          # 5 slices: 5, 5, 5, 5, 3
     assert execution.inference_rows(net, 11) == 4          # at most 5 a slice: 3 slices of 4, 4, 3
-    assert execution.inference_rows(net, 5) == 5
+    assert execution.inference_rows(net, 5) == 5 and execution.inference_rows(net, 1) == 1
     seen = []
     original = net.forward
     monkeypatch.setattr(net, "forward", lambda batch, training=False: (
