@@ -8,6 +8,9 @@ and answering on its stdout, one short line each; the arrays themselves live in 
   (network, loss, execution options, shared block); answered ``ready``;
 - ``step LO HI ROWS``: forward, loss and backward on rows ``LO:HI`` of a batch of ``ROWS``; answered
   ``done``, after any number of ``reduce N`` / ``reduced`` exchanges (a layer's whole-batch sums);
+- ``update LR ITERATIONS BUSY``: with a sharded update (:mod:`.strategies.sharded_update`), sum the
+  gradients of the busy workers (``BUSY``, comma-separated) over this worker's ranges and run the
+  optimizer step there at learning rate ``LR``; answered ``updated``;
 - ``plan``: answered ``plan [step kinds]``, the steps the worker's network runs;
 - ``exit``: the worker exits. An input that ends without it means the training process died.
 

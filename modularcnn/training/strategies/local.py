@@ -30,6 +30,7 @@ import numpy as np
 from ...errors import NonFiniteLossError
 from ..penalties import apply_constraints, optimizer_step
 from ..replica import replica_spec, unsupported_reason, weight_names
+from ..transport import WorkerError
 from .base import DataParallelStrategy, split_rows
 from .pool import block_layout, close_pool, pool_for
 from .sharded_update import share_state, sharded_update, unshare_state
@@ -155,8 +156,6 @@ class _Session:
         for worker in self.pool.workers:
             answer = worker.receive()
             if answer != "updated":
-                from ..transport import WorkerError  # noqa: PLC0415
-
                 raise WorkerError(f"expected 'updated' from worker {worker.index}, got {answer!r}")
         optimizer.iterations += 1
         apply_constraints(self.net, self.params)
@@ -169,8 +168,6 @@ class _Session:
             if all(answer == "done" for answer in answers):
                 return
             if len(set(answers)) != 1 or not answers[0].startswith("reduce "):
-                from ..transport import WorkerError  # noqa: PLC0415
-
                 raise WorkerError(f"the workers disagree in mid-step: {answers}")
             size = int(answers[0].split()[1])
             total = block["reduced"][:size]
