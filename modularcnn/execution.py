@@ -35,6 +35,7 @@ from .fast_steps import AveragePoolStep, BatchNormStep
 from .fusion import FUSED_STEPS, FusedStep, PlannedResidual, WinogradConv
 from .kernels.pooling import tiles_input
 from .layers.convolutional import Convolutional
+from .layers.base import all_layers
 from .layers.core import Activation
 from .layers.normalization import BatchNormalization
 from .layers.pooling import AveragePooling, MaxPooling
@@ -370,7 +371,7 @@ def inference_rows(net, rows):
     """
     if rows <= 1:                  # one image: answered at once (this runs in every predict call)
         return rows
-    layers = list(_walk(net.layers))
+    layers = list(all_layers(net.layers))
     if not all(type(layer).__module__.startswith("modularcnn.") for layer in layers):
         return rows
     itemsize = np.dtype(getattr(net, "dtype", np.float32)).itemsize
@@ -383,16 +384,10 @@ def inference_rows(net, rows):
         inside = step_layers(step)
         widest = max([widest, _per_sample_values(inside[-1].output_shape)]
                      + [_per_sample_values(inner.output_shape)
-                        for layer in inside for inner in _walk(layer.sublayers)])
+                        for layer in inside for inner in all_layers(layer.sublayers)])
     most = max(1, INFERENCE_SLICE_BYTES // max(1, widest * itemsize))
     slices = -(-rows // most)
     return -(-rows // slices)   # slices of equal size: 1,000 rows by at most 891 go as 500 and 500
-
-
-def _walk(layers):
-    for layer in layers:
-        yield layer
-        yield from _walk(layer.sublayers)
 
 
 def _per_sample_values(shape):

@@ -13,13 +13,8 @@ import numbers
 
 import numpy as np
 
+from .layers.base import all_layers
 from .version import __version__
-
-
-def _walk_layers(layers):
-    for layer in layers:
-        yield layer
-        yield from _walk_layers(layer.sublayers)
 
 
 def as_keras_result(logs):
@@ -110,7 +105,7 @@ class KerasModelMethods:
         if other.compiled and other.optimizer is not None:
             self.optimizer = other.optimizer
         self.rng.bit_generator.state = other.rng.bit_generator.state
-        for mine, theirs in zip(_walk_layers(self.layers), _walk_layers(other.layers)):
+        for mine, theirs in zip(all_layers(self.layers), all_layers(other.layers)):
             if mine.owns_generator and theirs.owns_generator:
                 mine.random.bit_generator.state = theirs.random.bit_generator.state
 

@@ -77,6 +77,14 @@ def inside_frozen():
     return _FROZEN.get()
 
 
+def all_layers(layers):
+    """Every layer of ``layers`` and, below each, its sublayers (residual blocks, nested models),
+    depth first."""
+    for layer in layers:
+        yield layer
+        yield from all_layers(layer.sublayers)
+
+
 def container_of(layer):
     """The network or block (a ``Net``, a ``Residual``) that holds ``layer``, or None."""
     ref = getattr(layer, "_container", None)

@@ -14,7 +14,7 @@ network with several outputs cannot be a layer (a layer makes one tensor).
 
 import numpy as np
 
-from .base import Layer, frozen_scope, register_layer
+from .base import Layer, all_layers, frozen_scope, register_layer
 from .stack import NamedArrays
 
 
@@ -112,7 +112,7 @@ class NestedModel(Layer):
 
     @property
     def samples_independent(self):
-        return all(layer.samples_independent for layer in _all_layers(self.sublayers))
+        return all(layer.samples_independent for layer in all_layers(self.sublayers))
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -164,8 +164,3 @@ class NestedModel(Layer):
     def __repr__(self):
         return f"<NestedModel name={self.name!r} model={self.model!r}>"
 
-
-def _all_layers(layers):
-    for layer in layers:
-        yield layer
-        yield from _all_layers(layer.sublayers)

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from ..errors import NonFiniteLossError
+from ..layers.base import all_layers
 
 
 def step_problem(loss, grads):
@@ -127,8 +128,6 @@ class StateSnapshot:
     already moved them. Small arrays, ``(F,)`` per batch normalization, taken for one step only."""
 
     def __init__(self, net):
-        from .replica import all_layers  # noqa: PLC0415 - replica imports the network lazily too
-
         self.saved = [(layer, key, np.array(layer.params[key]))
                       for layer in all_layers(net.layers) if not layer.sublayers
                       for key in layer.non_trainable_params if key in layer.params]

@@ -20,14 +20,7 @@ import sys
 import numpy as np
 
 from .. import execution, losses
-from ..layers.base import get_layer_class
-
-
-def all_layers(layers):
-    """Every layer of ``layers`` and, below each, its sublayers (residual blocks), depth first."""
-    for layer in layers:
-        yield layer
-        yield from all_layers(layer.sublayers)
+from ..layers.base import all_layers, get_layer_class
 
 
 def weight_names(net):

@@ -53,10 +53,11 @@ import traceback
 
 import numpy as np
 
+from ...layers.base import all_layers
 from ...layers.batch_statistics import ONE_PROCESS, BatchReducer
 from .. import interrupt
 from ..penalties import optimizer_step
-from ..replica import all_layers, replica_spec, unsupported_reason
+from ..replica import replica_spec, unsupported_reason
 from .base import DataParallelStrategy, install_batch_reducer, split_rows
 from .local import _Session
 from .pool import block_layout, close_pool, pool_for
