@@ -174,9 +174,7 @@ class Optimizer(Configurable):
         grads = self._clip_gradients(grads)
         lr = self.current_learning_rate
         for key, param in params.items():
-            if self.weight_decay:
-                param *= 1 - lr * self.weight_decay
-            self._update(key, param, grads[key], lr)
+            self._decay_and_update(key, param, grads[key], lr)
         self.iterations += 1
 
     def update_ranges(self, params, grads, ranges, lr):
@@ -191,9 +189,13 @@ class Optimizer(Configurable):
             if stop - start != param.size:   # part of the array: its own scratch, the same state
                 key = ParameterRange(key, start, stop)
                 param, grad = param.reshape(-1)[start:stop], grad.reshape(-1)[start:stop]
-            if self.weight_decay:
-                param *= 1 - lr * self.weight_decay
-            self._update(key, param, grad, lr)
+            self._decay_and_update(key, param, grad, lr)
+
+    def _decay_and_update(self, key, param, grad, lr):
+        """Decoupled weight decay, then the subclass's update: one array's (or range's) step."""
+        if self.weight_decay:
+            param *= 1 - lr * self.weight_decay
+        self._update(key, param, grad, lr)
 
     def build(self, params):
         """Create the (zero) state for ``params`` now instead of on the first ``apply``.
