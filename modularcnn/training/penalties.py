@@ -32,7 +32,7 @@ def parameter_owners(layers):
     return owners
 
 
-def _regularized(net, params):
+def regularized_parameters(net, params):
     """``[(key, regularizer)]`` of the parameters in ``params`` that have one."""
     found = []
     for key, (layer, inner) in parameter_owners(net.layers).items():
@@ -45,13 +45,14 @@ def _regularized(net, params):
 def weight_penalty(net, params=None):
     """The sum of the weight regularizers' penalties at the current weights (0.0 without any)."""
     params = net.trainable_params() if params is None else params
-    return float(sum(regularizer(params[key]) for key, regularizer in _regularized(net, params)))
+    return float(sum(regularizer(params[key])
+                     for key, regularizer in regularized_parameters(net, params)))
 
 
 def with_penalty_gradients(net, params, grads):
     """``grads`` with every regularized weight's penalty gradient added (new arrays for those keys:
     the given gradients, a worker's or a layer's, are left as they are)."""
-    regularized = _regularized(net, params)
+    regularized = regularized_parameters(net, params)
     if not regularized:
         return grads
     grads = dict(grads)

@@ -102,6 +102,16 @@ def install_batch_reducer(net, reducer):
         layer.batch_reducer = reducer
 
 
+def sum_in_order(parts, out):
+    """``parts[0] + parts[1] + ...`` (two or more arrays), added in that order into ``out`` (which may
+    be ``parts[0]`` itself). The order is fixed so that every run, and every worker summing its own
+    range (:mod:`.sharded_update`), gives the same float sums."""
+    np.add(parts[0], parts[1], out=out)
+    for more in parts[2:]:
+        out += more
+    return out
+
+
 class DataParallelStrategy(Strategy):
     """Each participant computes the gradients of its piece of the batch; they are summed before the
     optimizer step. Subclasses say where participants run and how sums travel."""
@@ -120,9 +130,7 @@ class DataParallelStrategy(Strategy):
         if len(partials) == 1:
             return partials[0]
         for key, total in out.items():
-            np.add(partials[0][key], partials[1][key], out=total)
-            for more in partials[2:]:
-                total += more[key]
+            sum_in_order([partial[key] for partial in partials], total)
         return out
 
     def __repr__(self):

@@ -26,7 +26,8 @@ hyperparameters are read when the fit starts.
 
 from ... import optimizers
 from ...parameter_shards import share_out
-from ..penalties import _regularized
+from ..penalties import regularized_parameters
+from .base import sum_in_order
 
 
 def sharded_update(net, workers):
@@ -36,7 +37,7 @@ def sharded_update(net, workers):
     optimizer, params = net.optimizer, net.trainable_params()
     own_class = type(optimizer).__module__ == optimizers.__name__
     clipping = (optimizer.clipvalue, optimizer.clipnorm, optimizer.global_clipnorm) != (None,) * 3
-    if (not own_class or not optimizer.elementwise or clipping or _regularized(net, params)
+    if (not own_class or not optimizer.elementwise or clipping or regularized_parameters(net, params)
             or not all(param.flags.c_contiguous for param in params.values())):
         return None
     shares = share_out({key: param.size for key, param in params.items()}, workers)
@@ -89,10 +90,10 @@ class WorkerUpdate:
     def __call__(self, lr, iterations, busy):
         """Sum the ``busy`` workers' gradients over this share (into the first one's arrays, which
         are written afresh next step) and update the share at step ``iterations`` with ``lr``."""
-        first, others = self.grads[busy[0]], [self.grads[k] for k in busy[1:]]
-        for key, start, stop in self.share:
-            total = first[key].reshape(-1)[start:stop]
-            for other in others:
-                total += other[key].reshape(-1)[start:stop]
+        grads = [self.grads[k] for k in busy]
+        if len(grads) > 1:   # the same order as the training process's sum_gradients
+            for key, start, stop in self.share:
+                parts = [grad[key].reshape(-1)[start:stop] for grad in grads]
+                sum_in_order(parts, parts[0])
         self.optimizer.iterations = iterations
-        self.optimizer.update_ranges(self.params, first, self.share, lr)
+        self.optimizer.update_ranges(self.params, grads[0], self.share, lr)
