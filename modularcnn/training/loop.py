@@ -527,10 +527,8 @@ def _inference_outputs(net, x_batch):
     rows = execution.inference_rows(net, len(x_batch))
     if rows >= len(x_batch):
         return net.forward(x_batch, training=False)
-    first = net.forward(x_batch[:rows], training=False)
-    outputs = np.empty((len(x_batch), *first.shape[1:]), first.dtype)
-    outputs[:rows] = first
-    for start in range(rows, len(x_batch), rows):
+    outputs = np.empty((len(x_batch), *net.output_shape), net.dtype)   # as predict's result
+    for start in range(0, len(x_batch), rows):
         outputs[start:start + rows] = net.forward(x_batch[start:start + rows], training=False)
     return outputs
 
